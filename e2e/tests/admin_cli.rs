@@ -1,0 +1,126 @@
+//! The `im-admin` command, as an operator runs it, against DynamoDB Local.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use im_shared::secret::Secret;
+use im_shared::store::{DynamoStore, Store};
+
+fn admin(table: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(bin("im-admin"))
+        .args(["--table", table])
+        .args(args)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", env("IM_TEST_DDB_ENDPOINT"))
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_REGION", "us-east-1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("im-admin is built by make test");
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(input) = stdin {
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test]
+async fn operator_workflow_never_shows_a_key() {
+    let table = unique("admin-cli");
+    let (k1, k2) = (test_key(), test_key());
+    let mut everything = String::new();
+    let mut run = |args: &[&str], stdin: Option<&str>, ok: bool| {
+        let out = admin(&table, args, stdin);
+        assert_eq!(
+            out.status.success(),
+            ok,
+            "im-admin {args:?}: {}",
+            text(&out)
+        );
+        everything.push_str(&text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    assert!(run(&["table", "create"], None, true).contains("created"));
+    assert!(run(&["table", "create"], None, true).contains("already exists"));
+
+    run(&["app", "add", "app-one"], Some(&format!("{k1}\n")), true);
+    run(&["app", "add", "app-one"], Some(&k2), false); // exists
+    run(&["app", "add", "bad:id"], Some(&k2), false);
+    run(&["app", "add", "app-empty"], Some(""), false);
+    run(&["app", "add", "app-two", "--key", &k2], None, false); // no such flag: never on argv
+
+    let key_file = std::env::temp_dir().join(unique("key"));
+    std::fs::write(&key_file, format!("{k2}\n")).unwrap();
+    run(
+        &[
+            "app",
+            "add",
+            "app-two",
+            "--key-file",
+            key_file.to_str().unwrap(),
+        ],
+        None,
+        true,
+    );
+
+    let store = DynamoStore::new(ddb().await, table.clone());
+    assert_eq!(
+        store.master_key("app-one").await.unwrap(),
+        Some(Secret::new(k1.clone()))
+    );
+    assert_eq!(
+        store.master_key("app-two").await.unwrap(),
+        Some(Secret::new(k2.clone()))
+    );
+
+    assert_eq!(run(&["app", "list"], None, true), "app-one\napp-two\n");
+
+    run(
+        &[
+            "app",
+            "rotate",
+            "app-one",
+            "--key-file",
+            key_file.to_str().unwrap(),
+        ],
+        None,
+        true,
+    );
+    assert_eq!(
+        store.master_key("app-one").await.unwrap(),
+        Some(Secret::new(k2.clone()))
+    );
+    run(&["app", "rotate", "no-such-app"], Some(&k1), false);
+
+    run(&["app", "remove", "app-two"], None, true);
+    run(&["app", "remove", "app-two"], None, false);
+    assert_eq!(run(&["app", "list"], None, true), "app-one\n");
+    std::fs::remove_file(key_file).unwrap();
+
+    assert!(
+        !everything.contains(&k1) && !everything.contains(&k2),
+        "a key was printed"
+    );
+    // The command needs a table name.
+    let out = Command::new(bin("im-admin"))
+        .args(["app", "list"])
+        .env_remove("TABLE_NAME")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

@@ -1,0 +1,133 @@
+//! Shared by the e2e tests. They talk to real services that `make test` starts
+//! (scripts/test.sh): DynamoDB Local, the local server and the Lambda emulator, whose
+//! addresses arrive in `IM_TEST_*` variables.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::Client;
+use im_shared::store::DynamoStore;
+use rand::distr::{Alphanumeric, SampleString};
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run these tests with `make test`, which starts the services they use")
+    })
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A workspace binary (built by `make test` before the tests run).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .join(name)
+}
+
+pub fn random(len: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), len)
+}
+
+/// Every master key the suite uses starts with `mk-test-`, so that `make test` can
+/// look for any of them in the services' logs afterwards.
+pub fn test_key() -> String {
+    format!("mk-test-{}", random(24))
+}
+
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{nanos}-{}", random(6).to_lowercase())
+}
+
+pub async fn ddb() -> Client {
+    DynamoStore::local_client(&env("IM_TEST_DDB_ENDPOINT")).await
+}
+
+/// A new, empty table created from template.yaml's definition.
+pub async fn fresh_store(prefix: &str) -> DynamoStore {
+    let client = ddb().await;
+    let name = unique(prefix);
+    assert!(im_admin::table::ensure_table(&client, &name).await.unwrap());
+    DynamoStore::new(client, name)
+}
+
+/// HMAC-SHA1 computed by Python's standard library: an implementation independent of
+/// ours. Key and message go through stdin, not the command line.
+pub fn python_hmac_sha1(key: &str, message: &str) -> String {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import hmac,hashlib,json,sys; d=json.load(sys.stdin); \
+             print(hmac.new(d['k'].encode(), d['m'].encode(), hashlib.sha1).hexdigest())",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let input = serde_json::json!({"k": key, "m": message}).to_string();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Rebuilds the signed message from a signature response, per the protocol notes, and
+/// checks the signature against Python's HMAC. Also checks the field formats.
+pub fn verify_signature_response(body: &serde_json::Value, key: &str) {
+    let field = |name: &str| -> String {
+        body[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} missing or not a string in {body}"))
+            .to_owned()
+    };
+    let (app, client, ts, nonce) = (
+        field("app_id"),
+        field("client_id"),
+        field("timestamp"),
+        field("nonce"),
+    );
+    let message = match body.get("action").and_then(|a| a.as_str()) {
+        None if body.get("sorted_member_ids").is_none() => format!("{app}:{client}::{ts}:{nonce}"),
+        None => format!("{app}:{client}:{}:{ts}:{nonce}", field("sorted_member_ids")),
+        Some(action) => format!(
+            "{app}:{client}:{}:{}:{ts}:{nonce}:{action}",
+            field("conversion_id"),
+            field("sorted_member_ids")
+        ),
+    };
+    assert_eq!(
+        field("signature"),
+        python_hmac_sha1(key, &message),
+        "message {message:?}"
+    );
+    // Timestamp: integer seconds, now.
+    let ts: u64 = ts
+        .parse()
+        .unwrap_or_else(|_| panic!("timestamp {ts:?} is not an integer"));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        ts.abs_diff(now) < 120,
+        "timestamp {ts} is not now ({now}) in seconds"
+    );
+    assert_eq!(nonce.len(), 8);
+    assert!(nonce.bytes().all(|b| b.is_ascii_alphanumeric()));
+}

@@ -1,0 +1,549 @@
+//! Every route over HTTP against the local server (`im-local`), happy paths and bad
+//! input. Signatures are checked against Python's HMAC.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use im_shared::secret::Secret;
+use im_shared::store::DynamoStore;
+use reqwest::{Client, Method, Response, StatusCode};
+use serde_json::{json, Value};
+
+struct Api {
+    http: Client,
+    base: String,
+    store: DynamoStore,
+    app: String,
+    key: String,
+}
+
+/// A client of the local server, with a new app registered in its table.
+async fn api() -> Api {
+    let store = DynamoStore::new(ddb().await, env("IM_TEST_LOCAL_TABLE"));
+    let app = unique("http-app");
+    let key = test_key();
+    store
+        .create_app(&app, &Secret::new(key.clone()))
+        .await
+        .unwrap();
+    Api {
+        http: Client::new(),
+        base: env("IM_TEST_HTTP_URL"),
+        store,
+        app,
+        key,
+    }
+}
+
+impl Api {
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Response {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn raw(&self, method: Method, path: &str, content_type: &str, body: &str) -> Response {
+        self.http
+            .request(method, format!("{}{}", self.base, path))
+            .header("content-type", content_type)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        self.send(Method::GET, path, None).await
+    }
+
+    async fn create(&self, name: &str, members: &str) -> u64 {
+        let r = self
+            .send(
+                Method::POST,
+                "/im/group",
+                Some(json!({"group_name": name, "member_client_ids": members})),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()["group_id"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+/// Asserts the error status and the one JSON error shape, and returns `msg`.
+async fn error(resp: Response, status: u16, request: &str) -> String {
+    assert_eq!(resp.status().as_u16(), status, "for {request}");
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let body: Value = resp.json().await.unwrap();
+    let obj = body.as_object().unwrap();
+    assert_eq!(obj.len(), 3, "{body}");
+    assert!(body["code"].as_u64().unwrap() >= 1000, "{body}");
+    assert_eq!(body["request"], request, "{body}");
+    body["msg"].as_str().unwrap().to_owned()
+}
+
+async fn ok_json(resp: Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    resp.json().await.unwrap()
+}
+
+// --- signatures --------------------------------------------------------------------
+
+#[tokio::test]
+async fn login_signature_verifies_and_is_not_cacheable() {
+    let api = api().await;
+    let resp = api
+        .get(&format!("/signature/login/{}/alice", api.app))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["app_id"], api.app.as_str());
+    assert_eq!(body["client_id"], "alice");
+    assert!(body.get("sorted_member_ids").is_none());
+    assert_eq!(body.as_object().unwrap().len(), 5);
+    verify_signature_response(&body, &api.key);
+    // A fresh nonce every time.
+    let again: Value = api
+        .get(&format!("/signature/login/{}/alice", api.app))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(body["nonce"], again["nonce"]);
+}
+
+#[tokio::test]
+async fn path_segments_are_signed_after_url_decoding() {
+    let api = api().await;
+    let body = ok_json(
+        api.get(&format!("/signature/login/{}/al%20ice%E4%B8%AD+x", api.app))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(body["client_id"], "al ice中+x");
+    verify_signature_response(&body, &api.key);
+}
+
+#[tokio::test]
+async fn conversation_signature_both_spellings_sorted_and_deduplicated() {
+    let api = api().await;
+    for spelling in ["conversion", "conversation"] {
+        let body = ok_json(
+            api.get(&format!(
+                "/signature/{spelling}/{}/alice/u9:u10:Bob:u9",
+                api.app
+            ))
+            .await,
+            200,
+        )
+        .await;
+        assert_eq!(body["sorted_member_ids"], "Bob:u10:u9");
+        assert!(body.get("action").is_none());
+        verify_signature_response(&body, &api.key);
+    }
+}
+
+#[tokio::test]
+async fn invite_kick_and_join_signatures() {
+    let api = api().await;
+    for action in ["invite", "kick"] {
+        let body = ok_json(
+            api.get(&format!(
+                "/signature/{action}/{}/alice/conv-7/carol:bob",
+                api.app
+            ))
+            .await,
+            200,
+        )
+        .await;
+        assert_eq!(body["action"], action);
+        assert_eq!(body["conversion_id"], "conv-7");
+        assert_eq!(body["sorted_member_ids"], "bob:carol");
+        assert_eq!(body.as_object().unwrap().len(), 8);
+        verify_signature_response(&body, &api.key);
+    }
+    // A join: no member segment, with or without the trailing slash.
+    for path in [
+        "/signature/invite/{app}/alice/conv-7",
+        "/signature/invite/{app}/alice/conv-7/",
+    ] {
+        let body = ok_json(api.get(&path.replace("{app}", &api.app)).await, 200).await;
+        assert_eq!(body["sorted_member_ids"], "");
+        verify_signature_response(&body, &api.key);
+    }
+}
+
+#[tokio::test]
+async fn unknown_app_is_404() {
+    let api = api().await;
+    let msg = error(
+        api.get("/signature/login/no-such-app/alice").await,
+        404,
+        "GET /signature/login/no-such-app/alice",
+    )
+    .await;
+    assert!(msg.contains("app"), "{msg}");
+}
+
+#[tokio::test]
+async fn bad_signature_input_is_400() {
+    let api = api().await;
+    let a = &api.app;
+    let long = "x".repeat(65);
+    let ok64 = "y".repeat(64);
+    let many: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
+    let cases = [
+        format!("/signature/login/{a}/{long}"),
+        format!("/signature/login/{long}/alice"),
+        format!("/signature/login/{a}/al%3Aice"),
+        format!("/signature/login/{a}/al%07ice"),
+        format!("/signature/login/{a}/al%0Aice"),
+        format!("/signature/login/{a}/%FF%FE"),
+        format!("/signature/conversion/{a}/alice/bob::carol"),
+        format!("/signature/conversion/{a}/alice/bob:"),
+        format!("/signature/conversion/{a}/alice/{}", many.join(":")),
+        format!("/signature/conversion/{a}/alice/bob:{long}"),
+        format!("/signature/invite/{a}/alice/{long}/bob"),
+        format!("/signature/kick/{a}/alice/conv%3A1/bob"),
+    ];
+    for path in cases {
+        error(api.get(&path).await, 400, &format!("GET {path}")).await;
+    }
+    // The limits' edges are accepted.
+    ok_json(api.get(&format!("/signature/login/{a}/{ok64}")).await, 200).await;
+    ok_json(
+        api.get(&format!(
+            "/signature/conversion/{a}/alice/{}",
+            many[..100].join(":")
+        ))
+        .await,
+        200,
+    )
+    .await;
+}
+
+// --- groups ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn create_group_json_and_form() {
+    let api = api().await;
+    let body = ok_json(
+        api.send(
+            Method::POST,
+            "/im/group",
+            Some(json!({"group_name": "666", "member_client_ids": "o12:u232:p23"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = body["group_id"]
+        .as_u64()
+        .expect("group_id is a JSON integer");
+    assert_eq!(body["group_name"], "666");
+    assert_eq!(body["member_client_ids"], "o12:p23:u232");
+    assert_eq!(
+        api.store.group_members(id).await.unwrap(),
+        ["o12", "p23", "u232"]
+    );
+
+    let body = ok_json(
+        api.raw(
+            Method::POST,
+            "/im/group",
+            "application/x-www-form-urlencoded",
+            "group_name=%E7%BE%A4&member_client_ids=b%3Aa",
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(body["group_name"], "群");
+    assert_eq!(body["member_client_ids"], "a:b");
+    assert!(
+        body["group_id"].as_u64().unwrap() > id,
+        "ids grow and are never reused"
+    );
+
+    let body = ok_json(
+        api.send(
+            Method::POST,
+            "/im/group",
+            Some(json!({"group_name": "arr", "member_client_ids": ["z", "y"]})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(body["member_client_ids"], "y:z");
+}
+
+#[tokio::test]
+async fn rename_add_remove_delete() {
+    let api = api().await;
+    let id = api.create("team", "alice:bob").await;
+    let g = format!("/im/group/{id}");
+
+    let body = ok_json(
+        api.send(Method::PUT, &g, Some(json!({"group_name": "g123"})))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(body, json!({"group_name": "g123"}));
+    assert_eq!(
+        api.store.group_name(id).await.unwrap().as_deref(),
+        Some("g123")
+    );
+
+    let member = format!("{g}/member");
+    let body = ok_json(
+        api.raw(
+            Method::POST,
+            &member,
+            "application/x-www-form-urlencoded",
+            &format!("member_client_ids=775%3A667&group_id={id}"),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(
+        body,
+        json!({"group_id": id, "member_client_ids": "667:775"})
+    );
+    // Already members: not an error.
+    ok_json(
+        api.send(
+            Method::POST,
+            &member,
+            Some(json!({"member_client_ids": "alice:667", "group_id": id})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(
+        api.store.group_members(id).await.unwrap(),
+        ["667", "775", "alice", "bob"]
+    );
+
+    // Remove with a body, then with the query string.
+    let r = api
+        .send(
+            Method::DELETE,
+            &member,
+            Some(json!({"member_client_ids": ["667"]})),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = api
+        .send(
+            Method::DELETE,
+            &format!("{member}?member_client_ids=775%3Abob"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(api.store.group_members(id).await.unwrap(), ["alice"]);
+
+    let r = api.send(Method::DELETE, &g, None).await;
+    assert_eq!(r.status(), 204);
+    assert!(r.text().await.unwrap().is_empty());
+    // Gone from every group route.
+    error(
+        api.send(Method::DELETE, &g, None).await,
+        404,
+        &format!("DELETE {g}"),
+    )
+    .await;
+    error(
+        api.send(Method::PUT, &g, Some(json!({"group_name": "x"})))
+            .await,
+        404,
+        &format!("PUT {g}"),
+    )
+    .await;
+    error(
+        api.send(
+            Method::POST,
+            &member,
+            Some(json!({"member_client_ids": "x"})),
+        )
+        .await,
+        404,
+        &format!("POST {member}"),
+    )
+    .await;
+    error(
+        api.send(
+            Method::DELETE,
+            &member,
+            Some(json!({"member_client_ids": "alice"})),
+        )
+        .await,
+        404,
+        &format!("DELETE {member}"),
+    )
+    .await;
+    assert!(api.store.group_members(id).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_group_is_404_on_every_group_route() {
+    let api = api().await;
+    let g = "/im/group/987654321";
+    error(
+        api.send(Method::PUT, g, Some(json!({"group_name": "x"})))
+            .await,
+        404,
+        &format!("PUT {g}"),
+    )
+    .await;
+    error(
+        api.send(Method::DELETE, g, None).await,
+        404,
+        &format!("DELETE {g}"),
+    )
+    .await;
+    let m = format!("{g}/member");
+    error(
+        api.send(Method::POST, &m, Some(json!({"member_client_ids": "x"})))
+            .await,
+        404,
+        &format!("POST {m}"),
+    )
+    .await;
+    error(
+        api.send(Method::DELETE, &m, Some(json!({"member_client_ids": "x"})))
+            .await,
+        404,
+        &format!("DELETE {m}"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_group_input() {
+    let api = api().await;
+    let id = api.create("t", "a").await;
+    let g = format!("/im/group/{id}");
+    let m = format!("{g}/member");
+    let too_many: Vec<String> = (0..100).map(|i| format!("u{i}")).collect();
+    let cases: Vec<(Method, String, &str, String, u16)> = vec![
+        // 400: values
+        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": ""}).to_string(), 400),
+        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "   "}).to_string(), 400),
+        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "x".repeat(129)}).to_string(), 400),
+        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "a\u{1}b"}).to_string(), 400),
+        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "g", "member_client_ids": "a:b:c:d".replace('d', &"d".repeat(65))}).to_string(), 400),
+        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "g", "member_client_ids": too_many.join(":")}).to_string(), 400),
+        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "g", "member_client_ids": ["a:b"]}).to_string(), 400),
+        (Method::POST, "/im/group".into(), "application/json", "{not json".into(), 400),
+        (Method::POST, m.clone(), "application/json", json!({"member_client_ids": ""}).to_string(), 400),
+        (Method::POST, m.clone(), "application/json", json!({"member_client_ids": "a::b"}).to_string(), 400),
+        (Method::POST, m.clone(), "application/json", json!({"member_client_ids": "a", "group_id": id + 1}).to_string(), 400),
+        (Method::PUT, "/im/group/abc".into(), "application/json", json!({"group_name": "x"}).to_string(), 400),
+        (Method::PUT, "/im/group/0".into(), "application/json", json!({"group_name": "x"}).to_string(), 400),
+        (Method::DELETE, "/im/group/-1".into(), "application/json", String::new(), 400),
+        (Method::DELETE, m.clone(), "application/json", String::new(), 422),
+        // 415, 422
+        (Method::POST, "/im/group".into(), "text/plain", "group_name=x".into(), 415),
+        (Method::PUT, g.clone(), "application/xml", "<x/>".into(), 415),
+        (Method::POST, "/im/group".into(), "application/json", json!({"name": "x"}).to_string(), 422),
+        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": 5}).to_string(), 422),
+        (Method::POST, "/im/group".into(), "application/json", json!(["g"]).to_string(), 422),
+        (Method::POST, m.clone(), "application/json", json!({"member_client_ids": 3}).to_string(), 422),
+        (Method::POST, m.clone(), "application/x-www-form-urlencoded", "members=a".into(), 422),
+        // 413
+        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "x".repeat(17 * 1024)}).to_string(), 413),
+    ];
+    for (method, path, ct, body, status) in cases {
+        let request = format!("{method} {path}");
+        let resp = api.raw(method, &path, ct, &body).await;
+        error(resp, status, &request).await;
+    }
+    // None of it changed the group.
+    assert_eq!(api.store.group_members(id).await.unwrap(), ["a"]);
+    assert_eq!(
+        api.store.group_name(id).await.unwrap().as_deref(),
+        Some("t")
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods() {
+    let api = api().await;
+    error(api.get("/nope").await, 404, "GET /nope").await;
+    error(
+        api.get("/signature/login/a").await,
+        404,
+        "GET /signature/login/a",
+    )
+    .await;
+    error(
+        api.send(Method::PATCH, "/im/group/1", None).await,
+        405,
+        "PATCH /im/group/1",
+    )
+    .await;
+    error(api.get("/im/group").await, 405, "GET /im/group").await;
+    error(
+        api.send(Method::POST, "/signature/login/a/b", None).await,
+        405,
+        "POST /signature/login/a/b",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_member_requests_on_one_group_lose_nothing() {
+    let api = Arc::new(api().await);
+    let leaving: Vec<String> = (0..20).map(|i| format!("leave{i:02}")).collect();
+    let id = api.create("busy", &leaving.join(":")).await;
+    let member = format!("/im/group/{id}/member");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (api, member) = (api.clone(), member.clone());
+        tasks.push(tokio::spawn(async move {
+            api.send(
+                Method::POST,
+                &member,
+                Some(json!({"member_client_ids": format!("join{i:02}")})),
+            )
+            .await
+            .status()
+        }));
+    }
+    for who in leaving {
+        let (api, member) = (api.clone(), member.clone());
+        tasks.push(tokio::spawn(async move {
+            api.send(
+                Method::DELETE,
+                &format!("{member}?member_client_ids={who}"),
+                None,
+            )
+            .await
+            .status()
+        }));
+    }
+    for t in futures::future::join_all(tasks).await {
+        let status = t.unwrap();
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::NO_CONTENT,
+            "{status}"
+        );
+    }
+    let expected: Vec<String> = (0..20).map(|i| format!("join{i:02}")).collect();
+    assert_eq!(api.store.group_members(id).await.unwrap(), expected);
+}

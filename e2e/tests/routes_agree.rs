@@ -1,0 +1,166 @@
+//! The route list in `shared/src/routes.rs` is the one source: `template.yaml`, the
+//! function crates, the `events/` files and the local server must all agree with it.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use im_shared::routes::{Function, ROUTES};
+use serde_yaml_ng::Value;
+
+type RouteSet = BTreeSet<(String, String, String)>;
+
+fn listed() -> RouteSet {
+    ROUTES
+        .iter()
+        .map(|r| {
+            (
+                r.method.to_owned(),
+                r.path.to_owned(),
+                r.function.name().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn template() -> Value {
+    serde_yaml_ng::from_str(&std::fs::read_to_string(repo_root().join("template.yaml")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn template_maps_exactly_the_listed_routes_one_function_each() {
+    let t = template();
+    let mut routes = RouteSet::new();
+    let mut functions = BTreeSet::new();
+    for (_, res) in t["Resources"].as_mapping().unwrap() {
+        if res["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        let binary = res["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(res["Metadata"]["BuildMethod"], "rust-cargolambda");
+        assert_eq!(
+            res["Properties"]["CodeUri"].as_str().unwrap(),
+            format!("functions/{binary}")
+        );
+        assert!(functions.insert(binary.clone()), "{binary} defined twice");
+        for (_, ev) in res["Properties"]["Events"].as_mapping().unwrap() {
+            assert_eq!(ev["Type"], "HttpApi");
+            routes.insert((
+                ev["Properties"]["Method"].as_str().unwrap().to_owned(),
+                ev["Properties"]["Path"].as_str().unwrap().to_owned(),
+                binary.clone(),
+            ));
+        }
+        // Least privilege: the functions' policies name only the table.
+        for policy in res["Properties"]["Policies"].as_sequence().unwrap() {
+            for st in policy["Statement"].as_sequence().unwrap() {
+                let resource = serde_yaml_ng::to_string(&st["Resource"]).unwrap();
+                assert!(resource.contains("Table.Arn"), "{binary}: {resource}");
+                for action in st["Action"].as_sequence().unwrap() {
+                    let a = action.as_str().unwrap();
+                    assert!(
+                        a.starts_with("dynamodb:") && !a.contains('*'),
+                        "{binary}: {a}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(routes, listed());
+    let all: BTreeSet<String> = Function::ALL.iter().map(|f| f.name().to_owned()).collect();
+    assert_eq!(functions, all);
+    assert_eq!(functions.len(), 9);
+    let g = &t["Globals"]["Function"];
+    assert_eq!(g["Runtime"], "provided.al2023");
+    assert_eq!(g["Architectures"][0], "arm64");
+}
+
+#[test]
+fn function_crates_are_the_listed_functions() {
+    let mut crates = BTreeSet::new();
+    for entry in std::fs::read_dir(repo_root().join("functions")).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains(&format!("name = \"{name}\"")),
+            "{name}: package name differs from its folder"
+        );
+        let main = std::fs::read_to_string(dir.join("src/main.rs")).unwrap();
+        assert!(
+            main.contains("im_shared::lambda::run(env!(\"CARGO_PKG_NAME\"))"),
+            "{name}: main.rs is not the thin entry point"
+        );
+        assert!(
+            Function::from_name(&name).is_some(),
+            "{name} is not in the route list"
+        );
+        crates.insert(name);
+    }
+    assert_eq!(crates.len(), Function::ALL.len());
+}
+
+#[test]
+fn one_event_file_per_route_and_no_other() {
+    let mut files = BTreeSet::new();
+    for entry in std::fs::read_dir(repo_root().join("events")).unwrap() {
+        let path = entry.unwrap().path();
+        let event: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            event["version"],
+            "2.0",
+            "{}: not an HTTP API payload 2.0 event",
+            path.display()
+        );
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let route = ROUTES
+            .iter()
+            .find(|r| r.event == stem)
+            .unwrap_or_else(|| panic!("{stem}.json matches no route"));
+        assert_eq!(
+            event["routeKey"],
+            format!("{} {}", route.method, route.path)
+        );
+        assert_eq!(event["requestContext"]["http"]["method"], route.method);
+        assert_eq!(event["rawPath"], event["requestContext"]["http"]["path"]);
+        let segments = |p: &str| p.split('/').count();
+        assert_eq!(
+            segments(event["rawPath"].as_str().unwrap()),
+            segments(route.path),
+            "{stem}"
+        );
+        files.insert(stem);
+    }
+    assert_eq!(files.len(), ROUTES.len());
+}
+
+#[tokio::test]
+async fn the_local_server_serves_every_listed_route() {
+    let base = env("IM_TEST_HTTP_URL");
+    let http = reqwest::Client::new();
+    for route in ROUTES {
+        let path = route
+            .path
+            .replace("{group_id}", "999999999")
+            .replace("{sorted_member_ids}", "a:b")
+            .replace(['{', '}'], "");
+        let method = reqwest::Method::from_bytes(route.method.as_bytes()).unwrap();
+        let resp = http
+            .request(method, format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        // Routed: whatever the handler answers, it is not the router's 404 or 405.
+        assert_ne!(status, 405, "{} {path}", route.method);
+        assert_ne!(body["msg"], "route_not_found", "{} {path}", route.method);
+        assert!(status < 500, "{} {path}: {status}", route.method);
+    }
+}

@@ -1,0 +1,161 @@
+//! `im-local` (what `make run` starts): every route of the service in one process on
+//! 127.0.0.1, backed by DynamoDB Local, which it starts and stops itself.
+//!
+//! Settings (environment): `PORT` (3000; 0 picks a free one), `DYNAMODB_PORT` (8000; 0
+//! picks a free one), `TABLE_NAME` (im-local), `IM_DEV_APP_ID` (dev-app),
+//! `IM_DEV_MASTER_KEY` (generated and kept in `.local/dev-master-key` when unset),
+//! `IM_LOCAL_DIR` (.local: data, key and DynamoDB Local's log), `IM_LOCAL_IN_MEMORY=1`
+//! (keep no data), `DYNAMODB_LOCAL_HOME` (the folder of DynamoDBLocal.jar), and
+//! `AWS_ENDPOINT_URL_DYNAMODB` to use a DynamoDB that is already running instead.
+//! Every setting of the functions (`IM_*` limits, `IM_TIMESTAMP_UNIT`) applies too.
+
+mod dynamodb_local;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use im_shared::api::{router, AppState};
+use im_shared::config::Config;
+use im_shared::routes::Function;
+use im_shared::store::{DynamoStore, StoreError};
+use rand::distr::{Alphanumeric, SampleString};
+
+use dynamodb_local::DynamoDbLocal;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn port(name: &str, default: &str) -> Result<u16> {
+    env_or(name, default)
+        .parse()
+        .with_context(|| format!("{name} must be a port number"))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    im_shared::telemetry::init();
+    let state_dir = PathBuf::from(env_or("IM_LOCAL_DIR", ".local"));
+    std::fs::create_dir_all(&state_dir)?;
+    let table = env_or("TABLE_NAME", "im-local");
+    let app_id = env_or("IM_DEV_APP_ID", "dev-app");
+    im_shared::ids::check_id("IM_DEV_APP_ID", &app_id, 64).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    // DynamoDB: the one given, or our own DynamoDB Local.
+    let mut ddb = None;
+    let endpoint = match std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(endpoint) => endpoint,
+        None => {
+            let home = dynamodb_local::find_home()?;
+            let mut ddb_port = port("DYNAMODB_PORT", "8000")?;
+            if ddb_port == 0 {
+                ddb_port = dynamodb_local::free_port()?;
+            }
+            let in_memory = env_or("IM_LOCAL_IN_MEMORY", "0") == "1";
+            let data_dir = state_dir.join("dynamodb-data");
+            let started = DynamoDbLocal::start(
+                &home,
+                ddb_port,
+                (!in_memory).then_some(data_dir.as_path()),
+                &state_dir.join("dynamodb-local.log"),
+            )
+            .await?;
+            let endpoint = started.endpoint();
+            ddb = Some(started);
+            endpoint
+        }
+    };
+    let result = serve(&state_dir, &table, &app_id, &endpoint).await;
+    if let Some(ddb) = ddb {
+        ddb.stop().await;
+    }
+    result
+}
+
+async fn serve(state_dir: &Path, table: &str, app_id: &str, endpoint: &str) -> Result<()> {
+    let client = DynamoStore::local_client(endpoint).await;
+    im_admin::table::ensure_table(&client, table).await?;
+    let store = DynamoStore::new(client, table);
+    let key_note = register_dev_app(&store, state_dir, app_id).await?;
+
+    let config = Config::from_lookup(|name| match name {
+        "TABLE_NAME" => Some(table.to_owned()),
+        other => std::env::var(other).ok(),
+    })?;
+    let app = router(AppState::new(config, Arc::new(store)), &Function::ALL);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port("PORT", "3000")?))
+        .await
+        .context("binding the HTTP port (is PORT already in use?)")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    println!("im-local: development app {app_id:?}, {key_note}");
+    println!("im-local: try  curl {url}/signature/login/{app_id}/alice");
+    println!("im-local ready: {url} dynamodb={endpoint} table={table} app={app_id}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    println!("im-local: stopped");
+    Ok(())
+}
+
+/// Registers (or re-keys) the development app and says where its key is.
+async fn register_dev_app(store: &DynamoStore, state_dir: &Path, app_id: &str) -> Result<String> {
+    let key_file = state_dir.join("dev-master-key");
+    let (key, note) = match std::env::var("IM_DEV_MASTER_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+    {
+        Some(k) => (
+            im_admin::keyinput::parse_key(k)?,
+            "master key from IM_DEV_MASTER_KEY".to_owned(),
+        ),
+        None => {
+            if !key_file.is_file() {
+                let generated = Alphanumeric.sample_string(&mut rand::rng(), 32);
+                write_private(&key_file, &generated)?;
+            }
+            let key = im_admin::keyinput::read_key(Some(&key_file))?;
+            (key, format!("master key stored in {}", key_file.display()))
+        }
+    };
+    match store.create_app(app_id, &key).await {
+        Ok(()) => {}
+        Err(StoreError::AlreadyExists) => store.rotate_app(app_id, &key).await?,
+        Err(e) => return Err(e.into()),
+    }
+    Ok(note)
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# `make test`: every check, in the order that fails fastest. Starts what the tests need
+# (DynamoDB Local in memory and the local server via im-local, the Lambda emulator via
+# `cargo lambda watch`) on free ports, and stops all of it on exit, pass or fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SAM_CLI_TELEMETRY=0
+export PATH="$PWD/.venv/bin:$PATH"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/im-test.XXXXXX")
+pids=()
+cleanup() {
+  local status=$?
+  for pid in "${pids[@]}"; do
+    # Each service runs in its own process group (set -m below): end the whole group.
+    kill -TERM -- "-$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  if [ "$status" -ne 0 ]; then
+    echo "make test FAILED (status $status); service logs kept in $work"
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+set -m
+
+step() { printf '\n== %s\n' "$*"; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for_line() { # pid file pattern seconds
+  local deadline=$((SECONDS + $4))
+  until grep -q "$3" "$2" 2>/dev/null; do
+    if ! kill -0 "$1" 2>/dev/null; then
+      echo "the process writing $2 exited:"; tail -n 30 "$2"; return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      echo "timed out waiting for '$3' in $2:"; tail -n 30 "$2"; return 1
+    fi
+    sleep 0.2
+  done
+}
+
+wait_for_port() { # port seconds
+  local deadline=$((SECONDS + $2))
+  until python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then echo "timed out waiting for port $1"; return 1; fi
+    sleep 0.2
+  done
+}
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "build"
+cargo build --workspace --all-targets --quiet
+
+step "start the local server on DynamoDB Local (in memory)"
+PORT=0 DYNAMODB_PORT=0 IM_LOCAL_IN_MEMORY=1 IM_LOCAL_DIR="$work/local" \
+  target/debug/im-local >"$work/local.log" 2>&1 &
+pids+=($!)
+wait_for_line "${pids[-1]}" "$work/local.log" "im-local ready:" 120
+ready=$(grep "im-local ready:" "$work/local.log")
+http_url=$(sed -E 's/.*ready: ([^ ]+).*/\1/' <<<"$ready")
+ddb_url=$(sed -E 's/.*dynamodb=([^ ]+).*/\1/' <<<"$ready")
+echo "$ready"
+
+export AWS_ENDPOINT_URL_DYNAMODB="$ddb_url" AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1
+lambda_table=im-lambda
+target/debug/im-admin --table "$lambda_table" table create
+
+step "start the Lambda emulator (cargo lambda watch)"
+lambda_port=$(free_port)
+cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$lambda_port" --ignore-changes \
+  --env-var "TABLE_NAME=$lambda_table,AWS_ENDPOINT_URL_DYNAMODB=$ddb_url,AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,AWS_REGION=us-east-1" \
+  >"$work/lambda.log" 2>&1 &
+pids+=($!)
+wait_for_port "$lambda_port" 120
+echo "emulator on 127.0.0.1:$lambda_port"
+
+step "cargo test (unit, store, HTTP, Lambda, route agreement)"
+IM_TEST_HTTP_URL="$http_url" \
+IM_TEST_DDB_ENDPOINT="$ddb_url" \
+IM_TEST_LOCAL_TABLE=im-local \
+IM_TEST_DEV_APP=dev-app \
+IM_TEST_DEV_KEY_FILE="$work/local/dev-master-key" \
+IM_TEST_LAMBDA_PORT="$lambda_port" \
+IM_TEST_LAMBDA_TABLE="$lambda_table" \
+  cargo test --workspace --no-fail-fast
+
+step "no master key in any service log"
+# Every key the suite registers starts with this marker (e2e/tests/common), and the
+# development key is in its file: none of them may appear in what the services logged.
+leaks=0
+for log in "$work/local.log" "$work/lambda.log"; do
+  if grep -q -- "mk-test-" "$log" || grep -qFf "$work/local/dev-master-key" "$log"; then
+    echo "a master key appears in $log"; leaks=1
+  fi
+done
+[ "$leaks" -eq 0 ] && echo "checked $(cat "$work"/*.log | wc -l) log lines: no key found"
+[ "$leaks" -eq 0 ]
+
+step "sam validate --lint"
+sam validate --lint
+
+step "sam build (arm64 release binaries, cross-compiled with cargo-lambda's zig)"
+sam build
+ls -l .aws-sam/build/*/bootstrap
+
+echo
+echo "make test: all checks passed"

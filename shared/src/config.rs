@@ -1,0 +1,167 @@
+//! Settings, read once from the environment when a function (or the local server) starts.
+
+use std::env;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// DynamoDB allows 100 actions in one transaction; a member write also checks the group
+/// item, so at most 99 members fit in one atomic request.
+pub const TRANSACTION_MEMBER_CAP: usize = 99;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampUnit {
+    Seconds,
+    Milliseconds,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The vendor limits a client id to 64 characters; app and conversation ids share it.
+    pub max_id_chars: usize,
+    pub max_name_chars: usize,
+    /// Members in one signature request.
+    pub max_signature_members: usize,
+    /// Members added or removed (or created with a group) in one request.
+    pub max_group_members_per_request: usize,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_id_chars: 64,
+            max_name_chars: 128,
+            max_signature_members: 100,
+            max_group_members_per_request: TRANSACTION_MEMBER_CAP,
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    pub limits: Limits,
+    pub timestamp_unit: TimestampUnit,
+    /// How long a warm function trusts a master key it has read (and an app it found missing).
+    pub app_cache_ttl: Duration,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{0} must be set")]
+    Missing(&'static str),
+    #[error("{name} is invalid: {why}")]
+    Invalid { name: &'static str, why: String },
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let table_name = lookup("TABLE_NAME")
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(ConfigError::Missing("TABLE_NAME"))?;
+        let defaults = Limits::default();
+        let number =
+            |name: &'static str, default: usize, max: usize| -> Result<usize, ConfigError> {
+                match lookup(name) {
+                    None => Ok(default),
+                    Some(raw) => match raw.trim().parse::<usize>() {
+                        Ok(n) if (1..=max).contains(&n) => Ok(n),
+                        _ => Err(ConfigError::Invalid {
+                            name,
+                            why: format!("expected a whole number from 1 to {max}"),
+                        }),
+                    },
+                }
+            };
+        let limits = Limits {
+            max_id_chars: number("IM_MAX_ID_CHARS", defaults.max_id_chars, 1024)?,
+            max_name_chars: number("IM_MAX_NAME_CHARS", defaults.max_name_chars, 1024)?,
+            max_signature_members: number(
+                "IM_MAX_SIGNATURE_MEMBERS",
+                defaults.max_signature_members,
+                10_000,
+            )?,
+            max_group_members_per_request: number(
+                "IM_MAX_GROUP_MEMBERS_PER_REQUEST",
+                defaults.max_group_members_per_request,
+                TRANSACTION_MEMBER_CAP,
+            )?,
+            max_body_bytes: number("IM_MAX_BODY_BYTES", defaults.max_body_bytes, 1024 * 1024)?,
+        };
+        let timestamp_unit = match lookup("IM_TIMESTAMP_UNIT").as_deref().map(str::trim) {
+            None | Some("") | Some("seconds") | Some("s") => TimestampUnit::Seconds,
+            Some("milliseconds") | Some("ms") => TimestampUnit::Milliseconds,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "IM_TIMESTAMP_UNIT",
+                    why: format!("{other:?} is neither seconds nor milliseconds"),
+                })
+            }
+        };
+        let app_cache_ttl = Duration::from_secs(number("IM_APP_CACHE_SECONDS", 60, 3600)? as u64);
+        Ok(Self {
+            table_name,
+            limits,
+            timestamp_unit,
+            app_cache_ttl,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = from(&[("TABLE_NAME", "t")]).unwrap();
+        assert_eq!(c.table_name, "t");
+        assert_eq!(c.limits.max_id_chars, 64);
+        assert_eq!(c.limits.max_body_bytes, 16384);
+        assert_eq!(c.limits.max_group_members_per_request, 99);
+        assert_eq!(c.timestamp_unit, TimestampUnit::Seconds);
+        assert_eq!(c.app_cache_ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn table_name_is_required() {
+        assert!(matches!(from(&[]), Err(ConfigError::Missing("TABLE_NAME"))));
+    }
+
+    #[test]
+    fn group_member_limit_cannot_exceed_one_transaction() {
+        let err = from(&[
+            ("TABLE_NAME", "t"),
+            ("IM_MAX_GROUP_MEMBERS_PER_REQUEST", "100"),
+        ]);
+        assert!(matches!(err, Err(ConfigError::Invalid { .. })));
+        let ok = from(&[
+            ("TABLE_NAME", "t"),
+            ("IM_MAX_GROUP_MEMBERS_PER_REQUEST", "10"),
+        ]);
+        assert_eq!(ok.unwrap().limits.max_group_members_per_request, 10);
+    }
+
+    #[test]
+    fn timestamp_unit_setting() {
+        let c = from(&[("TABLE_NAME", "t"), ("IM_TIMESTAMP_UNIT", "milliseconds")]).unwrap();
+        assert_eq!(c.timestamp_unit, TimestampUnit::Milliseconds);
+        assert!(from(&[("TABLE_NAME", "t"), ("IM_TIMESTAMP_UNIT", "hours")]).is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! The one error type every route returns, and its mapping to HTTP. The JSON body is
+//! `{"code": <int>, "msg": "...", "request": "METHOD /path"}`, the shape clients of the
+//! older service already parse. `request` is filled in by [`crate::api`]'s middleware,
+//! which is the only place that knows the request line.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("invalid_parameter: {0}")]
+    BadRequest(String),
+    #[error("{0}_not_found")]
+    NotFound(&'static str),
+    #[error("method_not_allowed")]
+    MethodNotAllowed,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("payload_too_large: the body may hold at most {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("unsupported_media_type: send application/json or application/x-www-form-urlencoded")]
+    UnsupportedMediaType,
+    #[error("unprocessable_entity: {0}")]
+    Unprocessable(String),
+    /// DynamoDB throttled us; the caller may retry.
+    #[error("service_unavailable: try again shortly")]
+    Unavailable,
+    /// Never shown to the caller beyond "internal_error"; logged where it is created.
+    #[error("internal_error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn bad(msg: impl Into<String>) -> Self {
+        Self::BadRequest(msg.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable numeric codes; 1000 is the older service's `invalid_parameter`.
+    pub fn code(&self) -> u32 {
+        match self {
+            Self::BadRequest(_) => 1000,
+            Self::NotFound("group") => 1041,
+            Self::NotFound("app") => 1042,
+            Self::NotFound(_) => 1004,
+            Self::MethodNotAllowed => 1005,
+            Self::Conflict(_) => 1009,
+            Self::PayloadTooLarge(_) => 1013,
+            Self::UnsupportedMediaType => 1015,
+            Self::Unprocessable(_) => 1022,
+            Self::Unavailable => 1503,
+            Self::Internal => 1500,
+        }
+    }
+}
+
+/// What the middleware needs to render the body once it knows the request line.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorBody {
+    pub code: u32,
+    pub msg: String,
+    pub request: String,
+}
+
+impl ErrorBody {
+    pub fn into_response_with(mut self, status: StatusCode, request: String) -> Response {
+        self.request = request;
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody {
+            code: self.code(),
+            msg: self.to_string(),
+            request: String::new(),
+        };
+        let mut resp = body.clone().into_response_with(status, String::new());
+        resp.extensions_mut().insert(body);
+        if matches!(self, Self::Unavailable) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_a_4xx_or_5xx_status_and_a_distinct_code() {
+        let all = [
+            ApiError::bad("x"),
+            ApiError::NotFound("group"),
+            ApiError::NotFound("app"),
+            ApiError::NotFound("route"),
+            ApiError::MethodNotAllowed,
+            ApiError::Conflict("x".into()),
+            ApiError::PayloadTooLarge(1),
+            ApiError::UnsupportedMediaType,
+            ApiError::Unprocessable("x".into()),
+            ApiError::Unavailable,
+            ApiError::Internal,
+        ];
+        let mut codes: Vec<u32> = all.iter().map(ApiError::code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+        assert!(all.iter().all(|e| e.status().as_u16() >= 400));
+    }
+}

@@ -1,0 +1,207 @@
+//! Validation of the ids a request carries, and the member-list normal form that
+//! signatures and group writes share.
+
+use std::collections::BTreeSet;
+
+use crate::error::ApiError;
+
+/// Checks one id (client, app or conversation id). A `:` would make the signed message
+/// ambiguous; control characters have no place in an id and would corrupt logs.
+pub fn check_id(field: &str, value: &str, max_chars: usize) -> Result<(), ApiError> {
+    if value.is_empty() {
+        return Err(ApiError::bad(format!("{field} must not be empty")));
+    }
+    if value.chars().count() > max_chars {
+        return Err(ApiError::bad(format!(
+            "{field} is longer than {max_chars} characters"
+        )));
+    }
+    if value.contains(':') {
+        return Err(ApiError::bad(format!("{field} must not contain ':'")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::bad(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A set of client ids in the protocol's normal form: ascending byte-wise order, no
+/// duplicates, each id valid. `joined()` is exactly what gets signed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemberList(Vec<String>);
+
+impl MemberList {
+    /// Parses the colon-separated form. The empty string is the empty list (a join);
+    /// an empty element (`a::b`, a trailing `:`) is refused rather than guessed at.
+    pub fn parse_joined(
+        field: &str,
+        joined: &str,
+        max_ids: usize,
+        max_chars: usize,
+    ) -> Result<Self, ApiError> {
+        if joined.is_empty() {
+            return Ok(Self::default());
+        }
+        Self::from_ids(field, joined.split(':'), max_ids, max_chars)
+    }
+
+    pub fn from_ids<'a>(
+        field: &str,
+        ids: impl IntoIterator<Item = &'a str>,
+        max_ids: usize,
+        max_chars: usize,
+    ) -> Result<Self, ApiError> {
+        let mut set = BTreeSet::new();
+        for id in ids {
+            if id.is_empty() {
+                return Err(ApiError::bad(format!(
+                    "{field} contains an empty client id"
+                )));
+            }
+            check_id(field, id, max_chars)?;
+            set.insert(id);
+            // Checked while collecting so that a huge list is refused without sorting it.
+            if set.len() > max_ids {
+                return Err(ApiError::bad(format!(
+                    "{field} may list at most {max_ids} client ids"
+                )));
+            }
+        }
+        // BTreeSet<&str> orders by bytes, which is the protocol's order.
+        Ok(Self(set.into_iter().map(str::to_owned).collect()))
+    }
+
+    pub fn joined(&self) -> String {
+        self.0.join(":")
+    }
+
+    pub fn ids(&self) -> &[String] {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Group ids are positive integers, written in plain decimal and small enough to be
+/// exact in a JSON number (2^53).
+pub fn parse_group_id(raw: &str) -> Result<u64, ApiError> {
+    const MAX: u64 = (1 << 53) - 1;
+    let bad = || ApiError::bad("group_id must be a positive integer");
+    if raw.is_empty() || raw.len() > 16 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match raw.parse::<u64>() {
+        Ok(n) if (1..=MAX).contains(&n) => Ok(n),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(s: &str) -> Result<MemberList, ApiError> {
+        MemberList::parse_joined("m", s, 100, 64)
+    }
+
+    #[test]
+    fn sorts_bytewise_and_dedups() {
+        let m = parse("u9:u10:Bob:alice:u9").unwrap();
+        // Byte order: uppercase before lowercase, "u10" before "u9".
+        assert_eq!(m.joined(), "Bob:alice:u10:u9");
+        assert_eq!(m.len(), 4);
+    }
+
+    #[test]
+    fn non_ascii_ids_sort_by_utf8_bytes() {
+        let m = parse("é:z:a").unwrap();
+        assert_eq!(m.joined(), "a:z:é");
+    }
+
+    #[test]
+    fn empty_string_is_the_empty_list() {
+        assert!(parse("").unwrap().is_empty());
+        assert_eq!(parse("").unwrap().joined(), "");
+    }
+
+    #[test]
+    fn refuses_empty_elements_bad_ids_and_long_lists() {
+        for bad in ["a::b", ":a", "a:", ":", "a:b\u{7}", "x\n"] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        let long_id = "x".repeat(65);
+        assert!(parse(&long_id).is_err());
+        assert!(parse(&"y".repeat(64)).is_ok());
+        // 64 characters, more bytes: the limit is in characters.
+        assert!(parse(&"é".repeat(64)).is_ok());
+        let many: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
+        assert!(parse(&many.join(":")).is_err());
+        assert_eq!(parse(&many[..100].join(":")).unwrap().len(), 100);
+        // Duplicates do not count against the limit.
+        let dups = vec!["same"; 500].join(":");
+        assert_eq!(parse(&dups).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn check_id_rules() {
+        assert!(check_id("client_id", "alice", 64).is_ok());
+        assert!(check_id("client_id", "", 64).is_err());
+        assert!(check_id("client_id", "a:b", 64).is_err());
+        assert!(check_id("client_id", "a\u{0}b", 64).is_err());
+        assert!(check_id("client_id", "a\u{85}b", 64).is_err());
+        assert!(check_id("client_id", "with space/and+plus", 64).is_ok());
+    }
+
+    #[test]
+    fn group_ids() {
+        assert_eq!(parse_group_id("1").unwrap(), 1);
+        assert_eq!(parse_group_id("9007199254740991").unwrap(), (1 << 53) - 1);
+        for bad in [
+            "0",
+            "",
+            "-1",
+            "+1",
+            "1.0",
+            "abc",
+            "9007199254740992",
+            " 1",
+            "1e3",
+        ] {
+            assert!(parse_group_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parser_never_panics(s in ".{0,300}") {
+            let _ = parse(&s);
+            let _ = parse_group_id(&s);
+        }
+
+        #[test]
+        fn accepted_lists_round_trip(ids in prop::collection::vec("[a-zA-Z0-9_.@-]{1,64}", 0..50)) {
+            let joined = ids.join(":");
+            let m = parse(&joined).unwrap();
+            // Normal form: sorted, unique, and re-parsing it gives the same list.
+            let mut expected = ids.clone();
+            expected.sort();
+            expected.dedup();
+            prop_assert_eq!(m.ids(), &expected[..]);
+            prop_assert_eq!(parse(&m.joined()).unwrap(), m);
+        }
+
+        #[test]
+        fn accepted_group_ids_round_trip(n in 1u64..(1 << 53)) {
+            prop_assert_eq!(parse_group_id(&n.to_string()).unwrap(), n);
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Everything the IM signing and group functions share. A map for newcomers:
+//!
+//! - [`routes`]: the route list (path, method, function, event file, status);
+//! - [`api`]: the router built from it, and the handlers (`api/signature.rs`,
+//!   `api/group.rs`) where each route's rules are checked;
+//! - [`signing`]: the HMAC-SHA1 operation signatures;
+//! - [`ids`], [`body`]: input validation and body parsing;
+//! - [`store`]: the DynamoDB model, where every item is written;
+//! - [`error`]: the error type and its one mapping to HTTP;
+//! - [`config`], [`secret`], [`keys`], [`telemetry`], [`lambda`]: plumbing.
+
+pub mod api;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod lambda;
+pub mod routes;
+pub mod secret;
+pub mod signing;
+pub mod store;
+pub mod telemetry;

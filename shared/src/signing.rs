@@ -1,0 +1,242 @@
+//! The operation-signature protocol of LeanCloud-style realtime messaging:
+//! `lowercase_hex(HMAC-SHA1(master_key, message))`, the message being the operation's
+//! fields joined by single colons (an empty field keeps its place). See
+//! `shared/notes/signatures.md` in the steering repo for the table this follows.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use rand::distr::{Alphanumeric, SampleString};
+use sha1::Sha1;
+
+use crate::config::TimestampUnit;
+use crate::ids::MemberList;
+use crate::secret::Secret;
+
+/// Length of the random nonce; the documented examples use eight letters and digits.
+pub const NONCE_LEN: usize = 8;
+
+/// An operation the IM cloud checks a signature for.
+#[derive(Debug, Clone, Copy)]
+pub enum Operation<'a> {
+    Login,
+    StartConversation {
+        members: &'a MemberList,
+    },
+    Invite {
+        conversation_id: &'a str,
+        members: &'a MemberList,
+    },
+    Kick {
+        conversation_id: &'a str,
+        members: &'a MemberList,
+    },
+}
+
+impl Operation<'_> {
+    /// The `action` value the response carries, for the operations that name one.
+    pub fn action(&self) -> Option<&'static str> {
+        match self {
+            Self::Invite { .. } => Some("invite"),
+            Self::Kick { .. } => Some("kick"),
+            Self::Login | Self::StartConversation { .. } => None,
+        }
+    }
+}
+
+/// The exact byte string that is signed.
+pub fn message(
+    app_id: &str,
+    client_id: &str,
+    op: &Operation<'_>,
+    timestamp: &str,
+    nonce: &str,
+) -> String {
+    let joined;
+    let fields: Vec<&str> = match op {
+        Operation::Login => vec![app_id, client_id, "", timestamp, nonce],
+        Operation::StartConversation { members } => {
+            joined = members.joined();
+            vec![app_id, client_id, &joined, timestamp, nonce]
+        }
+        Operation::Invite {
+            conversation_id,
+            members,
+        }
+        | Operation::Kick {
+            conversation_id,
+            members,
+        } => {
+            joined = members.joined();
+            let action = op.action().unwrap_or_default();
+            vec![
+                app_id,
+                client_id,
+                conversation_id,
+                &joined,
+                timestamp,
+                nonce,
+                action,
+            ]
+        }
+    };
+    fields.join(":")
+}
+
+pub fn hmac_sha1_hex(key: &Secret, message: &str) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = Hmac::<Sha1>::new_from_slice(key.expose().as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(message.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A fresh nonce from the thread-local CSPRNG (ChaCha, seeded from the OS).
+pub fn nonce() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), NONCE_LEN)
+}
+
+pub fn timestamp(unit: TimestampUnit, now: SystemTime) -> String {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    match unit {
+        TimestampUnit::Seconds => since.as_secs().to_string(),
+        TimestampUnit::Milliseconds => since.as_millis().to_string(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub timestamp: String,
+    pub nonce: String,
+    pub signature: String,
+}
+
+/// Signs `op` now, with a fresh nonce.
+pub fn sign(
+    key: &Secret,
+    app_id: &str,
+    client_id: &str,
+    op: &Operation<'_>,
+    unit: TimestampUnit,
+) -> Signature {
+    let timestamp = timestamp(unit, SystemTime::now());
+    let nonce = nonce();
+    let signature = hmac_sha1_hex(key, &message(app_id, client_id, op, &timestamp, &nonce));
+    Signature {
+        timestamp,
+        nonce,
+        signature,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Expected values were computed with Python's `hmac` module, e.g.
+    //! `hmac.new(b'masterkey-demo', b'demo-app:alice::1700000000:n0nce123', hashlib.sha1).hexdigest()`,
+    //! never with this code.
+    use super::*;
+    use std::time::Duration;
+
+    fn key() -> Secret {
+        Secret::new("masterkey-demo")
+    }
+
+    fn members(s: &str) -> MemberList {
+        MemberList::parse_joined("m", s, 100, 64).unwrap()
+    }
+
+    fn check(op: Operation<'_>, ts: &str, expected_msg: &str, expected_sig: &str) {
+        let msg = message("demo-app", "alice", &op, ts, "n0nce123");
+        assert_eq!(msg, expected_msg);
+        assert_eq!(hmac_sha1_hex(&key(), &msg), expected_sig);
+    }
+
+    #[test]
+    fn login_matches_worked_example() {
+        check(
+            Operation::Login,
+            "1700000000",
+            "demo-app:alice::1700000000:n0nce123",
+            "c131cb8611937866bde68b1e56bef98214485b0f",
+        );
+    }
+
+    #[test]
+    fn login_with_millisecond_timestamp() {
+        check(
+            Operation::Login,
+            "1700000000123",
+            "demo-app:alice::1700000000123:n0nce123",
+            "d9d9f8ce0ffa63765fa97a5e4a5cc4b6dd2759b1",
+        );
+    }
+
+    #[test]
+    fn start_conversation_uses_sorted_members() {
+        let m = members("carol:bob:carol");
+        check(
+            Operation::StartConversation { members: &m },
+            "1700000000",
+            "demo-app:alice:bob:carol:1700000000:n0nce123",
+            "5d8237285c5acad8017401dc394248c7e0ec2cfd",
+        );
+    }
+
+    #[test]
+    fn invite_kick_and_join() {
+        let m = members("carol:bob");
+        check(
+            Operation::Invite {
+                conversation_id: "conv-1",
+                members: &m,
+            },
+            "1700000000",
+            "demo-app:alice:conv-1:bob:carol:1700000000:n0nce123:invite",
+            "698ad63a719750dde5dcceaea90f5ef38f292264",
+        );
+        let empty = members("");
+        check(
+            Operation::Invite {
+                conversation_id: "conv-1",
+                members: &empty,
+            },
+            "1700000000",
+            "demo-app:alice:conv-1::1700000000:n0nce123:invite",
+            "8047c823426b28bb1b7adb79815c6493db97c30a",
+        );
+        let bob = members("bob");
+        check(
+            Operation::Kick {
+                conversation_id: "conv-1",
+                members: &bob,
+            },
+            "1700000000",
+            "demo-app:alice:conv-1:bob:1700000000:n0nce123:kick",
+            "db744e2e1f202718b39eb56656dd7208b6c4bab1",
+        );
+    }
+
+    #[test]
+    fn non_ascii_key_and_message_are_utf8_bytes() {
+        assert_eq!(
+            hmac_sha1_hex(&Secret::new("k€y-ünï"), "app-é:客户:1700000000123:abcDEF12"),
+            "d53302b6e7698890775bbb70913bcfb37b5a06d6"
+        );
+    }
+
+    #[test]
+    fn nonces_are_alphanumeric_and_fresh() {
+        let a = nonce();
+        let b = nonce();
+        assert_eq!(a.len(), NONCE_LEN);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn timestamps_in_both_units() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_987);
+        assert_eq!(timestamp(TimestampUnit::Seconds, t), "1700000000");
+        assert_eq!(timestamp(TimestampUnit::Milliseconds, t), "1700000000987");
+    }
+}
