@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# `make bench`: measures and rewrites BENCHMARKS.md. Sizes are of the arm64 release
+# binaries that `sam build` ships; timings run the x86_64 release build on this machine,
+# against DynamoDB Local, so they compare builds of this project, not AWS's hardware.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+functions=(login-signature conversation-signature invite-signature kick-signature create-group update-group delete-group add-members remove-members)
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/im-bench.XXXXXX")
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+set -m
+
+echo "== release builds"
+pkg_args=(); for f in "${functions[@]}"; do pkg_args+=(-p "$f"); done
+cargo lambda build --release --arm64 "${pkg_args[@]}" 2>&1 | tail -n 1
+cargo build --release --quiet -p im-local -p im-admin -p im-bench -p login-signature
+
+echo "== sizes"
+sizes="$work/sizes.md"
+{
+  echo "| function | bootstrap (arm64, stripped) | zipped (deflate -9) |"
+  echo "| --- | ---: | ---: |"
+  for f in "${functions[@]}"; do
+    python3 - "$f" "target/lambda/$f/bootstrap" <<'PY'
+import io, os, sys, zipfile
+name, path = sys.argv[1], sys.argv[2]
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+    zf.write(path, "bootstrap")
+size, zipped = os.path.getsize(path), len(buf.getvalue())
+print(f"| {name} | {size} bytes ({size / 2**20:.1f} MiB) | {zipped} bytes ({zipped / 2**20:.1f} MiB) |")
+PY
+  done
+} >"$sizes"
+cat "$sizes"
+
+echo "== local server (release) on DynamoDB Local in memory"
+PORT=0 DYNAMODB_PORT=0 IM_LOCAL_IN_MEMORY=1 IM_LOCAL_DIR="$work/local" RUST_LOG=warn \
+  target/release/im-local >"$work/local.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 600); do grep -q "im-local ready:" "$work/local.log" && break; sleep 0.2; done
+ready=$(grep "im-local ready:" "$work/local.log")
+url=$(sed -E 's/.*ready: ([^ ]+).*/\1/' <<<"$ready")
+ddb=$(sed -E 's/.*dynamodb=([^ ]+).*/\1/' <<<"$ready")
+export AWS_ENDPOINT_URL_DYNAMODB="$ddb" AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 TABLE_NAME=im-local
+head -c 24 /dev/urandom | base64 | target/release/im-admin app add demo-app >/dev/null
+
+echo "== function start-up"
+startup=$(target/release/im-bench startup --binary target/release/login-signature --event events/login-signature.json --runs 30 --invocations 5000)
+echo "$startup"
+
+echo "== HTTP load"
+login=$(target/release/im-bench load --url "$url/signature/login/dev-app/alice" --connections 16 --seconds 10)
+echo "login: $login"
+group=$(curl -s -X POST "$url/im/group" -H 'content-type: application/json' -d '{"group_name":"bench","member_client_ids":"owner"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["group_id"])')
+add=$(target/release/im-bench load --url "$url/im/group/$group/member" --method POST --body '{"member_client_ids":"member-{n}"}' --expect 201 --connections 16 --seconds 10)
+echo "add-member: $add"
+
+cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)
+cat >BENCHMARKS.md <<MD
+# Benchmarks
+
+Measured by \`make bench\` (scripts/bench.sh), which rewrites this file. Last run:
+$(date -u +%Y-%m-%d), on ${cpu:-an unknown CPU}, $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB,
+$(rustc --version), DynamoDB Local 3.3.1 on $(java -version 2>&1 | head -n1).
+
+The load generator, the server and DynamoDB Local share the same two cores, so the
+throughput figures are a floor for this code, not a forecast for AWS (where DynamoDB is a
+remote service and each Lambda sandbox serves one request at a time).
+
+## Size of each release \`bootstrap\`
+
+Command: \`cargo lambda build --release --arm64 -p <function>\` (what \`sam build\` runs), release
+profile in Cargo.toml (fat LTO, one codegen unit, stripped).
+
+$(cat "$sizes")
+
+## Start-up of one function binary
+
+Command: \`target/release/im-bench startup --binary target/release/login-signature --event events/login-signature.json --runs 30 --invocations 5000\`
+(x86_64 release build; a stand-in Lambda Runtime API on loopback; the table on DynamoDB Local).
+"Start-up" is the time from process start until the runtime asks for its first event:
+the init phase, which includes reading the configuration and building the DynamoDB client.
+
+\`\`\`
+$startup
+\`\`\`
+
+## Requests per second through the local server
+
+The local server runs the same router and handlers as the functions (release build,
+\`RUST_LOG=warn\`), 16 keep-alive connections, 10 s each.
+
+Login signature, command: \`im-bench load --url \$URL/signature/login/dev-app/alice --connections 16 --seconds 10\`
+
+\`\`\`
+$login
+\`\`\`
+
+Add member (one DynamoDB transaction per request, a new member each time), command:
+\`im-bench load --url \$URL/im/group/\$GROUP/member --method POST --body '{"member_client_ids":"member-{n}"}' --expect 201 --connections 16 --seconds 10\`
+
+\`\`\`
+$add
+\`\`\`
+MD
+echo "== wrote BENCHMARKS.md"
