@@ -64,10 +64,20 @@ enum Command {
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Startup { binary, event, runs, invocations } => startup(binary, event, runs, invocations).await,
-        Command::Load { url, method, body, connections, seconds, expect } => {
-            load(url, method, body, connections, seconds, expect).await
-        }
+        Command::Startup {
+            binary,
+            event,
+            runs,
+            invocations,
+        } => startup(binary, event, runs, invocations).await,
+        Command::Load {
+            url,
+            method,
+            body,
+            connections,
+            seconds,
+            expect,
+        } => load(url, method, body, connections, seconds, expect).await,
     }
 }
 
@@ -101,12 +111,20 @@ async fn next(State(api): State<RuntimeApi>) -> (HeaderMap, String) {
     let id = api.ids.fetch_add(1, Ordering::SeqCst).to_string();
     let mut h = HeaderMap::new();
     h.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
-    h.insert("lambda-runtime-deadline-ms", "9999999999999".parse().unwrap());
+    h.insert(
+        "lambda-runtime-deadline-ms",
+        "9999999999999".parse().unwrap(),
+    );
     h.insert(
         "lambda-runtime-invoked-function-arn",
-        "arn:aws:lambda:us-east-1:123456789012:function:bench".parse().unwrap(),
+        "arn:aws:lambda:us-east-1:123456789012:function:bench"
+            .parse()
+            .unwrap(),
     );
-    h.insert("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000".parse().unwrap());
+    h.insert(
+        "lambda-runtime-trace-id",
+        "Root=1-00000000-000000000000000000000000".parse().unwrap(),
+    );
     (h, event)
 }
 
@@ -127,7 +145,8 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 async fn startup(binary: PathBuf, event: PathBuf, runs: usize, invocations: usize) -> Result<()> {
-    let event = std::fs::read_to_string(&event).with_context(|| format!("reading {}", event.display()))?;
+    let event =
+        std::fs::read_to_string(&event).with_context(|| format!("reading {}", event.display()))?;
     let mut init_ms = Vec::new();
     let mut first_ms = Vec::new();
     for run in 0..runs {
@@ -140,7 +159,10 @@ async fn startup(binary: PathBuf, event: PathBuf, runs: usize, invocations: usiz
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(response))
             .route("/2018-06-01/runtime/init/error", post(response))
             .with_state(api);
@@ -242,7 +264,9 @@ async fn load(
     for _ in 0..connections {
         let (url, method, body, seq) = (url.clone(), method.clone(), body.clone(), seq.clone());
         // One client per task: one keep-alive connection each.
-        let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()?;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut bad = 0u64;
