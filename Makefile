@@ -14,7 +14,7 @@ ARM_TARGET := aarch64-unknown-linux-gnu
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help run test bench lint fmt build sam-validate deploy tools clean
+.PHONY: help run test bench lint fmt build sam-validate deploy tools clean token
 
 help:
 	@echo "make run     serve every route on http://127.0.0.1:\$${PORT:-3000} (DynamoDB Local started for you)"
@@ -23,6 +23,7 @@ help:
 	@echo "make build   sam build (arm64 release binaries under .aws-sam/)"
 	@echo "make deploy  sam build, then sam deploy (first time: sam deploy --guided)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
+	@echo "make token SUB=alice [ADMIN=1]   a token for the running make run (one hour)"
 
 # --- tools -------------------------------------------------------------------------
 $(VENV)/.installed: Makefile
@@ -49,6 +50,14 @@ test: tools
 	bash scripts/test.sh
 
 # --- the rest ----------------------------------------------------------------------
+# A development token from the secret `make run` registered (same defaults as make run).
+token:
+	@test -n "$(SUB)" || { echo "usage: make token SUB=<client id> [ADMIN=1]"; exit 2; }
+	@AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$${DYNAMODB_PORT:-8000} AWS_ACCESS_KEY_ID=local \
+	  AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 \
+	  cargo run -q -p im-admin -- --table $${TABLE_NAME:-im-local} token mint \
+	  --kid $${IM_DEV_TOKEN_KID:-dev} --sub "$(SUB)" $(if $(ADMIN),--admin)
+
 bench: tools
 	bash scripts/bench.sh
 

@@ -51,6 +51,10 @@ url=$(sed -E 's/.*ready: ([^ ]+).*/\1/' <<<"$ready")
 ddb=$(sed -E 's/.*dynamodb=([^ ]+).*/\1/' <<<"$ready")
 export AWS_ENDPOINT_URL_DYNAMODB="$ddb" AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 TABLE_NAME=im-local
 head -c 24 /dev/urandom | base64 | target/release/im-admin app add demo-app >/dev/null
+# The events carry a token signed with the fixture secret (events/README.md).
+target/release/im-admin token-key add events-fixture --app demo-app --key-file events/fixture-token-secret >/dev/null
+# Callers of the local server authenticate like any other: a token for alice.
+export IM_BENCH_TOKEN; IM_BENCH_TOKEN=$(target/release/im-admin token mint --kid dev --sub alice)
 
 echo "== function start-up"
 startup=$(target/release/im-bench startup --binary target/release/login-signature --event events/login-signature.json --runs 30 --invocations 5000)
@@ -59,7 +63,7 @@ echo "$startup"
 echo "== HTTP load"
 login=$(target/release/im-bench load --url "$url/signature/login/dev-app/alice" --connections 16 --seconds 10)
 echo "login: $login"
-group=$(curl -s -X POST "$url/im/group" -H 'content-type: application/json' -d '{"group_name":"bench","member_client_ids":"owner"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["group_id"])')
+group=$(curl -s -X POST "$url/im/group" -H "Authorization: Bearer $IM_BENCH_TOKEN" -H 'content-type: application/json' -d '{"group_name":"bench","member_client_ids":"owner"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["group_id"])')
 add=$(target/release/im-bench load --url "$url/im/group/$group/member" --method POST --body '{"member_client_ids":"member-{n}"}' --expect 201 --connections 16 --seconds 10)
 echo "add-member: $add"
 
@@ -85,7 +89,8 @@ $(cat "$sizes")
 ## Start-up of one function binary
 
 Command: \`target/release/im-bench startup --binary target/release/login-signature --event events/login-signature.json --runs 30 --invocations 5000\`
-(x86_64 release build; a stand-in Lambda Runtime API on loopback; the table on DynamoDB Local).
+(x86_64 release build; a stand-in Lambda Runtime API on loopback; the table on DynamoDB Local;
+each event carries a bearer token the function verifies: HS256, secret read once and cached).
 "Start-up" is the time from process start until the runtime asks for its first event:
 the init phase, which includes reading the configuration and building the DynamoDB client.
 
@@ -96,7 +101,8 @@ $startup
 ## Requests per second through the local server
 
 The local server runs the same router and handlers as the functions (release build,
-\`RUST_LOG=warn\`), 16 keep-alive connections, 10 s each.
+\`RUST_LOG=warn\`), 16 keep-alive connections, 10 s each, every request with a bearer
+token (\`IM_BENCH_TOKEN\`, minted for alice) that the server verifies.
 
 Login signature, command: \`im-bench load --url \$URL/signature/login/dev-app/alice --connections 16 --seconds 10\`
 

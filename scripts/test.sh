@@ -71,16 +71,34 @@ echo "$ready"
 
 export AWS_ENDPOINT_URL_DYNAMODB="$ddb_url" AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1
 lambda_table=im-lambda
-target/debug/im-admin --table "$lambda_table" table create
+authz_table=im-lambda-authorizer
+# The events' app and token key, registered as an operator would (master keys carry the
+# suite's mk-test- marker, see below).
+demo_key="$work/demo-master-key"
+echo "mk-test-demo-$(python3 -c 'import secrets; print(secrets.token_hex(16))')" >"$demo_key"
+for table in "$lambda_table" "$authz_table"; do
+  target/debug/im-admin --table "$table" table create
+  target/debug/im-admin --table "$table" app add demo-app --key-file "$demo_key"
+done
+target/debug/im-admin --table "$lambda_table" token-key add events-fixture --app demo-app \
+  --key-file events/fixture-token-secret
 
-step "start the Lambda emulator (cargo lambda watch)"
-lambda_port=$(free_port)
-cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$lambda_port" --ignore-changes \
-  --env-var "TABLE_NAME=$lambda_table,AWS_ENDPOINT_URL_DYNAMODB=$ddb_url,AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,AWS_REGION=us-east-1" \
-  >"$work/lambda.log" 2>&1 &
-pids+=($!)
-wait_for_port "$lambda_port" 120
-echo "emulator on 127.0.0.1:$lambda_port"
+# One emulator per authentication mode; each serves every function binary.
+start_emulator() { # log table extra-env; sets $port
+  port=$(free_port)
+  cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes \
+    --env-var "TABLE_NAME=$2,AWS_ENDPOINT_URL_DYNAMODB=$ddb_url,AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,AWS_REGION=us-east-1$3" \
+    >"$1" 2>&1 &
+  pids+=($!)
+  wait_for_port "$port" 120
+}
+step "start the Lambda emulators (cargo lambda watch): bearer tokens, and API Gateway's JWT authorizer"
+start_emulator "$work/lambda.log" "$lambda_table" ""
+lambda_port=$port
+start_emulator "$work/lambda-authorizer.log" "$authz_table" \
+  ",IM_AUTH_MODE=authorizer,IM_AUTH_APP_ID=demo-app,IM_AUTH_ADMIN_CLAIM=groups,IM_AUTH_ADMIN_VALUE=im-admin"
+authz_port=$port
+echo "emulators on 127.0.0.1:$lambda_port (tokens) and 127.0.0.1:$authz_port (authorizer)"
 
 step "cargo test (unit, store, HTTP, Lambda, route agreement)"
 IM_TEST_HTTP_URL="$http_url" \
@@ -90,18 +108,30 @@ IM_TEST_DEV_APP=dev-app \
 IM_TEST_DEV_KEY_FILE="$work/local/dev-master-key" \
 IM_TEST_LAMBDA_PORT="$lambda_port" \
 IM_TEST_LAMBDA_TABLE="$lambda_table" \
+IM_TEST_AUTHZ_PORT="$authz_port" \
+IM_TEST_AUTHZ_TABLE="$authz_table" \
+IM_TEST_DEMO_KEY_FILE="$demo_key" \
   cargo test --workspace --no-fail-fast
 
-step "no master key in any service log"
-# Every key the suite registers starts with this marker (e2e/tests/common), and the
-# development key is in its file: none of them may appear in what the services logged.
+step "no secret in any service log"
+# Every master key and token secret the suite registers starts with a marker
+# (e2e/tests/common); the development and fixture secrets are in their files; every
+# token is a JWT, whose header starts "eyJ". None may appear in what the services logged
+# (their JSON log lines; im-local's start-up banner prints the development token on purpose).
 leaks=0
-for log in "$work/local.log" "$work/lambda.log"; do
-  if grep -q -- "mk-test-" "$log" || grep -qFf "$work/local/dev-master-key" "$log"; then
-    echo "a master key appears in $log"; leaks=1
+checked=0
+for log in "$work/local.log" "$work/lambda.log" "$work/lambda-authorizer.log"; do
+  grep '^{' "$log" >"$log.json" || true
+  checked=$((checked + $(wc -l <"$log.json")))
+  if grep -qE -- "mk-test-|ts-test-|eyJ" "$log.json" \
+    || grep -qFf "$work/local/dev-master-key" "$log.json" \
+    || grep -qFf "$work/local/dev-token-secret" "$log.json" \
+    || grep -qFf events/fixture-token-secret "$log.json"; then
+    echo "a secret or token appears in $log"; leaks=1
   fi
 done
-[ "$leaks" -eq 0 ] && echo "checked $(cat "$work"/*.log | wc -l) log lines: no key found"
+[ "$checked" -gt 100 ] || { echo "only $checked log lines to check: the services logged too little"; leaks=1; }
+[ "$leaks" -eq 0 ] && echo "checked $checked JSON log lines: no key, secret or token found"
 [ "$leaks" -eq 0 ]
 
 step "sam validate --lint"

@@ -13,6 +13,22 @@ const MAX_KEY_BYTES: usize = 1024;
 /// Reads one key from `file`, or from stdin when `file` is `None` or `-`. One trailing
 /// newline (what `echo` and editors add) is dropped; anything else must be printable.
 pub fn read_key(file: Option<&Path>) -> Result<Secret> {
+    parse_key(read_raw(file)?)
+}
+
+/// Shortest token-signing secret accepted: HS256 wants at least its hash size.
+pub const MIN_TOKEN_SECRET_BYTES: usize = 32;
+
+/// Reads a token-signing secret the same way, and insists on its length.
+pub fn read_token_secret(file: Option<&Path>) -> Result<Secret> {
+    let secret = parse_key(read_raw(file)?)?;
+    if secret.expose().len() < MIN_TOKEN_SECRET_BYTES {
+        bail!("a token secret must be at least {MIN_TOKEN_SECRET_BYTES} bytes");
+    }
+    Ok(secret)
+}
+
+fn read_raw(file: Option<&Path>) -> Result<String> {
     let mut raw = String::new();
     match file {
         Some(path) if path != Path::new("-") => {
@@ -26,7 +42,7 @@ pub fn read_key(file: Option<&Path>) -> Result<Secret> {
                 .context("reading the key from standard input")?;
         }
     }
-    parse_key(raw)
+    Ok(raw)
 }
 
 pub fn parse_key(mut raw: String) -> Result<Secret> {

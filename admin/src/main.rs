@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use im_admin::{keyinput, table};
+use im_shared::auth;
 use im_shared::ids::check_id;
-use im_shared::store::{DynamoStore, StoreError};
+use im_shared::store::{DynamoStore, Store, StoreError};
 
 #[derive(Parser)]
 #[command(name = "im-admin", version, about)]
@@ -30,10 +31,55 @@ enum Command {
         #[command(subcommand)]
         action: AppCommand,
     },
+    /// The secrets an app's backend signs caller tokens (HS256 JWTs) with.
+    TokenKey {
+        #[command(subcommand)]
+        action: TokenKeyCommand,
+    },
+    /// Mint a caller token, for development and tests (apps mint their own).
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
     /// The table itself.
     Table {
         #[command(subcommand)]
         action: TableCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenKeyCommand {
+    /// Add a secret under a new key id (the JWT `kid`). Read from --key-file or stdin;
+    /// at least 32 bytes. Several may be active at once, for rotation without downtime.
+    Add {
+        kid: String,
+        /// The app whose callers the tokens speak for.
+        #[arg(long)]
+        app: String,
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+    },
+    /// List key ids, their apps and status (never the secrets).
+    List,
+    /// Retire a key: tokens signed with it stop verifying (within IM_APP_CACHE_SECONDS).
+    Retire { kid: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a token signed with the active secret `kid`.
+    Mint {
+        #[arg(long)]
+        kid: String,
+        /// The client id the token speaks for (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// Mark the token `role: "admin"`: the app's backend, acting for anyone.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, default_value_t = 3600)]
+        ttl_seconds: u64,
     },
 }
 
@@ -74,6 +120,10 @@ async fn main() -> ExitCode {
     }
 }
 
+fn valid_kid(kid: &str) -> Result<()> {
+    check_id("kid", kid, 128).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 fn valid_app_id(app_id: &str) -> Result<()> {
     check_id("app_id", app_id, 64).map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -93,6 +143,52 @@ async fn run(cli: Cli) -> Result<()> {
                 "table {table_name} {}",
                 if created { "created" } else { "already exists" }
             );
+        }
+        Command::TokenKey { action } => match action {
+            TokenKeyCommand::Add { kid, app, key_file } => {
+                valid_kid(&kid)?;
+                valid_app_id(&app)?;
+                let secret = keyinput::read_token_secret(key_file.as_deref())?;
+                match store.create_token_key(&kid, &app, &secret).await {
+                    Ok(()) => println!("token key {kid} added for app {app}"),
+                    Err(StoreError::NotFound) => anyhow::bail!("no app {app}"),
+                    Err(StoreError::AlreadyExists) => {
+                        anyhow::bail!("key id {kid} is taken (key ids are never reused)")
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            TokenKeyCommand::List => {
+                for (kid, app, status) in store.list_token_keys().await? {
+                    println!("{kid}\t{app}\t{status}");
+                }
+            }
+            TokenKeyCommand::Retire { kid } => match store.retire_token_key(&kid).await {
+                Ok(()) => println!("token key {kid} retired"),
+                Err(StoreError::NotFound) => anyhow::bail!("no token key {kid}"),
+                Err(e) => return Err(e.into()),
+            },
+        },
+        Command::Token {
+            action:
+                TokenCommand::Mint {
+                    kid,
+                    sub,
+                    admin,
+                    ttl_seconds,
+                },
+        } => {
+            check_id("sub", &sub, 64).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let key = store
+                .token_key(&kid)
+                .await?
+                .with_context(|| format!("no active token key {kid}"))?;
+            let token = auth::mint(
+                &kid,
+                &key.secret,
+                &auth::claims_for(&sub, admin, ttl_seconds),
+            )?;
+            println!("{token}");
         }
         Command::App { action } => match action {
             AppCommand::Add { app_id, key_file } => {

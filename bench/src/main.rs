@@ -58,6 +58,9 @@ enum Command {
         /// Every response must have this status.
         #[arg(long, default_value_t = 200)]
         expect: u16,
+        /// Sent as `Authorization: Bearer <token>`.
+        #[arg(long, env = "IM_BENCH_TOKEN")]
+        bearer: Option<String>,
     },
 }
 
@@ -77,7 +80,8 @@ async fn main() -> Result<()> {
             connections,
             seconds,
             expect,
-        } => load(url, method, body, connections, seconds, expect).await,
+            bearer,
+        } => load(url, method, body, connections, seconds, expect, bearer).await,
     }
 }
 
@@ -256,6 +260,7 @@ async fn load(
     connections: usize,
     seconds: u64,
     expect: u16,
+    bearer: Option<String>,
 ) -> Result<()> {
     let method = reqwest::Method::from_bytes(method.as_bytes())?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -263,6 +268,7 @@ async fn load(
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let (url, method, body, seq) = (url.clone(), method.clone(), body.clone(), seq.clone());
+        let bearer = bearer.clone();
         // One client per task: one keep-alive connection each.
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1)
@@ -273,6 +279,9 @@ async fn load(
             while Instant::now() < deadline {
                 let n = seq.fetch_add(1, Ordering::Relaxed);
                 let mut req = client.request(method.clone(), &url);
+                if let Some(token) = &bearer {
+                    req = req.bearer_auth(token);
+                }
                 if let Some(b) = &body {
                     req = req
                         .header("content-type", "application/json")

@@ -112,10 +112,63 @@ async fn operator_workflow_never_shows_a_key() {
     assert_eq!(run(&["app", "list"], None, true), "app-one\n");
     std::fs::remove_file(key_file).unwrap();
 
-    assert!(
-        !everything.contains(&k1) && !everything.contains(&k2),
-        "a key was printed"
+    // Token secrets: add (for an existing app, at least 32 bytes), list, mint, retire.
+    let ts = test_token_secret();
+    run(
+        &["token-key", "add", "k-1", "--app", "app-one"],
+        Some(&ts),
+        true,
     );
+    run(
+        &["token-key", "add", "k-2", "--app", "no-such-app"],
+        Some(&ts),
+        false,
+    );
+    run(
+        &["token-key", "add", "k-3", "--app", "app-one"],
+        Some("too-short"),
+        false,
+    );
+    run(
+        &["token-key", "add", "k-1", "--app", "app-one"],
+        Some(&ts),
+        false,
+    ); // taken
+    assert_eq!(
+        run(&["token-key", "list"], None, true),
+        "k-1\tapp-one\tactive\n"
+    );
+    let token = run(
+        &["token", "mint", "--kid", "k-1", "--sub", "alice", "--admin"],
+        None,
+        true,
+    );
+    let key = im_shared::store::TokenKey {
+        app_id: "app-one".into(),
+        secret: Secret::new(ts.clone()),
+    };
+    let caller = im_shared::auth::verify_with_key(token.trim(), &key, 0, 64).unwrap();
+    assert_eq!(
+        (caller.client_id.as_str(), caller.app_admin),
+        ("alice", true)
+    );
+    run(&["token-key", "retire", "k-1"], None, true);
+    run(
+        &["token", "mint", "--kid", "k-1", "--sub", "alice"],
+        None,
+        false,
+    );
+    assert_eq!(
+        run(&["token-key", "list"], None, true),
+        "k-1\tapp-one\tretired\n"
+    );
+
+    for secret in [&k1, &k2, &ts] {
+        assert!(
+            !everything.contains(secret.as_str()),
+            "a key or secret was printed"
+        );
+    }
     // The command needs a table name.
     let out = Command::new(bin("im-admin"))
         .args(["app", "list"])

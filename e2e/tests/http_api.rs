@@ -6,40 +6,60 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use im_shared::secret::Secret;
 use im_shared::store::DynamoStore;
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
 
+#[derive(Clone)]
 struct Api {
     http: Client,
     base: String,
     store: DynamoStore,
+    test_app: TestApp,
     app: String,
     key: String,
+    /// Sent as `Authorization: Bearer ...`.
+    token: String,
 }
 
-/// A client of the local server, with a new app registered in its table.
+/// A client of the local server, with a new app registered in its table, acting as
+/// client `alice`.
 async fn api() -> Api {
     let store = DynamoStore::new(ddb().await, env("IM_TEST_LOCAL_TABLE"));
-    let app = unique("http-app");
-    let key = test_key();
-    store
-        .create_app(&app, &Secret::new(key.clone()))
-        .await
-        .unwrap();
+    let test_app = TestApp::register(&store, "http-app").await;
     Api {
         http: Client::new(),
         base: env("IM_TEST_HTTP_URL"),
         store,
-        app,
-        key,
+        app: test_app.app_id.clone(),
+        key: test_app.master_key.clone(),
+        token: test_app.token("alice"),
+        test_app,
     }
 }
 
 impl Api {
+    /// The same app, acting as `client`.
+    fn as_client(&self, client: &str) -> Api {
+        Api {
+            token: self.test_app.token(client),
+            ..self.clone()
+        }
+    }
+
+    /// The same app, acting as its backend (`role: admin`).
+    fn as_app_admin(&self) -> Api {
+        Api {
+            token: self.test_app.admin_token("backend"),
+            ..self.clone()
+        }
+    }
+
     async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Response {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -49,6 +69,7 @@ impl Api {
     async fn raw(&self, method: Method, path: &str, content_type: &str, body: &str) -> Response {
         self.http
             .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.token)
             .header("content-type", content_type)
             .body(body.to_owned())
             .send()
@@ -123,7 +144,7 @@ async fn login_signature_verifies_and_is_not_cacheable() {
 
 #[tokio::test]
 async fn path_segments_are_signed_after_url_decoding() {
-    let api = api().await;
+    let api = api().await.as_app_admin();
     let body = ok_json(
         api.get(&format!("/signature/login/{}/al%20ice%E4%B8%AD+x", api.app))
             .await,
@@ -184,20 +205,25 @@ async fn invite_kick_and_join_signatures() {
 }
 
 #[tokio::test]
-async fn unknown_app_is_404() {
+async fn an_app_without_a_master_key_is_404_and_another_app_is_403() {
     let api = api().await;
-    let msg = error(
-        api.get("/signature/login/no-such-app/alice").await,
-        404,
-        "GET /signature/login/no-such-app/alice",
+    let other = "no-such-app";
+    error(
+        api.get(&format!("/signature/login/{other}/alice")).await,
+        403,
+        &format!("GET /signature/login/{other}/alice"),
     )
     .await;
+    // Tokens still verify after the app is removed, but it has no key to sign with.
+    api.store.remove_app(&api.app).await.unwrap();
+    let path = format!("/signature/login/{}/alice", api.app);
+    let msg = error(api.get(&path).await, 404, &format!("GET {path}")).await;
     assert!(msg.contains("app"), "{msg}");
 }
 
 #[tokio::test]
 async fn bad_signature_input_is_400() {
-    let api = api().await;
+    let api = api().await.as_app_admin();
     let a = &api.app;
     let long = "x".repeat(65);
     let ok64 = "y".repeat(64);
@@ -251,10 +277,14 @@ async fn create_group_json_and_form() {
         .as_u64()
         .expect("group_id is a JSON integer");
     assert_eq!(body["group_name"], "666");
-    assert_eq!(body["member_client_ids"], "o12:p23:u232");
+    assert_eq!(body["owner"], "alice");
+    assert_eq!(
+        body["member_client_ids"], "alice:o12:p23:u232",
+        "the creator is a member"
+    );
     assert_eq!(
         api.store.group_members(id).await.unwrap(),
-        ["o12", "p23", "u232"]
+        ["alice", "o12", "p23", "u232"]
     );
 
     let body = ok_json(
@@ -269,7 +299,7 @@ async fn create_group_json_and_form() {
     )
     .await;
     assert_eq!(body["group_name"], "群");
-    assert_eq!(body["member_client_ids"], "a:b");
+    assert_eq!(body["member_client_ids"], "a:alice:b");
     assert!(
         body["group_id"].as_u64().unwrap() > id,
         "ids grow and are never reused"
@@ -285,7 +315,7 @@ async fn create_group_json_and_form() {
         201,
     )
     .await;
-    assert_eq!(body["member_client_ids"], "y:z");
+    assert_eq!(body["member_client_ids"], "alice:y:z");
 }
 
 #[tokio::test]
@@ -302,8 +332,8 @@ async fn rename_add_remove_delete() {
     .await;
     assert_eq!(body, json!({"group_name": "g123"}));
     assert_eq!(
-        api.store.group_name(id).await.unwrap().as_deref(),
-        Some("g123")
+        api.store.group_meta(id).await.unwrap().unwrap().group_name,
+        "g123"
     );
 
     let member = format!("{g}/member");
@@ -439,7 +469,7 @@ async fn bad_group_input() {
     let id = api.create("t", "a").await;
     let g = format!("/im/group/{id}");
     let m = format!("{g}/member");
-    let too_many: Vec<String> = (0..100).map(|i| format!("u{i}")).collect();
+    let too_many: Vec<String> = (0..99).map(|i| format!("u{i}")).collect();
     let cases: Vec<(Method, String, &str, String, u16)> = vec![
         // 400: values
         (Method::POST, "/im/group".into(), "application/json", json!({"group_name": ""}).to_string(), 400),
@@ -474,11 +504,33 @@ async fn bad_group_input() {
         error(resp, status, &request).await;
     }
     // None of it changed the group.
-    assert_eq!(api.store.group_members(id).await.unwrap(), ["a"]);
+    assert_eq!(api.store.group_members(id).await.unwrap(), ["a", "alice"]);
     assert_eq!(
-        api.store.group_name(id).await.unwrap().as_deref(),
-        Some("t")
+        api.store.group_meta(id).await.unwrap().unwrap().group_name,
+        "t"
     );
+}
+
+#[tokio::test]
+async fn health_is_open_and_everything_else_needs_a_token() {
+    let api = api().await;
+    let resp = api
+        .http
+        .get(format!("{}/health", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+    let path = format!("/signature/login/{}/alice", api.app);
+    let resp = api
+        .http
+        .get(format!("{}{path}", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"im\"");
+    error(resp, 401, &format!("GET {path}")).await;
 }
 
 #[tokio::test]
@@ -526,7 +578,13 @@ async fn concurrent_member_requests_on_one_group_lose_nothing() {
         }));
     }
     for who in leaving {
-        let (api, member) = (api.clone(), member.clone());
+        // Half are removed by the owner, half leave by themselves.
+        let api = Arc::new(if who.ends_with(['0', '2', '4', '6', '8']) {
+            api.as_client(&who)
+        } else {
+            (*api).clone()
+        });
+        let member = member.clone();
         tasks.push(tokio::spawn(async move {
             api.send(
                 Method::DELETE,
@@ -544,6 +602,7 @@ async fn concurrent_member_requests_on_one_group_lose_nothing() {
             "{status}"
         );
     }
-    let expected: Vec<String> = (0..20).map(|i| format!("join{i:02}")).collect();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("join{i:02}")).collect();
+    expected.insert(0, "alice".into());
     assert_eq!(api.store.group_members(id).await.unwrap(), expected);
 }

@@ -1,21 +1,19 @@
 //! Every function binary under the Lambda runtime emulator (`cargo lambda watch`,
-//! started by `make test`), invoked with every `events/` file exactly as
-//! `sam local invoke -e events/<file>.json` would send it.
+//! started twice by `make test`: once per authentication mode), invoked with every
+//! `events/` file exactly as `sam local invoke -e events/<file>.json` would send it.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
 use im_shared::routes::{Route, ROUTES};
-use im_shared::secret::Secret;
 use im_shared::store::DynamoStore;
 use serde_json::Value;
 
 /// `cargo lambda invoke`, the emulator's own client; returns the API Gateway response.
-fn invoke(function: &str, data: Data<'_>) -> Value {
-    let port = env("IM_TEST_LAMBDA_PORT");
+fn invoke(port: &str, function: &str, data: Data<'_>) -> Value {
     let mut cmd = Command::new("cargo");
     cmd.args([
         "lambda",
@@ -24,7 +22,7 @@ fn invoke(function: &str, data: Data<'_>) -> Value {
         "--invoke-address",
         "127.0.0.1",
     ])
-    .args(["--invoke-port", &port, "--output-format", "json"]);
+    .args(["--invoke-port", port, "--output-format", "json"]);
     match data {
         Data::File(path) => cmd.arg("--data-file").arg(path),
         Data::Inline(json) => cmd.args(["--data-ascii", json]),
@@ -47,70 +45,204 @@ fn body(resp: &Value) -> Value {
     serde_json::from_str(resp["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
 }
 
-fn event_path(route: &Route) -> std::path::PathBuf {
-    repo_root()
-        .join("events")
-        .join(format!("{}.json", route.event))
+fn event_file(dir: &str, route: &Route) -> PathBuf {
+    repo_root().join(dir).join(format!("{}.json", route.event))
 }
 
-#[tokio::test]
-async fn every_event_file_gets_its_documented_status() {
-    // The events use app `demo-app`; the emulator's table is fresh, so the create-group
-    // event makes group 1, which the later group events name.
-    let store = DynamoStore::new(ddb().await, env("IM_TEST_LAMBDA_TABLE"));
-    let key = test_key();
-    store
-        .create_app("demo-app", &Secret::new(key.clone()))
-        .await
-        .unwrap();
+fn read(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
 
+/// The emulators' tables, where `make test` registered `demo-app` (the events' app)
+/// with the admin command, and the master key it gave it.
+async fn demo_app(table: &str) -> (DynamoStore, String) {
+    let store = DynamoStore::new(ddb().await, table);
+    let key = std::fs::read_to_string(env("IM_TEST_DEMO_KEY_FILE")).unwrap();
+    (store, key.trim().to_owned())
+}
+
+/// Replays every event of `dir` in route-list order against the emulator on `port`.
+/// The table is fresh, so the create-group event makes group 1, which the later group
+/// events name.
+async fn replay(dir: &str, port: &str, store: &DynamoStore, key: &str) {
     for route in ROUTES {
-        let path = event_path(route);
-        let event: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let path = event_file(dir, route);
+        let event = read(&path);
         assert_eq!(
             event["routeKey"],
             format!("{} {}", route.method, route.path),
             "{}",
             path.display()
         );
-        let resp = invoke(route.function.name(), Data::File(&path));
+        let resp = invoke(port, route.function.name(), Data::File(&path));
         assert_eq!(
             resp["statusCode"], route.status,
-            "{} answered {resp}",
+            "{dir}/{} answered {resp}",
             route.event
         );
         let b = body(&resp);
         match route.function.name() {
             name if name.ends_with("-signature") => {
                 assert_eq!(resp["headers"]["cache-control"], "no-store");
-                verify_signature_response(&b, &key);
+                verify_signature_response(&b, key);
             }
             "create-group" => {
                 assert_eq!(b["group_id"], 1);
+                assert_eq!(b["owner"], "alice");
                 assert_eq!(b["member_client_ids"], "alice:bob");
             }
             "add-members" => assert_eq!(b["member_client_ids"], "carol:dave"),
             "update-group" => assert_eq!(b["group_name"], "renamed group"),
+            "grant-admins" => {
+                let admins = store.group_meta(1).await.unwrap().unwrap().admins;
+                assert_eq!(admins.into_iter().collect::<Vec<_>>(), ["bob"]);
+            }
+            "revoke-admins" => assert!(store
+                .group_meta(1)
+                .await
+                .unwrap()
+                .unwrap()
+                .admins
+                .is_empty()),
+            "remove-members" => assert_eq!(store.group_members(1).await.unwrap(), ["alice", "bob"]),
             _ => {}
         }
-        if route.event == "remove-members" {
-            assert_eq!(store.group_members(1).await.unwrap(), ["alice", "bob"]);
-        }
     }
-    // The delete-group event ran last: nothing of group 1 is left.
+    // The delete-group event ran last among the group events: nothing of group 1 is left.
     assert!(store.group_members(1).await.unwrap().is_empty());
-    assert_eq!(store.group_name(1).await.unwrap(), None);
+    assert_eq!(store.group_meta(1).await.unwrap(), None);
+}
+
+/// One test per emulator: the replay must see a fresh table, so nothing else may run
+/// against that emulator's table at the same time.
+#[tokio::test]
+async fn token_mode_events_then_bad_input() {
+    let (store, key) = demo_app(&env("IM_TEST_LAMBDA_TABLE")).await;
+    replay("events", &env("IM_TEST_LAMBDA_PORT"), &store, &key).await;
+    bad_input_through_the_lambda_path();
+}
+
+#[tokio::test]
+async fn authorizer_mode_events_then_key_cases() {
+    let (store, key) = demo_app(&env("IM_TEST_AUTHZ_TABLE")).await;
+    replay(
+        "events/authorizer",
+        &env("IM_TEST_AUTHZ_PORT"),
+        &store,
+        &key,
+    )
+    .await;
+    authorizer_mode_key_cases().await;
+}
+
+/// The authorization matrix's key cases through the binaries, with the claims API
+/// Gateway's JWT authorizer would pass (the emulator runs with `IM_AUTH_APP_ID=demo-app`,
+/// `IM_AUTH_ADMIN_CLAIM=groups`, `IM_AUTH_ADMIN_VALUE=im-admin`).
+async fn authorizer_mode_key_cases() {
+    let port = env("IM_TEST_AUTHZ_PORT");
+    let call = |name: &str, claims: Option<Value>, path: &str, body: Option<Value>| -> u64 {
+        let route = ROUTES.iter().find(|r| r.event == name).unwrap();
+        let mut e = read(&event_file("events/authorizer", route));
+        e["rawPath"] = Value::from(path);
+        e["requestContext"]["http"]["path"] = Value::from(path);
+        match claims {
+            Some(c) => e["requestContext"]["authorizer"]["jwt"]["claims"] = c,
+            None => {
+                e["requestContext"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("authorizer");
+            }
+        }
+        if let Some(b) = body {
+            e["body"] = Value::from(b.to_string());
+            e["headers"]["content-type"] = Value::from("application/json");
+        }
+        let resp = invoke(&port, route.function.name(), Data::Inline(&e.to_string()));
+        resp["statusCode"].as_u64().unwrap()
+    };
+    let who = |sub: &str| Some(serde_json::json!({"sub": sub}));
+    let admin = Some(serde_json::json!({"sub": "backend", "groups": "[im-admin other]"}));
+
+    let login = "/signature/login/demo-app/alice";
+    assert_eq!(call("login-signature", None, login, None), 401);
+    assert_eq!(call("login-signature", who("mallory"), login, None), 403);
+    assert_eq!(call("login-signature", who("alice"), login, None), 200);
+    assert_eq!(call("login-signature", admin.clone(), login, None), 200);
+    assert_eq!(call("health", None, "/health", None), 200);
+
+    // A group owned by owner1, with member1; outsider is in neither.
+    let created = invoke(
+        &port,
+        "create-group",
+        Data::Inline(&{
+            let mut e = read(&event_file(
+                "events/authorizer",
+                ROUTES.iter().find(|r| r.event == "create-group").unwrap(),
+            ));
+            e["requestContext"]["authorizer"]["jwt"]["claims"] =
+                serde_json::json!({"sub": "owner1"});
+            e["body"] = Value::from(
+                serde_json::json!({"group_name": "m", "member_client_ids": "member1"}).to_string(),
+            );
+            e.to_string()
+        }),
+    );
+    assert_eq!(created["statusCode"], 201);
+    let g = body(&created)["group_id"].as_u64().unwrap();
+    let rename = format!("/im/group/{g}");
+    let name = Some(serde_json::json!({"group_name": "n"}));
+    assert_eq!(call("update-group", None, &rename, name.clone()), 401);
+    assert_eq!(
+        call("update-group", who("outsider"), &rename, name.clone()),
+        404
+    );
+    assert_eq!(
+        call("update-group", who("member1"), &rename, name.clone()),
+        403
+    );
+    assert_eq!(
+        call("update-group", who("owner1"), &rename, name.clone()),
+        200
+    );
+    assert_eq!(call("update-group", admin.clone(), &rename, name), 200);
+    let members = format!("/im/group/{g}/member");
+    let add = Some(serde_json::json!({"member_client_ids": "x1"}));
+    assert_eq!(
+        call("add-members", who("outsider"), &members, add.clone()),
+        404
+    );
+    assert_eq!(call("add-members", who("member1"), &members, add), 201);
+    let invite = |client: &str| format!("/signature/invite/demo-app/{client}/{g}");
+    assert_eq!(
+        call(
+            "invite-signature-join",
+            who("outsider"),
+            &invite("outsider"),
+            None
+        ),
+        403
+    );
+    assert_eq!(
+        call(
+            "invite-signature-join",
+            who("member1"),
+            &invite("member1"),
+            None
+        ),
+        200
+    );
+    let kick = format!("/signature/kick/demo-app/member1/{g}/x1");
+    assert_eq!(call("kick-signature", who("member1"), &kick, None), 403);
+    let delete = format!("/im/group/{g}");
+    assert_eq!(call("delete-group", who("member1"), &delete, None), 403);
+    assert_eq!(call("delete-group", who("owner1"), &delete, None), 204);
 }
 
 /// Variants of the event files with bad input: JSON errors, never a 5xx.
-#[test]
 fn bad_input_through_the_lambda_path() {
-    let read = |name: &str| -> Value {
-        serde_json::from_str(
-            &std::fs::read_to_string(repo_root().join("events").join(name)).unwrap(),
-        )
-        .unwrap()
-    };
+    let port = env("IM_TEST_LAMBDA_PORT");
+    let read_event = |name: &str| read(&repo_root().join("events").join(name));
     let with_path = |mut e: Value, path: &str| {
         e["rawPath"] = Value::from(path);
         e["requestContext"]["http"]["path"] = Value::from(path);
@@ -120,7 +252,7 @@ fn bad_input_through_the_lambda_path() {
         (
             "login-signature",
             with_path(
-                read("login-signature.json"),
+                read_event("login-signature.json"),
                 "/signature/login/demo-app/al%3Aice",
             ),
             400,
@@ -128,25 +260,25 @@ fn bad_input_through_the_lambda_path() {
         (
             "login-signature",
             with_path(
-                read("login-signature.json"),
-                "/signature/login/unknown-app/alice",
+                read_event("login-signature.json"),
+                "/signature/login/demo-app/bob",
             ),
+            403,
+        ),
+        (
+            "update-group",
+            with_path(read_event("update-group.json"), "/im/group/424242"),
             404,
         ),
         (
             "update-group",
-            with_path(read("update-group.json"), "/im/group/424242"),
-            404,
-        ),
-        (
-            "update-group",
-            with_path(read("update-group.json"), "/im/group/abc"),
+            with_path(read_event("update-group.json"), "/im/group/abc"),
             400,
         ),
         (
             "create-group",
             {
-                let mut e = read("create-group.json");
+                let mut e = read_event("create-group.json");
                 e["body"] = Value::from("{\"group_name\": 7}");
                 e
             },
@@ -155,21 +287,30 @@ fn bad_input_through_the_lambda_path() {
         (
             "create-group",
             {
-                let mut e = read("create-group.json");
+                let mut e = read_event("create-group.json");
                 e["headers"]["content-type"] = Value::from("text/csv");
                 e
             },
             415,
         ),
+        (
+            "create-group",
+            {
+                let mut e = read_event("create-group.json");
+                e["headers"]["authorization"] = Value::from("Bearer not.a.token");
+                e
+            },
+            401,
+        ),
         // A route of another function is not this function's: 404, as API Gateway would.
         (
             "login-signature",
-            with_path(read("login-signature.json"), "/im/group"),
+            with_path(read_event("login-signature.json"), "/im/group"),
             404,
         ),
     ];
     for (function, event, status) in cases {
-        let resp = invoke(function, Data::Inline(&event.to_string()));
+        let resp = invoke(&port, function, Data::Inline(&event.to_string()));
         assert_eq!(resp["statusCode"], status, "{function}: {resp}");
         let b = body(&resp);
         assert!(b["code"].as_u64().is_some() && b["msg"].is_string(), "{b}");

@@ -57,7 +57,15 @@ fn template_maps_exactly_the_listed_routes_one_function_each() {
             ));
         }
         // Least privilege: the functions' policies name only the table.
-        for policy in res["Properties"]["Policies"].as_sequence().unwrap() {
+        let no_policies = Vec::new();
+        let policies = res["Properties"]["Policies"]
+            .as_sequence()
+            .unwrap_or(&no_policies);
+        assert!(
+            !policies.is_empty() || binary == "health",
+            "{binary} has no policy"
+        );
+        for policy in policies {
             for st in policy["Statement"].as_sequence().unwrap() {
                 let resource = serde_yaml_ng::to_string(&st["Resource"]).unwrap();
                 assert!(resource.contains("Table.Arn"), "{binary}: {resource}");
@@ -74,7 +82,7 @@ fn template_maps_exactly_the_listed_routes_one_function_each() {
     assert_eq!(routes, listed());
     let all: BTreeSet<String> = Function::ALL.iter().map(|f| f.name().to_owned()).collect();
     assert_eq!(functions, all);
-    assert_eq!(functions.len(), 9);
+    assert_eq!(functions.len(), 12);
     let g = &t["Globals"]["Function"];
     assert_eq!(g["Runtime"], "provided.al2023");
     assert_eq!(g["Architectures"][0], "arm64");
@@ -105,11 +113,14 @@ fn function_crates_are_the_listed_functions() {
     assert_eq!(crates.len(), Function::ALL.len());
 }
 
-#[test]
-fn one_event_file_per_route_and_no_other() {
+/// The event files of `dir`, by route event name.
+fn event_files(dir: &str) -> BTreeSet<String> {
     let mut files = BTreeSet::new();
-    for entry in std::fs::read_dir(repo_root().join("events")).unwrap() {
+    for entry in std::fs::read_dir(repo_root().join(dir)).unwrap() {
         let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue; // the fixture secret, the README, the authorizer/ folder
+        }
         let event: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(
@@ -122,7 +133,7 @@ fn one_event_file_per_route_and_no_other() {
         let route = ROUTES
             .iter()
             .find(|r| r.event == stem)
-            .unwrap_or_else(|| panic!("{stem}.json matches no route"));
+            .unwrap_or_else(|| panic!("{dir}/{stem}.json matches no route"));
         assert_eq!(
             event["routeKey"],
             format!("{} {}", route.method, route.path)
@@ -135,9 +146,25 @@ fn one_event_file_per_route_and_no_other() {
             segments(route.path),
             "{stem}"
         );
+        // Credentials: a bearer token in the default mode, verified claims in the
+        // authorizer mode, nothing on the open health route.
+        let open = route.function == Function::Health;
+        let has_token = event["headers"].get("authorization").is_some();
+        let has_claims = event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"].is_string();
+        match dir {
+            "events" => assert!(has_token != open && !has_claims, "{dir}/{stem}"),
+            _ => assert!(has_claims != open && !has_token, "{dir}/{stem}"),
+        }
         files.insert(stem);
     }
-    assert_eq!(files.len(), ROUTES.len());
+    files
+}
+
+#[test]
+fn one_event_file_per_route_in_each_mode() {
+    let all: BTreeSet<String> = ROUTES.iter().map(|r| r.event.to_owned()).collect();
+    assert_eq!(event_files("events"), all);
+    assert_eq!(event_files("events/authorizer"), all);
 }
 
 #[tokio::test]
@@ -161,6 +188,13 @@ async fn the_local_server_serves_every_listed_route() {
         // Routed: whatever the handler answers, it is not the router's 404 or 405.
         assert_ne!(status, 405, "{} {path}", route.method);
         assert_ne!(body["msg"], "route_not_found", "{} {path}", route.method);
+        // Authentication runs before anything else on every route but /health.
+        let expected = if route.function == Function::Health {
+            200
+        } else {
+            401
+        };
+        assert_eq!(status, expected, "{} {path} without a token", route.method);
         assert!(status < 500, "{} {path}: {status}", route.method);
     }
 }

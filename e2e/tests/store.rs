@@ -11,9 +11,24 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use im_shared::ids::MemberList;
-use im_shared::keys::MasterKeys;
+use im_shared::keys::Keys;
 use im_shared::secret::Secret;
-use im_shared::store::{DynamoStore, NewGroup, Store, StoreError};
+use im_shared::store::{Caller, DynamoStore, NewGroup, Standing, Store, StoreError, TokenKey};
+
+fn caller(client: &str) -> Caller {
+    Caller {
+        app_id: "app".into(),
+        client_id: client.into(),
+        app_admin: false,
+    }
+}
+
+fn app_admin() -> Caller {
+    Caller {
+        app_admin: true,
+        ..caller("backend")
+    }
+}
 
 fn members(ids: &[&str]) -> MemberList {
     MemberList::from_ids("m", ids.iter().copied(), 1000, 64).unwrap()
@@ -45,34 +60,46 @@ async fn items_of_group(store: &DynamoStore, id: u64) -> usize {
 #[tokio::test]
 async fn group_lifecycle() {
     let store = fresh_store("store-life").await;
+    let alice = caller("alice");
     let NewGroup {
         group_id,
         members: m,
+        owner,
         ..
     } = store
-        .create_group("team", &members(&["bob", "alice"]))
+        .create_group(&alice, "team", &members(&["bob"]))
         .await
         .unwrap();
     assert_eq!(group_id, 1);
-    assert_eq!(m.joined(), "alice:bob");
+    assert_eq!(owner, "alice");
+    assert_eq!(m.joined(), "alice:bob", "the creator is a member");
     assert_eq!(
         store.group_members(group_id).await.unwrap(),
         ["alice", "bob"]
     );
+    let meta = store.group_meta(group_id).await.unwrap().unwrap();
     assert_eq!(
-        store.group_name(group_id).await.unwrap().as_deref(),
-        Some("team")
+        (meta.group_name.as_str(), meta.owner.as_str(), meta.live),
+        ("team", "alice", true)
     );
 
-    store.rename_group(group_id, "renamed").await.unwrap();
+    store
+        .rename_group(&alice, group_id, "renamed")
+        .await
+        .unwrap();
     assert_eq!(
-        store.group_name(group_id).await.unwrap().as_deref(),
-        Some("renamed")
+        store
+            .group_meta(group_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .group_name,
+        "renamed"
     );
 
     // Re-adding a member is not an error and keeps one item per member.
     store
-        .add_members(group_id, &members(&["carol", "alice"]))
+        .add_members(&alice, group_id, &members(&["carol", "alice"]))
         .await
         .unwrap();
     assert_eq!(
@@ -82,7 +109,7 @@ async fn group_lifecycle() {
 
     // Removing a non-member is harmless.
     store
-        .remove_members(group_id, &members(&["bob", "zed"]))
+        .remove_members(&alice, group_id, &members(&["bob", "zed"]))
         .await
         .unwrap();
     assert_eq!(
@@ -90,14 +117,16 @@ async fn group_lifecycle() {
         ["alice", "carol"]
     );
 
-    store.delete_group(group_id).await.unwrap();
-    assert_eq!(store.group_name(group_id).await.unwrap(), None);
+    store.delete_group(&alice, group_id).await.unwrap();
+    assert_eq!(store.group_meta(group_id).await.unwrap(), None);
     assert_eq!(items_of_group(&store, group_id).await, 0);
     for result in [
-        store.rename_group(group_id, "x").await,
-        store.add_members(group_id, &members(&["x"])).await,
-        store.remove_members(group_id, &members(&["alice"])).await,
-        store.delete_group(group_id).await,
+        store.rename_group(&alice, group_id, "x").await,
+        store.add_members(&alice, group_id, &members(&["x"])).await,
+        store
+            .remove_members(&alice, group_id, &members(&["carol"]))
+            .await,
+        store.delete_group(&alice, group_id).await,
     ] {
         assert!(matches!(result, Err(StoreError::NotFound)), "{result:?}");
     }
@@ -106,56 +135,193 @@ async fn group_lifecycle() {
 
     // Ids are never reused.
     let next = store
-        .create_group("again", &MemberList::default())
+        .create_group(&alice, "again", &MemberList::default())
         .await
         .unwrap();
     assert_eq!(next.group_id, 2);
 }
 
 #[tokio::test]
-async fn unknown_groups_are_not_found_and_untouched() {
-    let store = fresh_store("store-unknown").await;
-    assert!(matches!(
-        store.add_members(42, &members(&["a"])).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        store.remove_members(42, &members(&["a"])).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        store.rename_group(42, "n").await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        store.delete_group(42).await,
-        Err(StoreError::NotFound)
-    ));
-    assert_eq!(items_of_group(&store, 42).await, 0);
-}
-
-#[tokio::test]
-async fn delete_removes_every_member_item_of_a_large_group() {
-    let store = fresh_store("store-large").await;
-    let first = names("m", 99);
-    let group = store
-        .create_group("big", &list(&first))
+async fn roles_are_conditions_of_the_writes() {
+    let store = fresh_store("store-roles").await;
+    let (owner, admin, member, outsider) = (
+        caller("owner"),
+        caller("gadmin"),
+        caller("member"),
+        caller("outsider"),
+    );
+    let other_app = Caller {
+        app_id: "other".into(),
+        ..caller("owner")
+    };
+    let g = store
+        .create_group(&owner, "g", &members(&["gadmin", "member"]))
         .await
         .unwrap()
         .group_id;
-    let more = names("n", 99);
-    store.add_members(group, &list(&more)).await.unwrap();
-    assert_eq!(store.group_members(group).await.unwrap().len(), 198);
-    assert_eq!(items_of_group(&store, group).await, 199);
-    store.delete_group(group).await.unwrap();
-    assert_eq!(items_of_group(&store, group).await, 0);
+    store
+        .set_admins(&owner, g, &members(&["gadmin"]), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.group_meta(g).await.unwrap().unwrap().admins,
+        BTreeSet::from(["gadmin".to_owned()])
+    );
+
+    let denied = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Forbidden));
+    let hidden = |r: Result<(), StoreError>| matches!(r, Err(StoreError::NotFound));
+    // Rename: owner or group admin; a member is refused; an outsider or another app sees nothing.
+    assert!(denied(store.rename_group(&member, g, "x").await));
+    assert!(hidden(store.rename_group(&outsider, g, "x").await));
+    assert!(hidden(store.rename_group(&other_app, g, "x").await));
+    store.rename_group(&admin, g, "by admin").await.unwrap();
+    // Only the owner grants admin.
+    assert!(denied(
+        store
+            .set_admins(&admin, g, &members(&["member"]), true)
+            .await
+    ));
+    assert!(matches!(
+        store.set_admins(&owner, g, &members(&["outsider"]), true).await,
+        Err(StoreError::NotMembers(ids)) if ids == ["outsider"]
+    ));
+    // Any member adds; an outsider cannot.
+    store
+        .add_members(&member, g, &members(&["new1"]))
+        .await
+        .unwrap();
+    assert!(hidden(
+        store.add_members(&outsider, g, &members(&["new2"])).await
+    ));
+    // Removing others: owner or admin, never the owner; anyone may leave, except the owner.
+    assert!(denied(
+        store.remove_members(&member, g, &members(&["new1"])).await
+    ));
+    assert!(denied(
+        store.remove_members(&admin, g, &members(&["owner"])).await
+    ));
+    assert!(denied(
+        store.remove_members(&owner, g, &members(&["owner"])).await
+    ));
+    store
+        .remove_members(&admin, g, &members(&["new1"]))
+        .await
+        .unwrap();
+    store
+        .remove_members(&member, g, &members(&["member"]))
+        .await
+        .unwrap();
+    assert!(
+        hidden(
+            store
+                .remove_members(&member, g, &members(&["member"]))
+                .await
+        ),
+        "left already"
+    );
+    // An admin who leaves stops being an admin.
+    store
+        .remove_members(&admin, g, &members(&["gadmin"]))
+        .await
+        .unwrap();
+    assert!(store
+        .group_meta(g)
+        .await
+        .unwrap()
+        .unwrap()
+        .admins
+        .is_empty());
+    assert_eq!(store.group_members(g).await.unwrap(), ["owner"]);
+    // Delete: the owner (or the app's backend) only.
+    store
+        .add_members(&owner, g, &members(&["m2"]))
+        .await
+        .unwrap();
+    assert!(denied(store.delete_group(&caller("m2"), g).await));
+    store.delete_group(&app_admin(), g).await.unwrap();
+    assert_eq!(items_of_group(&store, g).await, 0);
 }
 
 #[tokio::test]
+async fn standing_for_signature_checks() {
+    let store = fresh_store("store-standing").await;
+    let owner = caller("owner");
+    let g = store
+        .create_group(&owner, "g", &members(&["adm", "mem"]))
+        .await
+        .unwrap()
+        .group_id;
+    store
+        .set_admins(&owner, g, &members(&["adm"]), true)
+        .await
+        .unwrap();
+    let st = |member, owner, admin| {
+        Some(Standing {
+            member,
+            owner,
+            admin,
+        })
+    };
+    assert_eq!(
+        store.standing("app", g, "owner").await.unwrap(),
+        st(true, true, false)
+    );
+    assert_eq!(
+        store.standing("app", g, "adm").await.unwrap(),
+        st(true, false, true)
+    );
+    assert_eq!(
+        store.standing("app", g, "mem").await.unwrap(),
+        st(true, false, false)
+    );
+    assert_eq!(
+        store.standing("app", g, "nobody").await.unwrap(),
+        st(false, false, false)
+    );
+    assert_eq!(store.standing("other-app", g, "owner").await.unwrap(), None);
+    assert_eq!(
+        store.standing("app", g + 1000, "owner").await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn unknown_groups_are_not_found_and_untouched() {
+    let store = fresh_store("store-unknown").await;
+    let nf = |r: Result<(), StoreError>| matches!(r, Err(StoreError::NotFound));
+    for who in [caller("a"), app_admin()] {
+        assert!(nf(store.add_members(&who, 42, &members(&["a"])).await));
+        assert!(nf(store.remove_members(&who, 42, &members(&["a"])).await));
+        assert!(nf(store.rename_group(&who, 42, "n").await));
+        assert!(nf(store.delete_group(&who, 42).await));
+        assert!(nf(store.set_admins(&who, 42, &members(&["a"]), true).await));
+    }
+    assert_eq!(items_of_group(&store, 42).await, 0);
+}
+#[tokio::test]
+async fn delete_removes_every_member_item_of_a_large_group() {
+    let store = fresh_store("store-large").await;
+    let owner = caller("owner");
+    let group = store
+        .create_group(&owner, "big", &list(&names("m", 98)))
+        .await
+        .unwrap()
+        .group_id;
+    store
+        .add_members(&owner, group, &list(&names("n", 98)))
+        .await
+        .unwrap();
+    assert_eq!(store.group_members(group).await.unwrap().len(), 197);
+    assert_eq!(items_of_group(&store, group).await, 198);
+    store.delete_group(&owner, group).await.unwrap();
+    assert_eq!(items_of_group(&store, group).await, 0);
+}
+#[tokio::test]
 async fn a_delete_interrupted_half_way_is_finished_by_the_next_delete() {
     let store = fresh_store("store-resume").await;
+    let owner = caller("owner");
     let group = store
-        .create_group("g", &list(&names("m", 30)))
+        .create_group(&owner, "g", &list(&names("m", 30)))
         .await
         .unwrap()
         .group_id;
@@ -173,19 +339,15 @@ async fn a_delete_interrupted_half_way_is_finished_by_the_next_delete() {
         .await
         .unwrap();
     // Already gone for every reader and writer...
-    assert_eq!(store.group_name(group).await.unwrap(), None);
-    assert!(matches!(
-        store.add_members(group, &members(&["x"])).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(!store.group_meta(group).await.unwrap().unwrap().live);
+    assert_eq!(store.standing("app", group, "owner").await.unwrap(), None);
+    let add = store.add_members(&owner, group, &members(&["x"])).await;
+    assert!(matches!(add, Err(StoreError::NotFound)));
     // ...and the next delete (404 for its caller) removes what was left.
-    assert!(matches!(
-        store.delete_group(group).await,
-        Err(StoreError::NotFound)
-    ));
+    let delete = store.delete_group(&caller("m001"), group).await;
+    assert!(matches!(delete, Err(StoreError::NotFound)));
     assert_eq!(items_of_group(&store, group).await, 0);
 }
-
 #[tokio::test]
 async fn concurrent_creates_get_distinct_ids() {
     let store = Arc::new(fresh_store("store-ids").await);
@@ -194,7 +356,7 @@ async fn concurrent_creates_get_distinct_ids() {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .create_group(&format!("g{i}"), &members(&["a"]))
+                    .create_group(&caller("a"), &format!("g{i}"), &members(&["b"]))
                     .await
                     .unwrap()
                     .group_id
@@ -213,36 +375,46 @@ async fn concurrent_adds_and_removes_lose_nothing_and_resurrect_nothing() {
     let store = Arc::new(fresh_store("store-race").await);
     let leaving = names("leave", 24);
     let joining = names("join", 24);
-    let stay = vec!["owner".to_owned()];
-    let initial: Vec<String> = leaving.iter().chain(&stay).cloned().collect();
     let group = store
-        .create_group("race", &list(&initial))
+        .create_group(&caller("owner"), "race", &list(&leaving))
         .await
         .unwrap()
         .group_id;
 
-    // 48 requests at once on one group: each adds or removes one distinct member, and
-    // every add is sent twice more (same member) to race against itself.
+    // 96 requests at once on one group: each adds or removes one distinct member, and
+    // every add is sent three times (same member) to race against itself. Half of the
+    // leavers leave by themselves, the owner removes the other half.
     let mut tasks = Vec::new();
     for id in &joining {
         for _ in 0..3 {
             let (store, id) = (store.clone(), id.clone());
             tasks.push(tokio::spawn(async move {
-                store.add_members(group, &members(&[&id])).await
+                store
+                    .add_members(&caller("owner"), group, &members(&[&id]))
+                    .await
             }));
         }
     }
-    for id in &leaving {
+    for (i, id) in leaving.iter().enumerate() {
         let (store, id) = (store.clone(), id.clone());
+        let who = if i % 2 == 0 {
+            caller(&id)
+        } else {
+            caller("owner")
+        };
         tasks.push(tokio::spawn(async move {
-            store.remove_members(group, &members(&[&id])).await
+            store.remove_members(&who, group, &members(&[&id])).await
         }));
     }
     assert!(tasks.len() >= 20);
     for t in tasks {
         t.await.unwrap().expect("every concurrent write succeeds");
     }
-    let expected: BTreeSet<String> = joining.iter().chain(&stay).cloned().collect();
+    let expected: BTreeSet<String> = joining
+        .iter()
+        .cloned()
+        .chain(["owner".to_owned()])
+        .collect();
     let actual: BTreeSet<String> = store
         .group_members(group)
         .await
@@ -250,6 +422,54 @@ async fn concurrent_adds_and_removes_lose_nothing_and_resurrect_nothing() {
         .into_iter()
         .collect();
     assert_eq!(actual, expected);
+}
+#[tokio::test]
+async fn token_keys_add_list_retire() {
+    let store = fresh_store("store-tokens").await;
+    let secret = Secret::new(test_token_secret());
+    assert!(matches!(
+        store.create_token_key("k1", "no-app", &secret).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .create_app("app", &Secret::new(test_key()))
+        .await
+        .unwrap();
+    store.create_token_key("k1", "app", &secret).await.unwrap();
+    store.create_token_key("k2", "app", &secret).await.unwrap();
+    assert!(matches!(
+        store.create_token_key("k1", "app", &secret).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert_eq!(store.token_key("k1").await.unwrap().unwrap().secret, secret);
+    store.retire_token_key("k1").await.unwrap();
+    assert!(
+        store.token_key("k1").await.unwrap().is_none(),
+        "retired keys verify nothing"
+    );
+    assert!(
+        store.token_key("k2").await.unwrap().is_some(),
+        "others stay active"
+    );
+    assert!(
+        matches!(
+            store.create_token_key("k1", "app", &secret).await,
+            Err(StoreError::AlreadyExists)
+        ),
+        "never reused"
+    );
+    assert!(matches!(
+        store.retire_token_key("nope").await,
+        Err(StoreError::NotFound)
+    ));
+    let listed = store.list_token_keys().await.unwrap();
+    assert_eq!(
+        listed,
+        [
+            ("k1".to_owned(), "app".to_owned(), "retired".to_owned()),
+            ("k2".to_owned(), "app".to_owned(), "active".to_owned())
+        ]
+    );
 }
 
 #[tokio::test]
@@ -279,7 +499,7 @@ async fn apps_add_rotate_list_remove() {
     assert_eq!(store.list_apps().await.unwrap(), ["app-a"]);
 }
 
-/// The real store, counting the master-key reads that reach DynamoDB.
+/// The real store, counting the key reads that reach DynamoDB.
 struct Counting {
     inner: DynamoStore,
     reads: AtomicUsize,
@@ -291,57 +511,91 @@ impl Store for Counting {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.master_key(app_id).await
     }
-    async fn create_group(&self, n: &str, m: &MemberList) -> Result<NewGroup, StoreError> {
-        self.inner.create_group(n, m).await
+    async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.token_key(kid).await
     }
-    async fn rename_group(&self, id: u64, n: &str) -> Result<(), StoreError> {
-        self.inner.rename_group(id, n).await
+    async fn create_group(
+        &self,
+        c: &Caller,
+        n: &str,
+        m: &MemberList,
+    ) -> Result<NewGroup, StoreError> {
+        self.inner.create_group(c, n, m).await
     }
-    async fn delete_group(&self, id: u64) -> Result<(), StoreError> {
-        self.inner.delete_group(id).await
+    async fn rename_group(&self, c: &Caller, id: u64, n: &str) -> Result<(), StoreError> {
+        self.inner.rename_group(c, id, n).await
     }
-    async fn add_members(&self, id: u64, m: &MemberList) -> Result<(), StoreError> {
-        self.inner.add_members(id, m).await
+    async fn delete_group(&self, c: &Caller, id: u64) -> Result<(), StoreError> {
+        self.inner.delete_group(c, id).await
     }
-    async fn remove_members(&self, id: u64, m: &MemberList) -> Result<(), StoreError> {
-        self.inner.remove_members(id, m).await
+    async fn add_members(&self, c: &Caller, id: u64, m: &MemberList) -> Result<(), StoreError> {
+        self.inner.add_members(c, id, m).await
+    }
+    async fn remove_members(&self, c: &Caller, id: u64, m: &MemberList) -> Result<(), StoreError> {
+        self.inner.remove_members(c, id, m).await
+    }
+    async fn set_admins(
+        &self,
+        c: &Caller,
+        id: u64,
+        m: &MemberList,
+        grant: bool,
+    ) -> Result<(), StoreError> {
+        self.inner.set_admins(c, id, m, grant).await
+    }
+    async fn standing(
+        &self,
+        app: &str,
+        id: u64,
+        client: &str,
+    ) -> Result<Option<Standing>, StoreError> {
+        self.inner.standing(app, id, client).await
     }
 }
 
 #[tokio::test]
-async fn a_warm_function_reads_each_master_key_once_per_ttl() {
+async fn a_warm_function_reads_each_key_once_per_ttl() {
     let inner = fresh_store("store-cache").await;
     let key = Secret::new(test_key());
     inner.create_app("cached-app", &key).await.unwrap();
+    inner
+        .create_token_key(
+            "cached-kid",
+            "cached-app",
+            &Secret::new(test_token_secret()),
+        )
+        .await
+        .unwrap();
     let counting = Arc::new(Counting {
         inner,
         reads: AtomicUsize::new(0),
     });
-    let keys = MasterKeys::new(counting.clone(), Duration::from_secs(1));
+    let keys = Keys::new(counting.clone(), Duration::from_secs(1));
 
     for _ in 0..5 {
-        assert_eq!(keys.get("cached-app").await.unwrap(), key);
-        assert_eq!(
-            keys.get("missing-app").await.unwrap_err().status().as_u16(),
-            404
-        );
+        assert_eq!(keys.master_key("cached-app").await.unwrap(), key);
+        let missing = keys.master_key("missing-app").await.unwrap_err();
+        assert_eq!(missing.status().as_u16(), 404);
+        let token_key = keys.token_key("cached-kid").await.unwrap().unwrap();
+        assert_eq!(token_key.app_id, "cached-app");
+        assert!(keys.token_key("missing-kid").await.unwrap().is_none());
     }
-    assert_eq!(counting.reads.load(Ordering::SeqCst), 2, "one read per app");
+    assert_eq!(counting.reads.load(Ordering::SeqCst), 4, "one read per id");
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    keys.get("cached-app").await.unwrap();
+    keys.master_key("cached-app").await.unwrap();
     assert_eq!(
         counting.reads.load(Ordering::SeqCst),
-        3,
+        5,
         "re-read after the TTL"
     );
 }
-
 #[tokio::test]
 async fn member_items_carry_the_client_index_keys() {
     let store = fresh_store("store-gsi").await;
     let group = store
-        .create_group("g", &members(&["zoe"]))
+        .create_group(&caller("zoe"), "g", &MemberList::default())
         .await
         .unwrap()
         .group_id;
@@ -351,7 +605,7 @@ async fn member_items_carry_the_client_index_keys() {
         .table_name(store.table())
         .index_name("gsi1")
         .key_condition_expression("gsi1pk = :c")
-        .expression_attribute_values(":c", AttributeValue::S("CLIENT#zoe".into()))
+        .expression_attribute_values(":c", AttributeValue::S("CLIENT#app:zoe".into()))
         .send()
         .await
         .unwrap();

@@ -4,6 +4,8 @@
 //! Settings (environment): `PORT` (3000; 0 picks a free one), `DYNAMODB_PORT` (8000; 0
 //! picks a free one), `TABLE_NAME` (im-local), `IM_DEV_APP_ID` (dev-app),
 //! `IM_DEV_MASTER_KEY` (generated and kept in `.local/dev-master-key` when unset),
+//! `IM_DEV_TOKEN_KID` (dev) and `IM_DEV_TOKEN_SECRET` (the development token secret;
+//! generated, kept in `.local/dev-token-secret` and printed when unset),
 //! `IM_LOCAL_DIR` (.local: data, key and DynamoDB Local's log), `IM_LOCAL_IN_MEMORY=1`
 //! (keep no data), `DYNAMODB_LOCAL_HOME` (the folder of DynamoDBLocal.jar), and
 //! `AWS_ENDPOINT_URL_DYNAMODB` to use a DynamoDB that is already running instead.
@@ -16,8 +18,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use im_shared::api::{router, AppState};
+use im_shared::auth;
 use im_shared::config::Config;
 use im_shared::routes::Function;
+use im_shared::secret::Secret;
 use im_shared::store::{DynamoStore, StoreError};
 use rand::distr::{Alphanumeric, SampleString};
 
@@ -84,6 +88,9 @@ async fn serve(state_dir: &Path, table: &str, app_id: &str, endpoint: &str) -> R
     im_admin::table::ensure_table(&client, table).await?;
     let store = DynamoStore::new(client, table);
     let key_note = register_dev_app(&store, state_dir, app_id).await?;
+    let kid = env_or("IM_DEV_TOKEN_KID", "dev");
+    let token_secret = register_dev_token_key(&store, state_dir, app_id, &kid).await?;
+    let example = auth::mint(&kid, &token_secret, &auth::claims_for("alice", false, 3600))?;
 
     let config = Config::from_lookup(|name| match name {
         "TABLE_NAME" => Some(table.to_owned()),
@@ -95,7 +102,16 @@ async fn serve(state_dir: &Path, table: &str, app_id: &str, endpoint: &str) -> R
         .context("binding the HTTP port (is PORT already in use?)")?;
     let url = format!("http://{}", listener.local_addr()?);
     println!("im-local: development app {app_id:?}, {key_note}");
-    println!("im-local: try  curl {url}/signature/login/{app_id}/alice");
+    println!(
+        "im-local: token secret (kid {kid:?}): {} (IM_DEV_TOKEN_SECRET; also in {})",
+        token_secret.expose(),
+        state_dir.join("dev-token-secret").display()
+    );
+    println!("im-local: a token for client \"alice\", valid for an hour:\n  {example}");
+    println!(
+        "im-local: try  curl -H 'Authorization: Bearer {example}' {url}/signature/login/{app_id}/alice"
+    );
+    println!("im-local: more tokens: make token SUB=<client id> [ADMIN=1]");
     println!("im-local ready: {url} dynamodb={endpoint} table={table} app={app_id}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
@@ -130,6 +146,33 @@ async fn register_dev_app(store: &DynamoStore, state_dir: &Path, app_id: &str) -
         Err(e) => return Err(e.into()),
     }
     Ok(note)
+}
+
+/// Registers the development token secret under `kid` and returns it.
+async fn register_dev_token_key(
+    store: &DynamoStore,
+    state_dir: &Path,
+    app_id: &str,
+    kid: &str,
+) -> Result<Secret> {
+    let file = state_dir.join("dev-token-secret");
+    let secret = match std::env::var("IM_DEV_TOKEN_SECRET")
+        .ok()
+        .filter(|k| !k.is_empty())
+    {
+        Some(k) => im_admin::keyinput::parse_key(k)?,
+        None => {
+            if !file.is_file() {
+                write_private(&file, &Alphanumeric.sample_string(&mut rand::rng(), 48))?;
+            }
+            im_admin::keyinput::read_token_secret(Some(&file))?
+        }
+    };
+    if secret.expose().len() < im_admin::keyinput::MIN_TOKEN_SECRET_BYTES {
+        anyhow::bail!("IM_DEV_TOKEN_SECRET must be at least 32 bytes");
+    }
+    store.upsert_token_key(kid, app_id, &secret).await?;
+    Ok(secret)
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<()> {

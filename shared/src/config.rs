@@ -6,8 +6,23 @@ use std::time::Duration;
 use thiserror::Error;
 
 /// DynamoDB allows 100 actions in one transaction; a member write also checks the group
-/// item, so at most 99 members fit in one atomic request.
-pub const TRANSACTION_MEMBER_CAP: usize = 99;
+/// item and the caller's own membership, so at most 98 members fit in one atomic request.
+pub const TRANSACTION_MEMBER_CAP: usize = 98;
+
+/// How callers prove who they are. There is deliberately no unauthenticated mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// HS256 JWTs from the app's backend, verified here with secrets kept in the table.
+    Tokens,
+    /// JWTs already verified by API Gateway's JWT authorizer; the claims arrive in the
+    /// request context. One deployment serves one app in this mode.
+    Authorizer {
+        app_id: String,
+        client_claim: String,
+        /// A claim and the value (or one of the values) that marks an app admin.
+        admin: Option<(String, String)>,
+    },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimestampUnit {
@@ -44,8 +59,12 @@ pub struct Config {
     pub table_name: String,
     pub limits: Limits,
     pub timestamp_unit: TimestampUnit,
-    /// How long a warm function trusts a master key it has read (and an app it found missing).
+    /// How long a warm function trusts a master key or token secret it has read (and an
+    /// id it found missing).
     pub app_cache_ttl: Duration,
+    pub auth: AuthMode,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub token_leeway_secs: u64,
 }
 
 #[derive(Debug, Error)]
@@ -106,11 +125,53 @@ impl Config {
             }
         };
         let app_cache_ttl = Duration::from_secs(number("IM_APP_CACHE_SECONDS", 60, 3600)? as u64);
+        let text = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let auth =
+            match text("IM_AUTH_MODE").as_deref() {
+                None | Some("tokens") => AuthMode::Tokens,
+                Some("authorizer") => AuthMode::Authorizer {
+                    app_id: text("IM_AUTH_APP_ID").ok_or(ConfigError::Missing("IM_AUTH_APP_ID"))?,
+                    client_claim: text("IM_AUTH_CLIENT_CLAIM").unwrap_or_else(|| "sub".to_owned()),
+                    admin: match (text("IM_AUTH_ADMIN_CLAIM"), text("IM_AUTH_ADMIN_VALUE")) {
+                        (Some(claim), Some(value)) => Some((claim, value)),
+                        (None, None) => None,
+                        _ => return Err(ConfigError::Invalid {
+                            name: "IM_AUTH_ADMIN_CLAIM",
+                            why: "set both IM_AUTH_ADMIN_CLAIM and IM_AUTH_ADMIN_VALUE, or neither"
+                                .into(),
+                        }),
+                    },
+                },
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        name: "IM_AUTH_MODE",
+                        why: format!("{other:?} is neither tokens nor authorizer"),
+                    })
+                }
+            };
+        let token_leeway_secs = match lookup("IM_TOKEN_LEEWAY_SECONDS") {
+            None => 30,
+            Some(raw) => match raw.trim().parse::<u64>() {
+                Ok(n) if n <= 60 => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "IM_TOKEN_LEEWAY_SECONDS",
+                        why: "expected a whole number from 0 to 60".into(),
+                    })
+                }
+            },
+        };
         Ok(Self {
             table_name,
             limits,
             timestamp_unit,
             app_cache_ttl,
+            auth,
+            token_leeway_secs,
         })
     }
 }
@@ -134,7 +195,9 @@ mod tests {
         assert_eq!(c.table_name, "t");
         assert_eq!(c.limits.max_id_chars, 64);
         assert_eq!(c.limits.max_body_bytes, 16384);
-        assert_eq!(c.limits.max_group_members_per_request, 99);
+        assert_eq!(c.limits.max_group_members_per_request, 98);
+        assert_eq!(c.auth, AuthMode::Tokens);
+        assert_eq!(c.token_leeway_secs, 30);
         assert_eq!(c.timestamp_unit, TimestampUnit::Seconds);
         assert_eq!(c.app_cache_ttl, Duration::from_secs(60));
     }
@@ -156,6 +219,30 @@ mod tests {
             ("IM_MAX_GROUP_MEMBERS_PER_REQUEST", "10"),
         ]);
         assert_eq!(ok.unwrap().limits.max_group_members_per_request, 10);
+    }
+
+    #[test]
+    fn auth_settings() {
+        let c = from(&[
+            ("TABLE_NAME", "t"),
+            ("IM_AUTH_MODE", "authorizer"),
+            ("IM_AUTH_APP_ID", "app"),
+            ("IM_AUTH_ADMIN_CLAIM", "cognito:groups"),
+            ("IM_AUTH_ADMIN_VALUE", "admin"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.auth,
+            AuthMode::Authorizer {
+                app_id: "app".into(),
+                client_claim: "sub".into(),
+                admin: Some(("cognito:groups".into(), "admin".into())),
+            }
+        );
+        // No unauthenticated mode, and the authorizer mode must name its app.
+        assert!(from(&[("TABLE_NAME", "t"), ("IM_AUTH_MODE", "none")]).is_err());
+        assert!(from(&[("TABLE_NAME", "t"), ("IM_AUTH_MODE", "authorizer")]).is_err());
+        assert!(from(&[("TABLE_NAME", "t"), ("IM_TOKEN_LEEWAY_SECONDS", "61")]).is_err());
     }
 
     #[test]

@@ -12,6 +12,12 @@ use thiserror::Error;
 pub enum ApiError {
     #[error("invalid_parameter: {0}")]
     BadRequest(String),
+    /// Missing, malformed, expired or badly signed credentials: one answer for all.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// Authenticated, but this action is not the caller's to take.
+    #[error("forbidden")]
+    Forbidden,
     #[error("{0}_not_found")]
     NotFound(&'static str),
     #[error("method_not_allowed")]
@@ -40,6 +46,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -55,6 +63,8 @@ impl ApiError {
     pub fn code(&self) -> u32 {
         match self {
             Self::BadRequest(_) => 1000,
+            Self::Unauthorized => 1001,
+            Self::Forbidden => 1003,
             Self::NotFound("group") => 1041,
             Self::NotFound("app") => 1042,
             Self::NotFound(_) => 1004,
@@ -100,9 +110,18 @@ impl IntoResponse for ApiError {
         };
         let mut resp = body.clone().into_response_with(status, String::new());
         resp.extensions_mut().insert(body);
-        if matches!(self, Self::Unavailable) {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self {
+            Self::Unavailable => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::Unauthorized => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"im\""),
+                );
+            }
+            _ => {}
         }
         resp
     }
@@ -116,6 +135,8 @@ mod tests {
     fn every_variant_has_a_4xx_or_5xx_status_and_a_distinct_code() {
         let all = [
             ApiError::bad("x"),
+            ApiError::Unauthorized,
+            ApiError::Forbidden,
             ApiError::NotFound("group"),
             ApiError::NotFound("app"),
             ApiError::NotFound("route"),

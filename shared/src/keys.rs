@@ -1,47 +1,71 @@
-//! Master keys by app id, cached in the warm function so that signing an app seen in
-//! the last minute costs no DynamoDB call.
+//! Master keys by app id and token secrets by key id, cached in the warm function so that
+//! an app or key seen in the last minute costs no DynamoDB call.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mini_moka::sync::Cache;
 
 use crate::error::ApiError;
 use crate::secret::Secret;
-use crate::store::Store;
+use crate::store::{Store, StoreError, TokenKey};
 
-/// Bounded so that a flood of random app ids cannot grow memory without limit.
-const MAX_CACHED_APPS: u64 = 10_000;
+/// Bounded so that a flood of random ids cannot grow memory without limit.
+const MAX_CACHED: u64 = 10_000;
 
-#[derive(Clone)]
-pub struct MasterKeys {
-    store: Arc<dyn Store>,
-    // Unknown apps are cached too (as `None`), so that probing random ids costs
-    // DynamoDB at most one read per id per TTL.
-    cache: Cache<String, Option<Secret>>,
+/// Misses are cached too, so that probing random ids costs DynamoDB at most one read per
+/// id per few seconds; briefly, so that a newly registered app or key works at once.
+const MISS_TTL: Duration = Duration::from_secs(5);
+
+type Ttl<V> = Cache<String, (Option<V>, Instant)>;
+
+fn ttl_cache<V: Clone + Send + Sync + 'static>(ttl: Duration) -> Ttl<V> {
+    Cache::builder()
+        .max_capacity(MAX_CACHED)
+        .time_to_live(ttl)
+        .build()
 }
 
-impl MasterKeys {
+async fn cached<V, F>(cache: &Ttl<V>, id: &str, load: F) -> Result<Option<V>, StoreError>
+where
+    V: Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<Option<V>, StoreError>>,
+{
+    if let Some((hit, at)) = cache.get(&id.to_owned()) {
+        if hit.is_some() || at.elapsed() < MISS_TTL {
+            return Ok(hit);
+        }
+    }
+    let found = load.await?;
+    cache.insert(id.to_owned(), (found.clone(), Instant::now()));
+    Ok(found)
+}
+
+#[derive(Clone)]
+pub struct Keys {
+    store: Arc<dyn Store>,
+    master: Ttl<Secret>,
+    tokens: Ttl<TokenKey>,
+}
+
+impl Keys {
     pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
         Self {
             store,
-            cache: Cache::builder()
-                .max_capacity(MAX_CACHED_APPS)
-                .time_to_live(ttl)
-                .build(),
+            master: ttl_cache(ttl),
+            tokens: ttl_cache(ttl),
         }
     }
 
     /// The app's master key; 404 for an unknown app.
-    pub async fn get(&self, app_id: &str) -> Result<Secret, ApiError> {
-        let cached = match self.cache.get(&app_id.to_owned()) {
-            Some(hit) => hit,
-            None => {
-                let found = self.store.master_key(app_id).await?;
-                self.cache.insert(app_id.to_owned(), found.clone());
-                found
-            }
-        };
-        cached.ok_or(ApiError::NotFound("app"))
+    pub async fn master_key(&self, app_id: &str) -> Result<Secret, ApiError> {
+        cached(&self.master, app_id, self.store.master_key(app_id))
+            .await?
+            .ok_or(ApiError::NotFound("app"))
+    }
+
+    /// The active token secret named `kid`, if there is one.
+    pub async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, ApiError> {
+        Ok(cached(&self.tokens, kid, self.store.token_key(kid)).await?)
     }
 }

@@ -5,11 +5,14 @@
 //!   `api/group.rs`) where each route's rules are checked;
 //! - [`signing`]: the HMAC-SHA1 operation signatures;
 //! - [`ids`], [`body`]: input validation and body parsing;
-//! - [`store`]: the DynamoDB model, where every item is written;
+//! - [`store`]: the DynamoDB model, where every item is written and every group rule
+//!   (owner, group admin, member) is enforced as a condition of the write;
 //! - [`error`]: the error type and its one mapping to HTTP;
+//! - [`auth`]: who is calling (bearer tokens, or API Gateway's JWT authorizer);
 //! - [`config`], [`secret`], [`keys`], [`telemetry`], [`lambda`]: plumbing.
 
 pub mod api;
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;

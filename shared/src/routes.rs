@@ -4,6 +4,7 @@
 //! this list by the e2e tests (`e2e/tests/routes_agree.rs`).
 
 /// One Lambda function; its name is the function crate's package (and binary) name.
+/// The order of [`ROUTES`] is also the order the Lambda test replays `events/` in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Function {
     LoginSignature,
@@ -15,10 +16,13 @@ pub enum Function {
     DeleteGroup,
     AddMembers,
     RemoveMembers,
+    GrantAdmins,
+    RevokeAdmins,
+    Health,
 }
 
 impl Function {
-    pub const ALL: [Function; 9] = [
+    pub const ALL: [Function; 12] = [
         Function::LoginSignature,
         Function::ConversationSignature,
         Function::InviteSignature,
@@ -28,6 +32,9 @@ impl Function {
         Function::DeleteGroup,
         Function::AddMembers,
         Function::RemoveMembers,
+        Function::GrantAdmins,
+        Function::RevokeAdmins,
+        Function::Health,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -41,6 +48,9 @@ impl Function {
             Function::DeleteGroup => "delete-group",
             Function::AddMembers => "add-members",
             Function::RemoveMembers => "remove-members",
+            Function::GrantAdmins => "grant-admins",
+            Function::RevokeAdmins => "revoke-admins",
+            Function::Health => "health",
         }
     }
 
@@ -86,8 +96,12 @@ pub const ROUTES: &[Route] = &[
     route!("POST" "/im/group" => CreateGroup, "create-group", 201),
     route!("PUT" "/im/group/{group_id}" => UpdateGroup, "update-group", 200),
     route!("POST" "/im/group/{group_id}/member" => AddMembers, "add-members", 201),
+    route!("POST" "/im/group/{group_id}/admin" => GrantAdmins, "grant-admins", 201),
+    route!("DELETE" "/im/group/{group_id}/admin" => RevokeAdmins, "revoke-admins", 204),
     route!("DELETE" "/im/group/{group_id}/member" => RemoveMembers, "remove-members", 204),
     route!("DELETE" "/im/group/{group_id}" => DeleteGroup, "delete-group", 204),
+    // The one route without authentication; it reveals nothing.
+    route!("GET" "/health" => Health, "health", 200),
 ];
 
 /// The routes one function serves.

@@ -5,22 +5,24 @@
 //! | item | pk | sk | attributes |
 //! | --- | --- | --- | --- |
 //! | app | `APP` | app id | `master_key`, `created_at`, `updated_at` |
+//! | token secret | `TOKEN_KEY` | key id (`kid`) | `app_id`, `secret`, `status` (active, retired), `created_at` |
 //! | group-id counter | `COUNTER` | `GROUP_ID` | `next_id` |
-//! | group | `GROUP#<id>` | `META` | `group_id`, `group_name`, `status`, `created_at`, `updated_at` |
-//! | member | `GROUP#<id>` | `MEMBER#<client id>` | `client_id`, `group_id`, `joined_at`, `gsi1pk` = `CLIENT#<client id>`, `gsi1sk` = `GROUP#<id, 20 digits>` |
+//! | group | `GROUP#<id>` | `META` | `group_id`, `app_id`, `group_name`, `owner`, `admins` (string set), `status` (active, deleting), `created_at`, `updated_at` |
+//! | member | `GROUP#<id>` | `MEMBER#<client id>` | `client_id`, `group_id`, `joined_at`, `gsi1pk` = `CLIENT#<app id>:<client id>`, `gsi1sk` = `GROUP#<id, 20 digits>` |
 //!
-//! Every write that touches several items is one transaction that also checks the group
-//! item, so a crash or a concurrent request can neither lose a member nor leave half a
-//! group behind.
+//! Groups belong to the app of the caller who created them; a caller of another app
+//! finds nothing. Every write that touches several items is one transaction, and every
+//! rule about who may write (owner, group admin, member) is a condition of that same
+//! write, so no concurrent request can slip between a check and the change it guards.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, DeleteRequest, Put, ReturnValue,
+    AttributeValue, ConditionCheck, Delete, DeleteRequest, KeysAndAttributes, Put, ReturnValue,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
@@ -35,10 +37,17 @@ use crate::secret::Secret;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
+    /// No such group for this caller (absent, deleted, another app's, or the caller is
+    /// not a member: a non-member learns nothing).
     #[error("not found")]
     NotFound,
+    /// The caller is a member but may not do this.
+    #[error("forbidden")]
+    Forbidden,
     #[error("already exists")]
     AlreadyExists,
+    #[error("not members of the group: {0:?}")]
+    NotMembers(Vec<String>),
     /// Other transactions kept winning on the same group; the caller may retry.
     #[error("too many concurrent writes to the same group")]
     Contention,
@@ -52,7 +61,11 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => ApiError::NotFound("group"),
+            StoreError::Forbidden => ApiError::Forbidden,
             StoreError::AlreadyExists => ApiError::Conflict("already exists".into()),
+            StoreError::NotMembers(ids) => {
+                ApiError::Conflict(format!("not members of the group: {}", ids.join(":")))
+            }
             StoreError::Contention => {
                 ApiError::Conflict("too many concurrent changes to this group; retry".into())
             }
@@ -65,12 +78,68 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Who acts: the identity the token (or API Gateway's authorizer) vouches for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub app_id: String,
+    pub client_id: String,
+    /// The app's backend, acting for anyone in its app.
+    pub app_admin: bool,
+}
+
+/// An active token-signing secret and the app it speaks for.
+#[derive(Debug, Clone)]
+pub struct TokenKey {
+    pub app_id: String,
+    pub secret: Secret,
+}
+
 /// A freshly created group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewGroup {
     pub group_id: u64,
     pub group_name: String,
+    pub owner: String,
     pub members: MemberList,
+}
+
+/// A client's standing in a live group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub member: bool,
+    pub owner: bool,
+    pub admin: bool,
+}
+
+/// The group item, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMeta {
+    pub app_id: String,
+    pub group_name: String,
+    pub owner: String,
+    pub admins: BTreeSet<String>,
+    pub live: bool,
+}
+
+impl GroupMeta {
+    fn from_item(item: &HashMap<String, AttributeValue>) -> Option<Self> {
+        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        Some(Self {
+            app_id: text("app_id")?,
+            group_name: text("group_name").unwrap_or_default(),
+            owner: text("owner").unwrap_or_default(),
+            admins: item
+                .get("admins")
+                .and_then(|v| v.as_ss().ok())
+                .map(|v| v.iter().cloned().collect())
+                .unwrap_or_default(),
+            live: text("status").as_deref() == Some(ACTIVE),
+        })
+    }
+
+    fn manages(&self, client_id: &str) -> bool {
+        self.owner == client_id || self.admins.contains(client_id)
+    }
 }
 
 /// What the routes need from storage; nothing else.
@@ -78,26 +147,69 @@ pub struct NewGroup {
 pub trait Store: Send + Sync + 'static {
     /// The app's master key, or `None` for an unknown app.
     async fn master_key(&self, app_id: &str) -> Result<Option<Secret>, StoreError>;
-    async fn create_group(&self, name: &str, members: &MemberList) -> Result<NewGroup, StoreError>;
-    async fn rename_group(&self, group_id: u64, name: &str) -> Result<(), StoreError>;
-    async fn delete_group(&self, group_id: u64) -> Result<(), StoreError>;
-    /// Adding a client that is already a member keeps its original `joined_at`.
-    async fn add_members(&self, group_id: u64, members: &MemberList) -> Result<(), StoreError>;
-    async fn remove_members(&self, group_id: u64, members: &MemberList) -> Result<(), StoreError>;
+    /// The active token secret named `kid`, or `None`.
+    async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError>;
+    /// Creates a group owned by the caller, who is also a member.
+    async fn create_group(
+        &self,
+        caller: &Caller,
+        name: &str,
+        members: &MemberList,
+    ) -> Result<NewGroup, StoreError>;
+    /// Owner or group admin.
+    async fn rename_group(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        name: &str,
+    ) -> Result<(), StoreError>;
+    /// Owner.
+    async fn delete_group(&self, caller: &Caller, group_id: u64) -> Result<(), StoreError>;
+    /// Any member. Adding a client that is already a member keeps its `joined_at`.
+    async fn add_members(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        members: &MemberList,
+    ) -> Result<(), StoreError>;
+    /// Owner or group admin, never the owner; any member may remove itself.
+    async fn remove_members(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        members: &MemberList,
+    ) -> Result<(), StoreError>;
+    /// Owner: make members group admins (`grant`) or plain members again.
+    async fn set_admins(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        members: &MemberList,
+        grant: bool,
+    ) -> Result<(), StoreError>;
+    /// `client_id`'s standing in the group, if it is a live group of `app_id`.
+    async fn standing(
+        &self,
+        app_id: &str,
+        group_id: u64,
+        client_id: &str,
+    ) -> Result<Option<Standing>, StoreError>;
 }
 
 // Key layout. Kept private: nothing outside this module builds keys.
 const PK: &str = "pk";
 const SK: &str = "sk";
 const APP_PK: &str = "APP";
+const TOKEN_KEY_PK: &str = "TOKEN_KEY";
 const COUNTER_PK: &str = "COUNTER";
 const COUNTER_SK: &str = "GROUP_ID";
 const META_SK: &str = "META";
 const MEMBER_PREFIX: &str = "MEMBER#";
 const ACTIVE: &str = "active";
 const DELETING: &str = "deleting";
-/// The group item exists and is not being deleted.
-const GROUP_IS_LIVE: &str = "attribute_exists(pk) AND #status = :active";
+const RETIRED: &str = "retired";
+
+type Item = HashMap<String, AttributeValue>;
 
 fn group_pk(id: u64) -> String {
     format!("GROUP#{id}")
@@ -111,7 +223,7 @@ fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn key(pk: impl Into<String>, sk: impl Into<String>) -> HashMap<String, AttributeValue> {
+fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
 }
 
@@ -136,6 +248,10 @@ fn is_throttle(code: Option<&str>) -> bool {
     )
 }
 
+fn is_condition_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.code() == Some("ConditionalCheckFailedException")
+}
+
 /// Maps an SDK error; throttling becomes a retryable 503, the rest a logged 500.
 fn sdk_err<E, R>(op: &'static str, err: SdkError<E, R>) -> StoreError
 where
@@ -148,11 +264,104 @@ where
     StoreError::Backend(format!("{op}: {}", DisplayErrorContext(&err)))
 }
 
-/// How a cancelled transaction failed, from its per-item reasons.
+/// A condition (or update) expression with its placeholders, built in pieces.
+#[derive(Default, Clone)]
+struct Expr {
+    text: String,
+    names: HashMap<String, String>,
+    values: Item,
+}
+
+impl Expr {
+    fn new(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    fn name(mut self, placeholder: &str, attribute: &str) -> Self {
+        self.names.insert(placeholder.into(), attribute.into());
+        self
+    }
+
+    fn value(mut self, placeholder: &str, v: AttributeValue) -> Self {
+        self.values.insert(placeholder.into(), v);
+        self
+    }
+
+    fn and(mut self, clause: &str) -> Self {
+        if !self.text.is_empty() {
+            self.text.push_str(" AND ");
+        }
+        self.text.push_str(clause);
+        self
+    }
+
+    /// The group exists, is live and belongs to the caller's app.
+    fn live_in_app(caller: &Caller) -> Self {
+        Self::default()
+            .and("attribute_exists(pk) AND #status = :active AND #app = :app")
+            .name("#status", "status")
+            .name("#app", "app_id")
+            .value(":active", s(ACTIVE))
+            .value(":app", s(caller.app_id.as_str()))
+    }
+
+    /// ...and the caller is its owner or one of its admins (app admins always are).
+    fn managed_by(self, caller: &Caller) -> Self {
+        if caller.app_admin {
+            return self;
+        }
+        self.and("(#owner = :caller OR contains(#admins, :caller))")
+            .name("#owner", "owner")
+            .name("#admins", "admins")
+            .value(":caller", s(caller.client_id.as_str()))
+    }
+
+    /// ...and the caller is its owner (app admins always are).
+    fn owned_by(self, caller: &Caller) -> Self {
+        if caller.app_admin {
+            return self;
+        }
+        self.and("#owner = :caller")
+            .name("#owner", "owner")
+            .value(":caller", s(caller.client_id.as_str()))
+    }
+
+    /// ...and none of `ids` is the owner.
+    fn owner_not_in(self, ids: &[String]) -> Self {
+        if ids.is_empty() {
+            return self;
+        }
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!(":o{i}")).collect();
+        let mut e = self
+            .and(&format!("NOT (#owner IN ({}))", placeholders.join(", ")))
+            .name("#owner", "owner");
+        for (p, id) in placeholders.iter().zip(ids) {
+            e = e.value(p, s(id.as_str()));
+        }
+        e
+    }
+
+    /// Merges another expression's placeholders (for an update with a condition).
+    fn with_placeholders_of(mut self, other: &Expr) -> Self {
+        self.names.extend(other.names.clone());
+        self.values.extend(other.values.clone());
+        self
+    }
+}
+
+fn string_set(ids: &[String]) -> AttributeValue {
+    AttributeValue::Ss(ids.to_vec())
+}
+
+/// How a transaction ended.
 enum TxOutcome {
     Done,
-    /// An item failed its condition (for our transactions: the group item).
-    ConditionFailed,
+    /// These items (by index) failed their conditions; the group item, when it is among
+    /// them, comes back as it was.
+    Refused(Vec<(usize, Option<Item>)>),
 }
 
 #[derive(Clone, Debug)]
@@ -230,11 +439,14 @@ impl DynamoStore {
             let conflict = match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
                     let reasons = e.cancellation_reasons();
-                    if reasons
+                    let refused: Vec<(usize, Option<Item>)> = reasons
                         .iter()
-                        .any(|r| r.code() == Some("ConditionalCheckFailed"))
-                    {
-                        return Ok(TxOutcome::ConditionFailed);
+                        .enumerate()
+                        .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
+                        .map(|(i, r)| (i, r.item().cloned()))
+                        .collect();
+                    if !refused.is_empty() {
+                        return Ok(TxOutcome::Refused(refused));
                     }
                     if reasons.iter().any(|r| is_throttle(r.code())) {
                         return Err(StoreError::Throttled);
@@ -252,30 +464,158 @@ impl DynamoStore {
             if attempt + 1 < ATTEMPTS {
                 let cap = 10u64 << attempt.min(6);
                 let wait = rand::rng().random_range(cap / 2..=cap);
+                tracing::debug!(attempt, wait_ms = wait, "transaction conflict, retrying");
                 tokio::time::sleep(Duration::from_millis(wait)).await;
             }
         }
         Err(StoreError::Contention)
     }
 
-    fn live_group_check(&self, group_id: u64) -> Result<TransactWriteItem, StoreError> {
+    fn meta_key(group_id: u64) -> Item {
+        key(group_pk(group_id), META_SK)
+    }
+
+    /// A transaction item that only checks the group item against `cond`.
+    fn check_meta(&self, group_id: u64, cond: &Expr) -> Result<TransactWriteItem, StoreError> {
         let check = ConditionCheck::builder()
             .table_name(&self.table)
-            .set_key(Some(key(group_pk(group_id), META_SK)))
-            .condition_expression(GROUP_IS_LIVE)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":active", s(ACTIVE))
+            .set_key(Some(Self::meta_key(group_id)))
+            .condition_expression(&cond.text)
+            .set_expression_attribute_names(Some(cond.names.clone()))
+            .set_expression_attribute_values(Some(cond.values.clone()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build_err)?;
         Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
-    fn member_item(group_id: u64, client_id: &str, now: &str) -> HashMap<String, AttributeValue> {
+    /// A transaction item that updates the group item with `update`, if `cond` holds.
+    fn update_meta(
+        &self,
+        group_id: u64,
+        update: &Expr,
+        cond: &Expr,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let merged = update.clone().with_placeholders_of(cond);
+        let u = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::meta_key(group_id)))
+            .update_expression(&update.text)
+            .condition_expression(&cond.text)
+            .set_expression_attribute_names(Some(merged.names))
+            .set_expression_attribute_values(Some(merged.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().update(u).build())
+    }
+
+    /// A transaction item that checks `client_id` is a member.
+    fn check_member(
+        &self,
+        group_id: u64,
+        client_id: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(group_pk(group_id), member_sk(client_id))))
+            .condition_expression("attribute_exists(sk)")
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// Runs a conditional update of the group item alone; returns the item as it was.
+    async fn update_meta_alone(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        update: &Expr,
+        cond: &Expr,
+    ) -> Result<Option<Item>, StoreError> {
+        let merged = update.clone().with_placeholders_of(cond);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::meta_key(group_id)))
+            .update_expression(&update.text)
+            .condition_expression(&cond.text)
+            .set_expression_attribute_names(Some(merged.names))
+            .set_expression_attribute_values(Some(merged.values))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out.attributes),
+            Err(e) if is_condition_failure(&e) => {
+                let old = e
+                    .as_service_error()
+                    .and_then(|se| match se {
+                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item.clone(),
+                        _ => None,
+                    });
+                Err(self.refusal(caller, group_id, old).await)
+            }
+            Err(e) => Err(sdk_err("UpdateItem(group)", e)),
+        }
+    }
+
+    /// Why a guarded write to a group was refused, from the group item as it was: a
+    /// group that is gone, another app's, or one the caller is not a member of is
+    /// `NotFound`; a member who may not do this gets `Forbidden`.
+    async fn refusal(&self, caller: &Caller, group_id: u64, old: Option<Item>) -> StoreError {
+        let Some(meta) = old.as_ref().and_then(GroupMeta::from_item) else {
+            return StoreError::NotFound;
+        };
+        if !meta.live || meta.app_id != caller.app_id {
+            return StoreError::NotFound;
+        }
+        if caller.app_admin || meta.manages(&caller.client_id) {
+            return StoreError::Forbidden;
+        }
+        match self.is_member(group_id, &caller.client_id).await {
+            Ok(true) => StoreError::Forbidden,
+            Ok(false) => StoreError::NotFound,
+            Err(e) => e,
+        }
+    }
+
+    async fn is_member(&self, group_id: u64, client_id: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(group_pk(group_id), member_sk(client_id))))
+            .projection_expression("sk")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem(member)", e))?;
+        Ok(out.item().is_some())
+    }
+
+    /// Maps a refused group transaction: the group item at index 0 gets `refusal`; a
+    /// refused caller check (index 1 when present) means the caller is not a member.
+    async fn refused(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        refused: Vec<(usize, Option<Item>)>,
+    ) -> StoreError {
+        match refused.into_iter().next() {
+            Some((0, old)) => self.refusal(caller, group_id, old).await,
+            _ => StoreError::NotFound,
+        }
+    }
+
+    fn member_item(app_id: &str, group_id: u64, client_id: &str, now: &str) -> Item {
         let mut item = key(group_pk(group_id), member_sk(client_id));
         item.insert("client_id".into(), s(client_id));
         item.insert("group_id".into(), AttributeValue::N(group_id.to_string()));
         item.insert("joined_at".into(), s(now));
-        item.insert("gsi1pk".into(), s(format!("CLIENT#{client_id}")));
+        item.insert("gsi1pk".into(), s(format!("CLIENT#{app_id}:{client_id}")));
         item.insert("gsi1sk".into(), s(format!("GROUP#{group_id:020}")));
         item
     }
@@ -299,7 +639,7 @@ impl DynamoStore {
             .ok_or_else(|| StoreError::Backend("group id counter returned no number".into()))
     }
 
-    /// The current members of a live group, in byte order.
+    /// The current members of a group, in byte order.
     pub async fn group_members(&self, group_id: u64) -> Result<Vec<String>, StoreError> {
         let mut sks = self.member_keys(group_id).await?;
         sks.sort();
@@ -309,22 +649,18 @@ impl DynamoStore {
             .collect())
     }
 
-    /// The group's name, if the group exists and is live.
-    pub async fn group_name(&self, group_id: u64) -> Result<Option<String>, StoreError> {
+    /// The group item, if there is one (live or being deleted).
+    pub async fn group_meta(&self, group_id: u64) -> Result<Option<GroupMeta>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(group_pk(group_id), META_SK)))
+            .set_key(Some(Self::meta_key(group_id)))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| sdk_err("GetItem(group)", e))?;
-        Ok(out.item().and_then(|item| {
-            let live = item.get("status").and_then(|v| v.as_s().ok()) == Some(&ACTIVE.to_owned());
-            live.then(|| item.get("group_name")?.as_s().ok().cloned())
-                .flatten()
-        }))
+        Ok(out.item().and_then(GroupMeta::from_item))
     }
 
     /// Sort keys of every member item under the group, live or not.
@@ -352,10 +688,7 @@ impl DynamoStore {
     }
 
     /// Deletes items 25 at a time, retrying what DynamoDB leaves unprocessed.
-    async fn batch_delete(
-        &self,
-        keys: Vec<HashMap<String, AttributeValue>>,
-    ) -> Result<(), StoreError> {
+    async fn batch_delete(&self, keys: Vec<Item>) -> Result<(), StoreError> {
         for chunk in keys.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
@@ -395,7 +728,7 @@ impl DynamoStore {
         Ok(())
     }
 
-    // --- apps (used by the admin command and the local server) ------------------------
+    // --- apps and token secrets (the admin command and the local server) ---------------
 
     /// Registers a new app; `AlreadyExists` if the id is taken.
     pub async fn create_app(&self, app_id: &str, master_key: &Secret) -> Result<(), StoreError> {
@@ -414,9 +747,7 @@ impl DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                Err(StoreError::AlreadyExists)
-            }
+            Err(e) if is_condition_failure(&e) => Err(StoreError::AlreadyExists),
             Err(e) => Err(sdk_err("PutItem(app)", e)),
         }
     }
@@ -436,9 +767,7 @@ impl DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                Err(StoreError::NotFound)
-            }
+            Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound),
             Err(e) => Err(sdk_err("UpdateItem(app)", e)),
         }
     }
@@ -454,33 +783,145 @@ impl DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                Err(StoreError::NotFound)
-            }
+            Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound),
             Err(e) => Err(sdk_err("DeleteItem(app)", e)),
         }
     }
 
     /// App ids only: keys never leave the table through this.
     pub async fn list_apps(&self) -> Result<Vec<String>, StoreError> {
-        let mut pages = self
+        Ok(self
+            .query_partition(APP_PK, "sk", &[])
+            .await?
+            .into_iter()
+            .filter_map(|item| item.get(SK).and_then(|v| v.as_s().ok()).cloned())
+            .collect())
+    }
+
+    async fn query_partition(
+        &self,
+        pk: &str,
+        projection: &str,
+        names: &[(&str, &str)],
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(APP_PK))
-            .projection_expression("sk")
-            .into_paginator()
-            .items()
-            .send();
-        let mut ids = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| sdk_err("Query(apps)", e))?;
-            if let Some(id) = item.get(SK).and_then(|v| v.as_s().ok()) {
-                ids.push(id.clone());
-            }
+            .expression_attribute_values(":pk", s(pk))
+            .projection_expression(projection);
+        for (placeholder, name) in names {
+            query = query.expression_attribute_names(*placeholder, *name);
         }
-        Ok(ids)
+        let mut pages = query.into_paginator().items().send();
+        let mut items = Vec::new();
+        while let Some(item) = pages.next().await {
+            items.push(item.map_err(|e| sdk_err("Query", e))?);
+        }
+        Ok(items)
+    }
+
+    /// Adds a token-signing secret for an existing app. `NotFound` for an unknown app,
+    /// `AlreadyExists` for a key id in use (key ids are never reused, even retired ones).
+    pub async fn create_token_key(
+        &self,
+        kid: &str,
+        app_id: &str,
+        secret: &Secret,
+    ) -> Result<(), StoreError> {
+        let mut item = key(TOKEN_KEY_PK, kid);
+        item.insert("app_id".into(), s(app_id));
+        item.insert("secret".into(), s(secret.expose()));
+        item.insert("status".into(), s(ACTIVE));
+        item.insert("created_at".into(), s(now_rfc3339()));
+        let app_exists = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(APP_PK, app_id)))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        let items = vec![
+            TransactWriteItem::builder()
+                .condition_check(app_exists)
+                .build(),
+            TransactWriteItem::builder().put(put).build(),
+        ];
+        match self.transact(items).await? {
+            TxOutcome::Done => Ok(()),
+            TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => Err(StoreError::NotFound),
+            TxOutcome::Refused(_) => Err(StoreError::AlreadyExists),
+        }
+    }
+
+    /// Sets `kid` to `secret` for `app_id`, whatever it was: for the development setup of
+    /// the local server only (operators use `create_token_key`, whose ids are never reused).
+    pub async fn upsert_token_key(
+        &self,
+        kid: &str,
+        app_id: &str,
+        secret: &Secret,
+    ) -> Result<(), StoreError> {
+        let mut item = key(TOKEN_KEY_PK, kid);
+        item.insert("app_id".into(), s(app_id));
+        item.insert("secret".into(), s(secret.expose()));
+        item.insert("status".into(), s(ACTIVE));
+        item.insert("created_at".into(), s(now_rfc3339()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| sdk_err("PutItem(token key)", e))?;
+        Ok(())
+    }
+
+    /// Stops a token secret from verifying anything; the id stays taken.
+    pub async fn retire_token_key(&self, kid: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(TOKEN_KEY_PK, kid)))
+            .update_expression("SET #status = :retired, retired_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":retired", s(RETIRED))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound),
+            Err(e) => Err(sdk_err("UpdateItem(token key)", e)),
+        }
+    }
+
+    /// `(kid, app_id, status)` of every token secret; never the secrets.
+    pub async fn list_token_keys(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let text = |item: &Item, k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        Ok(self
+            .query_partition(
+                TOKEN_KEY_PK,
+                "sk, app_id, #status",
+                &[("#status", "status")],
+            )
+            .await?
+            .iter()
+            .map(|item| (text(item, SK), text(item, "app_id"), text(item, "status")))
+            .collect())
     }
 }
 
@@ -503,13 +944,56 @@ impl Store for DynamoStore {
             .map(|k| Secret::new(k.as_str())))
     }
 
-    async fn create_group(&self, name: &str, members: &MemberList) -> Result<NewGroup, StoreError> {
+    async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(TOKEN_KEY_PK, kid)))
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem(token key)", e))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok());
+        if text("status").map(String::as_str) != Some(ACTIVE) {
+            return Ok(None);
+        }
+        Ok(match (text("app_id"), text("secret")) {
+            (Some(app_id), Some(secret)) => Some(TokenKey {
+                app_id: app_id.clone(),
+                secret: Secret::new(secret.as_str()),
+            }),
+            _ => None,
+        })
+    }
+
+    async fn create_group(
+        &self,
+        caller: &Caller,
+        name: &str,
+        members: &MemberList,
+    ) -> Result<NewGroup, StoreError> {
+        let all = MemberList::from_ids(
+            "member_client_ids",
+            members
+                .ids()
+                .iter()
+                .map(String::as_str)
+                .chain([caller.client_id.as_str()]),
+            usize::MAX,
+            usize::MAX,
+        )
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
         // Two round trips: the id must be known before the items that carry it are written.
         let group_id = self.next_group_id().await?;
         let now = now_rfc3339();
-        let mut meta = key(group_pk(group_id), META_SK);
+        let mut meta = Self::meta_key(group_id);
         meta.insert("group_id".into(), AttributeValue::N(group_id.to_string()));
+        meta.insert("app_id".into(), s(caller.app_id.as_str()));
         meta.insert("group_name".into(), s(name));
+        meta.insert("owner".into(), s(caller.client_id.as_str()));
         meta.insert("status".into(), s(ACTIVE));
         meta.insert("created_at".into(), s(now.clone()));
         meta.insert("updated_at".into(), s(now.clone()));
@@ -524,10 +1008,10 @@ impl Store for DynamoStore {
                     .map_err(build_err)?,
             )
             .build()];
-        for id in members.ids() {
+        for id in all.ids() {
             let put = Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(Self::member_item(group_id, id, &now)))
+                .set_item(Some(Self::member_item(&caller.app_id, group_id, id, &now)))
                 .build()
                 .map_err(build_err)?;
             items.push(TransactWriteItem::builder().put(put).build());
@@ -536,68 +1020,52 @@ impl Store for DynamoStore {
             TxOutcome::Done => Ok(NewGroup {
                 group_id,
                 group_name: name.to_owned(),
-                members: members.clone(),
+                owner: caller.client_id.clone(),
+                members: all,
             }),
-            TxOutcome::ConditionFailed => Err(StoreError::Backend(format!(
+            TxOutcome::Refused(_) => Err(StoreError::Backend(format!(
                 "group id {group_id} from the counter is already taken"
             ))),
         }
     }
 
-    async fn rename_group(&self, group_id: u64, name: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(group_pk(group_id), META_SK)))
-            .update_expression("SET group_name = :name, updated_at = :now")
-            .condition_expression(GROUP_IS_LIVE)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":active", s(ACTIVE))
-            .expression_attribute_values(":name", s(name))
-            .expression_attribute_values(":now", s(now_rfc3339()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                Err(StoreError::NotFound)
-            }
-            Err(e) => Err(sdk_err("UpdateItem(group)", e)),
-        }
+    async fn rename_group(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        let update = Expr::new("SET group_name = :name, updated_at = :now")
+            .value(":name", s(name))
+            .value(":now", s(now_rfc3339()));
+        let cond = Expr::live_in_app(caller).managed_by(caller);
+        self.update_meta_alone(caller, group_id, &update, &cond)
+            .await
+            .map(|_| ())
     }
 
-    async fn delete_group(&self, group_id: u64) -> Result<(), StoreError> {
+    async fn delete_group(&self, caller: &Caller, group_id: u64) -> Result<(), StoreError> {
         // 1. Mark the group as being deleted: from here on every read and write treats it
         //    as gone. A group already marked (a delete that crashed half-way) is finished
-        //    below, but still answers NotFound: for the caller it was already deleted.
-        let marked = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(group_pk(group_id), META_SK)))
-            .update_expression("SET #status = :deleting, updated_at = :now")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":deleting", s(DELETING))
-            .expression_attribute_values(":now", s(now_rfc3339()))
-            .return_values(ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let was_live = match marked {
-            Ok(out) => {
-                out.attributes()
-                    .and_then(|a| a.get("status"))
-                    .and_then(|v| v.as_s().ok())
-                    .map(String::as_str)
-                    == Some(ACTIVE)
-            }
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                return Err(StoreError::NotFound)
-            }
-            Err(e) => return Err(sdk_err("UpdateItem(group delete)", e)),
+        //    below by any caller of its app, but answers NotFound: it was already deleted.
+        let update = Expr::new("SET #status = :deleting, updated_at = :now")
+            .value(":deleting", s(DELETING))
+            .value(":now", s(now_rfc3339()));
+        let allowed = Expr::live_in_app(caller).owned_by(caller);
+        let cond = Expr {
+            text: format!(
+                "attribute_exists(pk) AND #app = :app AND (#status = :deleting OR ({}))",
+                allowed.text
+            ),
+            ..allowed
         };
+        let old = self
+            .update_meta_alone(caller, group_id, &update, &cond)
+            .await?;
+        let was_live = old
+            .as_ref()
+            .and_then(GroupMeta::from_item)
+            .is_some_and(|m| m.live);
         // 2. Remove every member item, then the group item itself.
         let member_keys = self
             .member_keys(group_id)
@@ -609,7 +1077,7 @@ impl Store for DynamoStore {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key(group_pk(group_id), META_SK)))
+            .set_key(Some(Self::meta_key(group_id)))
             .send()
             .await
             .map_err(|e| sdk_err("DeleteItem(group)", e))?;
@@ -620,11 +1088,25 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn add_members(&self, group_id: u64, members: &MemberList) -> Result<(), StoreError> {
+    async fn add_members(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        members: &MemberList,
+    ) -> Result<(), StoreError> {
         let now = now_rfc3339();
-        let mut items = vec![self.live_group_check(group_id)?];
-        for id in members.ids() {
-            let item = Self::member_item(group_id, id, &now);
+        let mut items = vec![self.check_meta(group_id, &Expr::live_in_app(caller))?];
+        if !caller.app_admin {
+            items.push(self.check_member(group_id, &caller.client_id)?);
+        }
+        // The caller, when checked, is a member already; one transaction may not touch an
+        // item twice.
+        let new = members
+            .ids()
+            .iter()
+            .filter(|id| caller.app_admin || **id != caller.client_id);
+        for id in new {
+            let item = Self::member_item(&caller.app_id, group_id, id, &now);
             // An upsert that keeps the first joined_at: re-adding a member is not an error.
             let update = Update::builder()
                 .table_name(&self.table)
@@ -644,23 +1126,147 @@ impl Store for DynamoStore {
         }
         match self.transact(items).await? {
             TxOutcome::Done => Ok(()),
-            TxOutcome::ConditionFailed => Err(StoreError::NotFound),
+            TxOutcome::Refused(r) => Err(self.refused(caller, group_id, r).await),
         }
     }
 
-    async fn remove_members(&self, group_id: u64, members: &MemberList) -> Result<(), StoreError> {
-        let mut items = vec![self.live_group_check(group_id)?];
-        for id in members.ids() {
-            let delete = Delete::builder()
+    async fn remove_members(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        members: &MemberList,
+    ) -> Result<(), StoreError> {
+        let ids = members.ids();
+        let leaving = !caller.app_admin && ids.len() == 1 && ids[0] == caller.client_id;
+        let mut cond = Expr::live_in_app(caller);
+        if !leaving {
+            cond = cond.managed_by(caller);
+        }
+        // Never the owner: an owner hands the group over or deletes it.
+        let cond = cond.owner_not_in(ids);
+        // Whoever leaves the group stops being one of its admins.
+        let update = Expr::new("DELETE #admins :removed")
+            .name("#admins", "admins")
+            .value(":removed", string_set(ids));
+        let mut items = vec![self.update_meta(group_id, &update, &cond)?];
+        for id in ids {
+            let mut delete = Delete::builder()
                 .table_name(&self.table)
-                .set_key(Some(key(group_pk(group_id), member_sk(id))))
-                .build()
-                .map_err(build_err)?;
-            items.push(TransactWriteItem::builder().delete(delete).build());
+                .set_key(Some(key(group_pk(group_id), member_sk(id))));
+            if leaving {
+                // A non-member cannot "leave": that is a 404 like any other.
+                delete = delete.condition_expression("attribute_exists(sk)");
+            }
+            items.push(
+                TransactWriteItem::builder()
+                    .delete(delete.build().map_err(build_err)?)
+                    .build(),
+            );
         }
         match self.transact(items).await? {
             TxOutcome::Done => Ok(()),
-            TxOutcome::ConditionFailed => Err(StoreError::NotFound),
+            TxOutcome::Refused(r) => Err(self.refused(caller, group_id, r).await),
         }
+    }
+
+    async fn set_admins(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        members: &MemberList,
+        grant: bool,
+    ) -> Result<(), StoreError> {
+        let ids = members.ids();
+        let cond = Expr::live_in_app(caller).owned_by(caller).owner_not_in(ids);
+        let update = Expr::new(if grant {
+            "ADD #admins :ids"
+        } else {
+            "DELETE #admins :ids"
+        })
+        .name("#admins", "admins")
+        .value(":ids", string_set(ids));
+        if !grant {
+            return self
+                .update_meta_alone(caller, group_id, &update, &cond)
+                .await
+                .map(|_| ());
+        }
+        // Only members can be made admins: check each in the same transaction.
+        let mut items = vec![self.update_meta(group_id, &update, &cond)?];
+        for id in ids {
+            items.push(self.check_member(group_id, id)?);
+        }
+        match self.transact(items).await? {
+            TxOutcome::Done => Ok(()),
+            TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => {
+                Err(self.refused(caller, group_id, r).await)
+            }
+            TxOutcome::Refused(r) => Err(StoreError::NotMembers(
+                r.iter()
+                    .filter_map(|(i, _)| ids.get(i - 1).cloned())
+                    .collect(),
+            )),
+        }
+    }
+
+    async fn standing(
+        &self,
+        app_id: &str,
+        group_id: u64,
+        client_id: &str,
+    ) -> Result<Option<Standing>, StoreError> {
+        let member_key = key(group_pk(group_id), member_sk(client_id));
+        let keys = KeysAndAttributes::builder()
+            .keys(Self::meta_key(group_id))
+            .keys(member_key.clone())
+            .consistent_read(true)
+            .build()
+            .map_err(build_err)?;
+        let mut wanted = Some(keys);
+        let mut found: Vec<Item> = Vec::new();
+        // BatchGetItem may leave keys unprocessed under load: ask again for those.
+        for attempt in 0..8u32 {
+            let Some(keys) = wanted.take() else { break };
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+            }
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+                .map_err(|e| sdk_err("BatchGetItem(standing)", e))?;
+            if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
+                found.extend(items.iter().cloned());
+            }
+            wanted = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .filter(|k| !k.keys().is_empty())
+                .cloned();
+        }
+        if wanted.is_some() {
+            return Err(StoreError::Throttled);
+        }
+        let is = |item: &Item, sk: &str| {
+            item.get(SK).and_then(|v| v.as_s().ok()).map(String::as_str) == Some(sk)
+        };
+        let Some(meta) = found
+            .iter()
+            .find(|i| is(i, META_SK))
+            .and_then(GroupMeta::from_item)
+        else {
+            return Ok(None);
+        };
+        if !meta.live || meta.app_id != app_id {
+            return Ok(None);
+        }
+        let member_sk = member_sk(client_id);
+        Ok(Some(Standing {
+            member: found.iter().any(|i| is(i, &member_sk)),
+            owner: meta.owner == client_id,
+            admin: meta.admins.contains(client_id),
+        }))
     }
 }

@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
-use im_shared::store::DynamoStore;
+use im_shared::secret::Secret;
+use im_shared::store::{Caller, DynamoStore};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rand::distr::{Alphanumeric, SampleString};
 
 pub fn env(name: &str) -> String {
@@ -40,6 +42,79 @@ pub fn random(len: usize) -> String {
 /// look for any of them in the services' logs afterwards.
 pub fn test_key() -> String {
     format!("mk-test-{}", random(24))
+}
+
+/// Token secrets likewise start with `ts-test-`.
+pub fn test_token_secret() -> String {
+    format!("ts-test-{}", random(40))
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An app registered in a table: its master key, and a token secret under its own kid.
+#[derive(Clone)]
+pub struct TestApp {
+    pub app_id: String,
+    pub master_key: String,
+    pub kid: String,
+    pub token_secret: String,
+}
+
+impl TestApp {
+    pub async fn register(store: &DynamoStore, prefix: &str) -> Self {
+        let app = Self {
+            app_id: unique(prefix),
+            master_key: test_key(),
+            kid: unique("kid"),
+            token_secret: test_token_secret(),
+        };
+        store
+            .create_app(&app.app_id, &Secret::new(app.master_key.clone()))
+            .await
+            .unwrap();
+        store
+            .create_token_key(
+                &app.kid,
+                &app.app_id,
+                &Secret::new(app.token_secret.clone()),
+            )
+            .await
+            .unwrap();
+        app
+    }
+
+    /// A token for `sub`, minted with the `jsonwebtoken` crate as an app's backend would.
+    pub fn token(&self, sub: &str) -> String {
+        self.token_with(serde_json::json!({"sub": sub, "exp": now_secs() + 600, "iat": now_secs()}))
+    }
+
+    pub fn admin_token(&self, sub: &str) -> String {
+        self.token_with(serde_json::json!({"sub": sub, "exp": now_secs() + 600, "role": "admin"}))
+    }
+
+    pub fn token_with(&self, claims: serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_secret(self.token_secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    pub fn caller(&self, client_id: &str) -> Caller {
+        Caller {
+            app_id: self.app_id.clone(),
+            client_id: client_id.to_owned(),
+            app_admin: false,
+        }
+    }
 }
 
 pub fn unique(prefix: &str) -> String {

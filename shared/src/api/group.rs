@@ -1,4 +1,6 @@
-//! The group routes: parse and validate here, write through [`crate::store::Store`].
+//! The group routes: authenticate, parse and validate here; who may do what is enforced
+//! by the store as a condition of each write ([`crate::store::Store`]). Every route
+//! writes one audit line, whatever its outcome.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
@@ -11,6 +13,7 @@ use super::{json, path_params, AppState};
 use crate::body::{self, LimitedBody, MemberIds};
 use crate::error::ApiError;
 use crate::ids::{parse_group_id, MemberList};
+use crate::store::Caller;
 
 #[derive(Debug, Deserialize)]
 pub struct GroupPath {
@@ -45,6 +48,7 @@ struct MembersBody {
 struct GroupCreated {
     group_id: u64,
     group_name: String,
+    owner: String,
     member_client_ids: String,
 }
 
@@ -54,9 +58,56 @@ struct GroupRenamed {
 }
 
 #[derive(Debug, Serialize)]
-struct MembersAdded {
+struct MembersChanged {
     group_id: u64,
     member_client_ids: String,
+}
+
+/// One audit line per mutating request: who, what, which group, which members, outcome.
+/// It never holds a token, a key or a body.
+struct Audit<'a> {
+    caller: &'a Caller,
+    action: &'static str,
+    group_id: Option<u64>,
+    members: String,
+}
+
+impl<'a> Audit<'a> {
+    fn new(caller: &'a Caller, action: &'static str) -> Self {
+        Self {
+            caller,
+            action,
+            group_id: None,
+            members: String::new(),
+        }
+    }
+
+    fn finish(self, result: Result<Response, ApiError>) -> Result<Response, ApiError> {
+        let status = match &result {
+            Ok(resp) => resp.status(),
+            Err(e) => e.status(),
+        };
+        let outcome = match status.as_u16() {
+            200..=299 => "ok",
+            403 => "denied",
+            404 => "not_found",
+            409 => "conflict",
+            400..=499 => "rejected",
+            _ => "error",
+        };
+        tracing::info!(
+            audit = self.action,
+            app_id = %self.caller.app_id,
+            caller = %self.caller.client_id,
+            app_admin = self.caller.app_admin,
+            group_id = self.group_id,
+            members = %self.members,
+            outcome,
+            status = status.as_u16(),
+            "audit"
+        );
+        result
+    }
 }
 
 fn group_name(state: &AppState, raw: &str) -> Result<String, ApiError> {
@@ -109,99 +160,175 @@ fn members_body(state: &AppState, id: u64, body: MembersBody) -> Result<MemberLi
 
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     LimitedBody(raw): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let body: CreateBody = body::parse(&headers, &raw)?;
-    let name = group_name(&state, &body.group_name)?;
-    let members = members(&state, &body.member_client_ids)?;
-    let group = state.store.create_group(&name, &members).await?;
-    tracing::info!(
-        audit = "group.create",
-        group_id = group.group_id,
-        members = members.len(),
-        "group created"
-    );
-    Ok(json(
-        StatusCode::CREATED,
-        &GroupCreated {
-            group_id: group.group_id,
-            group_name: group.group_name,
-            member_client_ids: group.members.joined(),
-        },
-    ))
+    let mut audit = Audit::new(&caller, "group.create");
+    let result = async {
+        let body: CreateBody = body::parse(&headers, &raw)?;
+        let name = group_name(&state, &body.group_name)?;
+        let list = members(&state, &body.member_client_ids)?;
+        audit.members = list.joined();
+        let group = state.store.create_group(&caller, &name, &list).await?;
+        audit.group_id = Some(group.group_id);
+        Ok(json(
+            StatusCode::CREATED,
+            &GroupCreated {
+                group_id: group.group_id,
+                group_name: group.group_name,
+                owner: group.owner,
+                member_client_ids: group.members.joined(),
+            },
+        ))
+    }
+    .await;
+    audit.finish(result)
 }
 
 pub async fn rename(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<GroupPath>, PathRejection>,
     headers: HeaderMap,
     LimitedBody(raw): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let id = group_id(path)?;
-    let body: RenameBody = body::parse(&headers, &raw)?;
-    let name = group_name(&state, &body.group_name)?;
-    state.store.rename_group(id, &name).await?;
-    tracing::info!(audit = "group.rename", group_id = id, "group renamed");
-    Ok(json(StatusCode::OK, &GroupRenamed { group_name: name }))
+    let mut audit = Audit::new(&caller, "group.rename");
+    let result = async {
+        let id = group_id(path)?;
+        audit.group_id = Some(id);
+        let body: RenameBody = body::parse(&headers, &raw)?;
+        let name = group_name(&state, &body.group_name)?;
+        state.store.rename_group(&caller, id, &name).await?;
+        Ok(json(StatusCode::OK, &GroupRenamed { group_name: name }))
+    }
+    .await;
+    audit.finish(result)
 }
 
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<GroupPath>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = group_id(path)?;
-    state.store.delete_group(id).await?;
-    tracing::info!(audit = "group.delete", group_id = id, "group deleted");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let mut audit = Audit::new(&caller, "group.delete");
+    let result = async {
+        let id = group_id(path)?;
+        audit.group_id = Some(id);
+        state.store.delete_group(&caller, id).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    audit.finish(result)
 }
 
 pub async fn add_members(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<GroupPath>, PathRejection>,
     headers: HeaderMap,
     LimitedBody(raw): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let id = group_id(path)?;
-    let list = members_body(&state, id, body::parse(&headers, &raw)?)?;
-    state.store.add_members(id, &list).await?;
-    tracing::info!(
-        audit = "group.add_members",
-        group_id = id,
-        members = list.len(),
-        "members added"
-    );
-    Ok(json(
-        StatusCode::CREATED,
-        &MembersAdded {
-            group_id: id,
-            member_client_ids: list.joined(),
-        },
-    ))
+    let mut audit = Audit::new(&caller, "group.add_members");
+    let result = async {
+        let id = group_id(path)?;
+        audit.group_id = Some(id);
+        let list = members_body(&state, id, body::parse(&headers, &raw)?)?;
+        audit.members = list.joined();
+        state.store.add_members(&caller, id, &list).await?;
+        Ok(json(
+            StatusCode::CREATED,
+            &MembersChanged {
+                group_id: id,
+                member_client_ids: list.joined(),
+            },
+        ))
+    }
+    .await;
+    audit.finish(result)
 }
 
 /// Members come in the body or, since some HTTP clients cannot send a body with DELETE,
 /// in the query string.
+fn members_body_or_query(
+    state: &AppState,
+    id: u64,
+    query: Option<String>,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> Result<MemberList, ApiError> {
+    let parsed: MembersBody = if raw.iter().all(u8::is_ascii_whitespace) {
+        body::parse_form(query.unwrap_or_default().as_bytes())?
+    } else {
+        body::parse(headers, raw)?
+    };
+    members_body(state, id, parsed)
+}
+
 pub async fn remove_members(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<GroupPath>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     LimitedBody(raw): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let id = group_id(path)?;
-    let parsed: MembersBody = if raw.iter().all(u8::is_ascii_whitespace) {
-        body::parse_form(query.unwrap_or_default().as_bytes())?
-    } else {
-        body::parse(&headers, &raw)?
-    };
-    let list = members_body(&state, id, parsed)?;
-    state.store.remove_members(id, &list).await?;
-    tracing::info!(
-        audit = "group.remove_members",
-        group_id = id,
-        members = list.len(),
-        "members removed"
-    );
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let mut audit = Audit::new(&caller, "group.remove_members");
+    let result = async {
+        let id = group_id(path)?;
+        audit.group_id = Some(id);
+        let list = members_body_or_query(&state, id, query, &headers, &raw)?;
+        audit.members = list.joined();
+        state.store.remove_members(&caller, id, &list).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    audit.finish(result)
+}
+
+pub async fn grant_admins(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<GroupPath>, PathRejection>,
+    headers: HeaderMap,
+    LimitedBody(raw): LimitedBody,
+) -> Result<Response, ApiError> {
+    let mut audit = Audit::new(&caller, "group.grant_admins");
+    let result = async {
+        let id = group_id(path)?;
+        audit.group_id = Some(id);
+        let list = members_body(&state, id, body::parse(&headers, &raw)?)?;
+        audit.members = list.joined();
+        state.store.set_admins(&caller, id, &list, true).await?;
+        Ok(json(
+            StatusCode::CREATED,
+            &MembersChanged {
+                group_id: id,
+                member_client_ids: list.joined(),
+            },
+        ))
+    }
+    .await;
+    audit.finish(result)
+}
+
+pub async fn revoke_admins(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<GroupPath>, PathRejection>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    LimitedBody(raw): LimitedBody,
+) -> Result<Response, ApiError> {
+    let mut audit = Audit::new(&caller, "group.revoke_admins");
+    let result = async {
+        let id = group_id(path)?;
+        audit.group_id = Some(id);
+        let list = members_body_or_query(&state, id, query, &headers, &raw)?;
+        audit.members = list.joined();
+        state.store.set_admins(&caller, id, &list, false).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    audit.finish(result)
 }

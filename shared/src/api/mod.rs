@@ -19,7 +19,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorBody};
-use crate::keys::MasterKeys;
+use crate::keys::Keys;
 use crate::routes::{Function, ROUTES};
 use crate::store::{DynamoStore, Store};
 
@@ -27,12 +27,12 @@ use crate::store::{DynamoStore, Store};
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
-    pub keys: MasterKeys,
+    pub keys: Keys,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
-        let keys = MasterKeys::new(store.clone(), config.app_cache_ttl);
+        let keys = Keys::new(store.clone(), config.app_cache_ttl);
         Self {
             config: Arc::new(config),
             store,
@@ -71,6 +71,9 @@ fn handler(function: Function, filter: MethodFilter) -> MethodRouter<AppState> {
         Function::DeleteGroup => on(filter, group::delete),
         Function::AddMembers => on(filter, group::add_members),
         Function::RemoveMembers => on(filter, group::remove_members),
+        Function::GrantAdmins => on(filter, group::grant_admins),
+        Function::RevokeAdmins => on(filter, group::revoke_admins),
+        Function::Health => on(filter, health),
     }
 }
 
@@ -106,6 +109,14 @@ pub fn router(state: AppState, functions: &[Function]) -> Router {
             tracing::error!("handler panicked");
             ApiError::Internal.into_response()
         }))
+}
+
+/// Liveness only: no data, no storage call, no authentication.
+async fn health() -> Response {
+    json(
+        axum::http::StatusCode::OK,
+        &serde_json::json!({"status": "ok"}),
+    )
 }
 
 /// Fills in the error body's `request` and writes one access-log line per request.

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{json, path_params, AppState};
 use crate::error::ApiError;
-use crate::ids::{check_id, MemberList};
+use crate::ids::{check_id, parse_group_id, MemberList};
 use crate::signing::{self, Operation};
+use crate::store::Caller;
 
 /// Every signature route's parameters; axum has already URL-decoded them.
 #[derive(Debug, Deserialize)]
@@ -44,7 +45,51 @@ enum Kind {
     Kick,
 }
 
-async fn sign(state: &AppState, p: SignaturePath, kind: Kind) -> Result<Response, ApiError> {
+/// Who may have this signature: a client signs only for itself, within its own app (the
+/// app's backend for anyone in it); on a conversation that is one of our groups, invite
+/// (and join) needs a member and kick needs the owner or a group admin.
+async fn authorize(
+    state: &AppState,
+    caller: &Caller,
+    p: &SignaturePath,
+    kind: Kind,
+    conversation_id: &str,
+) -> Result<(), ApiError> {
+    if caller.app_id != p.app_id || (!caller.app_admin && caller.client_id != p.client_id) {
+        return Err(ApiError::Forbidden);
+    }
+    if caller.app_admin || !matches!(kind, Kind::Invite | Kind::Kick) {
+        return Ok(());
+    }
+    // Group ids are the only conversation ids we know; any other id is a plain
+    // conversation the service has no rule for.
+    let Ok(group_id) = parse_group_id(conversation_id) else {
+        return Ok(());
+    };
+    let Some(standing) = state
+        .store
+        .standing(&p.app_id, group_id, &p.client_id)
+        .await?
+    else {
+        return Ok(());
+    };
+    let allowed = match kind {
+        Kind::Invite => standing.member,
+        _ => standing.owner || standing.admin,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+async fn sign(
+    state: &AppState,
+    caller: Caller,
+    p: SignaturePath,
+    kind: Kind,
+) -> Result<Response, ApiError> {
     let limits = &state.config.limits;
     check_id("app_id", &p.app_id, limits.max_id_chars)?;
     check_id("client_id", &p.client_id, limits.max_id_chars)?;
@@ -70,8 +115,9 @@ async fn sign(state: &AppState, p: SignaturePath, kind: Kind) -> Result<Response
             members: &members,
         },
     };
-    // Validate everything before the key lookup: bad input never reaches DynamoDB.
-    let key = state.keys.get(&p.app_id).await?;
+    // Validate everything before any lookup: bad input never reaches DynamoDB.
+    authorize(state, &caller, &p, kind, conversation_id).await?;
+    let key = state.keys.master_key(&p.app_id).await?;
     let signed = signing::sign(
         &key,
         &p.app_id,
@@ -98,28 +144,32 @@ async fn sign(state: &AppState, p: SignaturePath, kind: Kind) -> Result<Response
 
 pub async fn login(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<SignaturePath>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    sign(&state, path_params(path)?, Kind::Login).await
+    sign(&state, caller, path_params(path)?, Kind::Login).await
 }
 
 pub async fn conversation(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<SignaturePath>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    sign(&state, path_params(path)?, Kind::Conversation).await
+    sign(&state, caller, path_params(path)?, Kind::Conversation).await
 }
 
 pub async fn invite(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<SignaturePath>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    sign(&state, path_params(path)?, Kind::Invite).await
+    sign(&state, caller, path_params(path)?, Kind::Invite).await
 }
 
 pub async fn kick(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<SignaturePath>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    sign(&state, path_params(path)?, Kind::Kick).await
+    sign(&state, caller, path_params(path)?, Kind::Kick).await
 }

@@ -1,0 +1,353 @@
+//! The authorization matrix, over HTTP against the local server: every route, for every
+//! kind of caller, answers the expected status. Each case gets a fresh group, owned by
+//! `owner`, with `gadmin` (a group admin), `member` and `target` as members.
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::*;
+use im_shared::routes::{Route, ROUTES};
+use im_shared::store::DynamoStore;
+use reqwest::{Client, Method};
+use serde_json::{json, Value};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    NoToken,
+    Malformed,
+    Expired,
+    WrongSignature,
+    AlgNone,
+    WrongKid,
+    OtherClient,
+    Member,
+    NonMember,
+    GroupAdmin,
+    Owner,
+    AppAdmin,
+}
+
+use Who::*;
+
+const EVERYONE: [Who; 12] = [
+    NoToken,
+    Malformed,
+    Expired,
+    WrongSignature,
+    AlgNone,
+    WrongKid,
+    OtherClient,
+    Member,
+    NonMember,
+    GroupAdmin,
+    Owner,
+    AppAdmin,
+];
+
+impl Who {
+    /// The client id this caller speaks for.
+    fn sub(self) -> &'static str {
+        match self {
+            OtherClient => "mallory",
+            Member => "member",
+            NonMember => "outsider",
+            GroupAdmin => "gadmin",
+            Owner => "owner",
+            AppAdmin => "backend",
+            _ => "member",
+        }
+    }
+
+    fn authorization(self, app: &TestApp) -> Option<String> {
+        let now = now_secs();
+        let b64 = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let token = match self {
+            NoToken => return None,
+            Malformed => "not-a-jwt".to_owned(),
+            Expired => app.token_with(json!({"sub": "member", "exp": now - 3600})),
+            WrongSignature => {
+                let other = TestApp {
+                    token_secret: test_token_secret(),
+                    ..app.clone()
+                };
+                other.token("member")
+            }
+            AlgNone => format!(
+                "{}.{}.",
+                b64(json!({"alg": "none", "typ": "JWT", "kid": app.kid})),
+                b64(json!({"sub": "member", "exp": now + 600}))
+            ),
+            WrongKid => TestApp {
+                kid: unique("no-such-kid"),
+                ..app.clone()
+            }
+            .token("member"),
+            AppAdmin => app.admin_token("backend"),
+            _ => app.token(self.sub()),
+        };
+        Some(format!("Bearer {token}"))
+    }
+}
+
+/// The status `who` gets on the route whose event is `event`.
+fn expected(event: &str, who: Who) -> u16 {
+    if event == "health" {
+        return 200;
+    }
+    if matches!(
+        who,
+        NoToken | Malformed | Expired | WrongSignature | AlgNone | WrongKid
+    ) {
+        return 401;
+    }
+    let ok = |status: u16, allowed: &[Who], hidden: &[Who]| {
+        if who == AppAdmin || allowed.contains(&who) {
+            status
+        } else if hidden.contains(&who) {
+            404
+        } else {
+            403
+        }
+    };
+    let non_members = [NonMember, OtherClient];
+    match event {
+        // Signing for oneself is allowed; OtherClient signs for someone else.
+        "login-signature" | "conversation-signature" | "conversation-signature-alt-spelling" => {
+            ok(200, &[Member, NonMember, GroupAdmin, Owner], &[])
+        }
+        "invite-signature" | "invite-signature-join" => ok(200, &[Member, GroupAdmin, Owner], &[]),
+        "kick-signature" | "kick-signature-no-members" => ok(200, &[GroupAdmin, Owner], &[]),
+        "create-group" => ok(
+            201,
+            &[OtherClient, Member, NonMember, GroupAdmin, Owner],
+            &[],
+        ),
+        "update-group" => ok(200, &[GroupAdmin, Owner], &non_members),
+        "add-members" => ok(201, &[Member, GroupAdmin, Owner], &non_members),
+        "grant-admins" => ok(201, &[Owner], &non_members),
+        "revoke-admins" => ok(204, &[Owner], &non_members),
+        "remove-members" => ok(204, &[GroupAdmin, Owner], &non_members),
+        "delete-group" => ok(204, &[Owner], &non_members),
+        other => panic!("no expectation for {other}"),
+    }
+}
+
+/// The request for `route` by `who` on group `g`.
+fn request(route: &Route, app: &TestApp, who: Who, g: u64) -> (Method, String, Option<Value>) {
+    let a = &app.app_id;
+    // OtherClient signs for alice; everyone else for itself.
+    let client = if who == OtherClient {
+        "alice"
+    } else {
+        who.sub()
+    };
+    let path = match route.event {
+        "login-signature" => format!("/signature/login/{a}/{client}"),
+        "conversation-signature" => format!("/signature/conversion/{a}/{client}/x:y"),
+        "conversation-signature-alt-spelling" => {
+            format!("/signature/conversation/{a}/{client}/x:y")
+        }
+        "invite-signature" => format!("/signature/invite/{a}/{client}/{g}/newbie"),
+        "invite-signature-join" => format!("/signature/invite/{a}/{client}/{g}"),
+        "kick-signature" => format!("/signature/kick/{a}/{client}/{g}/target"),
+        "kick-signature-no-members" => format!("/signature/kick/{a}/{client}/{g}"),
+        "create-group" => "/im/group".to_owned(),
+        "update-group" | "delete-group" => format!("/im/group/{g}"),
+        "add-members" | "remove-members" => format!("/im/group/{g}/member"),
+        "grant-admins" | "revoke-admins" => format!("/im/group/{g}/admin"),
+        "health" => "/health".to_owned(),
+        other => panic!("no request for {other}"),
+    };
+    let body = match route.event {
+        "create-group" => Some(json!({"group_name": "new", "member_client_ids": "x"})),
+        "update-group" => Some(json!({"group_name": "renamed"})),
+        "add-members" => Some(json!({"member_client_ids": "newbie"})),
+        "remove-members" => Some(json!({"member_client_ids": "target"})),
+        "grant-admins" => Some(json!({"member_client_ids": "target"})),
+        "revoke-admins" => Some(json!({"member_client_ids": "gadmin"})),
+        _ => None,
+    };
+    (
+        Method::from_bytes(route.method.as_bytes()).unwrap(),
+        path,
+        body,
+    )
+}
+
+struct Fixture {
+    http: Client,
+    base: String,
+    app: TestApp,
+}
+
+impl Fixture {
+    async fn send(
+        &self,
+        who: Who,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(auth) = who.authorization(&self.app) {
+            req = req.header("authorization", auth);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        if status == 401 {
+            assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"im\"");
+        }
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A fresh group: owner, gadmin (admin), member, target.
+    async fn group(&self) -> u64 {
+        let (status, body) = self
+            .send(
+                Owner,
+                Method::POST,
+                "/im/group",
+                Some(json!({"group_name": "m", "member_client_ids": "gadmin:member:target"})),
+            )
+            .await;
+        assert_eq!(status, 201);
+        let g = body["group_id"].as_u64().unwrap();
+        let (status, _) = self
+            .send(
+                Owner,
+                Method::POST,
+                &format!("/im/group/{g}/admin"),
+                Some(json!({"member_client_ids": "gadmin"})),
+            )
+            .await;
+        assert_eq!(status, 201);
+        g
+    }
+}
+
+async fn fixture() -> Fixture {
+    let store = DynamoStore::new(ddb().await, env("IM_TEST_LOCAL_TABLE"));
+    Fixture {
+        http: Client::new(),
+        base: env("IM_TEST_HTTP_URL"),
+        app: TestApp::register(&store, "matrix-app").await,
+    }
+}
+
+#[tokio::test]
+async fn every_route_for_every_kind_of_caller() {
+    let f = fixture().await;
+    let mut wrong = Vec::new();
+    let mut cases = 0;
+    for route in ROUTES {
+        for who in EVERYONE {
+            let g = f.group().await;
+            let (method, path, body) = request(route, &f.app, who, g);
+            let (status, reply) = f.send(who, method.clone(), &path, body).await;
+            let want = expected(route.event, who);
+            cases += 1;
+            if status != want {
+                wrong.push(format!(
+                    "{method} {path} as {who:?}: {status}, expected {want} ({reply})"
+                ));
+            }
+            // 401, 403 and 404 say nothing about which check failed.
+            if matches!(status, 401 | 403) {
+                assert_eq!(
+                    reply["msg"],
+                    if status == 401 {
+                        "unauthorized"
+                    } else {
+                        "forbidden"
+                    }
+                );
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {cases} cases wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(cases, ROUTES.len() * EVERYONE.len());
+}
+
+#[tokio::test]
+async fn leaving_and_the_owner() {
+    let f = fixture().await;
+    let g = f.group().await;
+    let member = format!("/im/group/{g}/member");
+    let only = |id: &str| Some(json!({"member_client_ids": id}));
+    // A member may leave; an admin may not remove the owner; the owner may not leave.
+    assert_eq!(
+        f.send(Member, Method::DELETE, &member, only("member"))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        f.send(Member, Method::DELETE, &member, only("member"))
+            .await
+            .0,
+        404,
+        "gone"
+    );
+    assert_eq!(
+        f.send(GroupAdmin, Method::DELETE, &member, only("owner"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        f.send(Owner, Method::DELETE, &member, only("owner"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        f.send(AppAdmin, Method::DELETE, &member, only("owner:target"))
+            .await
+            .0,
+        403
+    );
+    // A member removing others (not itself) is refused.
+    assert_eq!(
+        f.send(Member, Method::DELETE, &member, only("target"))
+            .await
+            .0,
+        404,
+        "no longer a member"
+    );
+    let admin = format!("/im/group/{g}/admin");
+    assert_eq!(
+        f.send(Owner, Method::POST, &admin, only("stranger"))
+            .await
+            .0,
+        409,
+        "only members become admins"
+    );
+    // Another app's caller sees nothing, even its admin.
+    let store = DynamoStore::new(ddb().await, env("IM_TEST_LOCAL_TABLE"));
+    let other = Fixture {
+        http: f.http.clone(),
+        base: f.base.clone(),
+        app: TestApp::register(&store, "other-app").await,
+    };
+    assert_eq!(
+        other
+            .send(
+                AppAdmin,
+                Method::PUT,
+                &format!("/im/group/{g}"),
+                Some(json!({"group_name": "x"}))
+            )
+            .await
+            .0,
+        404
+    );
+}
