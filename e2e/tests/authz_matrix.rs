@@ -118,6 +118,14 @@ fn expected(event: &str, who: Who) -> u16 {
         }
         "invite-signature" | "invite-signature-join" => ok(200, &[Member, GroupAdmin, Owner], &[]),
         "kick-signature" | "kick-signature-no-members" => ok(200, &[GroupAdmin, Owner], &[]),
+        "history-signature" => ok(200, &[Member, GroupAdmin, Owner], &[]),
+        // A client blocks a conversation for itself: no group rule.
+        "block-signature" | "unblock-signature" => {
+            ok(200, &[Member, NonMember, GroupAdmin, Owner], &[])
+        }
+        "conversation-block-signature" | "conversation-unblock-signature" => {
+            ok(200, &[GroupAdmin, Owner], &[])
+        }
         "create-group" => ok(
             201,
             &[OtherClient, Member, NonMember, GroupAdmin, Owner],
@@ -152,6 +160,15 @@ fn request(route: &Route, app: &TestApp, who: Who, g: u64) -> (Method, String, O
         "invite-signature-join" => format!("/signature/invite/{a}/{client}/{g}"),
         "kick-signature" => format!("/signature/kick/{a}/{client}/{g}/target"),
         "kick-signature-no-members" => format!("/signature/kick/{a}/{client}/{g}"),
+        "history-signature" => format!("/signature/history/{a}/{client}/{g}"),
+        "block-signature" => format!("/signature/block/{a}/{client}/{g}"),
+        "unblock-signature" => format!("/signature/unblock/{a}/{client}/{g}"),
+        "conversation-block-signature" => {
+            format!("/signature/conversation-block/{a}/{client}/{g}/target")
+        }
+        "conversation-unblock-signature" => {
+            format!("/signature/conversation-unblock/{a}/{client}/{g}/target")
+        }
         "create-group" => "/im/group".to_owned(),
         "update-group" | "delete-group" => format!("/im/group/{g}"),
         "add-members" | "remove-members" => format!("/im/group/{g}/member"),

@@ -205,6 +205,52 @@ async fn invite_kick_and_join_signatures() {
 }
 
 #[tokio::test]
+async fn history_and_block_signatures() {
+    let api = api().await;
+    let a = &api.app;
+    let cases = [
+        (
+            format!("/signature/history/{a}/alice/conv-9"),
+            "history",
+            None,
+        ),
+        (
+            format!("/signature/block/{a}/alice/conv-9"),
+            "client-block-conversations",
+            None,
+        ),
+        (
+            format!("/signature/unblock/{a}/alice/conv-9"),
+            "client-unblock-conversations",
+            None,
+        ),
+        (
+            format!("/signature/conversation-block/{a}/alice/conv-9/zed:bob:zed"),
+            "conversation-block-clients",
+            Some("bob:zed"),
+        ),
+        (
+            format!("/signature/conversation-unblock/{a}/alice/conv-9/bob"),
+            "conversation-unblock-clients",
+            Some("bob"),
+        ),
+    ];
+    for (path, action, members) in cases {
+        let body = ok_json(api.get(&path).await, 200).await;
+        assert_eq!(body["action"], action);
+        assert_eq!(body["conversation_id"], "conv-9");
+        assert_eq!(
+            body.get("sorted_member_ids").and_then(|m| m.as_str()),
+            members
+        );
+        verify_signature_response(&body, &api.key);
+    }
+    // The conversation id is checked like any id.
+    let path = format!("/signature/history/{a}/alice/c%3A1");
+    error(api.get(&path).await, 400, &format!("GET {path}")).await;
+}
+
+#[tokio::test]
 async fn an_app_without_a_master_key_is_404_and_another_app_is_403() {
     let api = api().await;
     let other = "no-such-app";

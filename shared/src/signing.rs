@@ -31,15 +31,43 @@ pub enum Operation<'a> {
         conversation_id: &'a str,
         members: &'a MemberList,
     },
+    /// Query a conversation's message history.
+    History {
+        conversation_id: &'a str,
+    },
+    /// The client blocks (or unblocks) a conversation for itself.
+    ClientBlock {
+        conversation_id: &'a str,
+        block: bool,
+    },
+    /// The conversation blocks (or unblocks) clients.
+    ConversationBlock {
+        conversation_id: &'a str,
+        members: &'a MemberList,
+        block: bool,
+    },
 }
 
 impl Operation<'_> {
-    /// The `action` value the response carries, for the operations that name one.
+    /// The action that ends the signed message, for the operations that have one.
     pub fn action(&self) -> Option<&'static str> {
         match self {
             Self::Invite { .. } => Some("invite"),
             Self::Kick { .. } => Some("kick"),
-            Self::Login | Self::StartConversation { .. } => None,
+            Self::ClientBlock { block: true, .. } => Some("client-block-conversations"),
+            Self::ClientBlock { block: false, .. } => Some("client-unblock-conversations"),
+            Self::ConversationBlock { block: true, .. } => Some("conversation-block-clients"),
+            Self::ConversationBlock { block: false, .. } => Some("conversation-unblock-clients"),
+            Self::Login | Self::StartConversation { .. } | Self::History { .. } => None,
+        }
+    }
+
+    /// The `action` the response names: the signed action, or `history` (whose message,
+    /// as the vendor's demo produces it, ends without one).
+    pub fn response_action(&self) -> Option<&'static str> {
+        match self {
+            Self::History { .. } => Some("history"),
+            _ => self.action(),
         }
     }
 }
@@ -53,6 +81,7 @@ pub fn message(
     nonce: &str,
 ) -> String {
     let joined;
+    let action = op.action().unwrap_or_default();
     let fields: Vec<&str> = match op {
         Operation::Login => vec![app_id, client_id, "", timestamp, nonce],
         Operation::StartConversation { members } => {
@@ -66,19 +95,30 @@ pub fn message(
         | Operation::Kick {
             conversation_id,
             members,
+        }
+        | Operation::ConversationBlock {
+            conversation_id,
+            members,
+            ..
         } => {
             joined = members.joined();
-            let action = op.action().unwrap_or_default();
-            vec![
-                app_id,
-                client_id,
-                conversation_id,
-                &joined,
-                timestamp,
-                nonce,
-                action,
-            ]
+            let conv = *conversation_id;
+            vec![app_id, client_id, conv, &joined, timestamp, nonce, action]
         }
+        Operation::History { conversation_id } => {
+            vec![app_id, client_id, conversation_id, timestamp, nonce]
+        }
+        Operation::ClientBlock {
+            conversation_id, ..
+        } => vec![
+            app_id,
+            client_id,
+            conversation_id,
+            "",
+            timestamp,
+            nonce,
+            action,
+        ],
     };
     fields.join(":")
 }
@@ -214,6 +254,64 @@ mod tests {
             "demo-app:alice:conv-1:bob:1700000000:n0nce123:kick",
             "db744e2e1f202718b39eb56656dd7208b6c4bab1",
         );
+    }
+
+    #[test]
+    fn history_and_blocks() {
+        check(
+            Operation::History {
+                conversation_id: "conv-1",
+            },
+            "1700000000",
+            "demo-app:alice:conv-1:1700000000:n0nce123",
+            "fee353ec71cf21e2476d44ef9ca3ca4981db6a3a",
+        );
+        for (block, action, sig) in [
+            (
+                true,
+                "client-block-conversations",
+                "982101814b377d38a86e6264413d7b2d93455a87",
+            ),
+            (
+                false,
+                "client-unblock-conversations",
+                "e1f9631115782c95c293cad6b19e8011e57ed12b",
+            ),
+        ] {
+            check(
+                Operation::ClientBlock {
+                    conversation_id: "conv-1",
+                    block,
+                },
+                "1700000000",
+                &format!("demo-app:alice:conv-1::1700000000:n0nce123:{action}"),
+                sig,
+            );
+        }
+        let m = members("carol:bob");
+        for (block, action, sig) in [
+            (
+                true,
+                "conversation-block-clients",
+                "190e4040998c65511392f42ee08ae36d6c14419a",
+            ),
+            (
+                false,
+                "conversation-unblock-clients",
+                "afc6bbcdf6ba5e3daa5b53c5ec09d2d7fc54d6f7",
+            ),
+        ] {
+            check(
+                Operation::ConversationBlock {
+                    conversation_id: "conv-1",
+                    members: &m,
+                    block,
+                },
+                "1700000000",
+                &format!("demo-app:alice:conv-1:bob:carol:1700000000:n0nce123:{action}"),
+                sig,
+            );
+        }
     }
 
     #[test]

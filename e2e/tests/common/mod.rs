@@ -177,12 +177,24 @@ pub fn verify_signature_response(body: &serde_json::Value, key: &str) {
         field("timestamp"),
         field("nonce"),
     );
+    let conversation = || {
+        body.get("conversion_id")
+            .or_else(|| body.get("conversation_id"))
+            .and_then(|c| c.as_str())
+            .unwrap_or_else(|| panic!("no conversation id in {body}"))
+            .to_owned()
+    };
     let message = match body.get("action").and_then(|a| a.as_str()) {
         None if body.get("sorted_member_ids").is_none() => format!("{app}:{client}::{ts}:{nonce}"),
         None => format!("{app}:{client}:{}:{ts}:{nonce}", field("sorted_member_ids")),
+        // The vendor's history message ends without an action.
+        Some("history") => format!("{app}:{client}:{}:{ts}:{nonce}", conversation()),
+        Some(action @ ("client-block-conversations" | "client-unblock-conversations")) => {
+            format!("{app}:{client}:{}::{ts}:{nonce}:{action}", conversation())
+        }
         Some(action) => format!(
             "{app}:{client}:{}:{}:{ts}:{nonce}:{action}",
-            field("conversion_id"),
+            conversation(),
             field("sorted_member_ids")
         ),
     };
