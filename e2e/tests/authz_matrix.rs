@@ -132,6 +132,9 @@ fn expected(event: &str, who: Who) -> u16 {
             &[],
         ),
         "update-group" => ok(200, &[GroupAdmin, Owner], &non_members),
+        "get-group" | "list-members" => ok(200, &[Member, GroupAdmin, Owner], &non_members),
+        // Asking for one's own groups; OtherClient asks for alice's.
+        "list-user-groups" => ok(200, &[Member, NonMember, GroupAdmin, Owner], &[]),
         "add-members" => ok(201, &[Member, GroupAdmin, Owner], &non_members),
         "grant-admins" => ok(201, &[Owner], &non_members),
         "revoke-admins" => ok(204, &[Owner], &non_members),
@@ -170,7 +173,9 @@ fn request(route: &Route, app: &TestApp, who: Who, g: u64) -> (Method, String, O
             format!("/signature/conversation-unblock/{a}/{client}/{g}/target")
         }
         "create-group" => "/im/group".to_owned(),
-        "update-group" | "delete-group" => format!("/im/group/{g}"),
+        "update-group" | "delete-group" | "get-group" => format!("/im/group/{g}"),
+        "list-members" => format!("/im/group/{g}/member?limit=2"),
+        "list-user-groups" => format!("/im/user/{client}/groups"),
         "add-members" | "remove-members" => format!("/im/group/{g}/member"),
         "grant-admins" | "revoke-admins" => format!("/im/group/{g}/admin"),
         "health" => "/health".to_owned(),

@@ -376,7 +376,8 @@ async fn rename_add_remove_delete() {
         200,
     )
     .await;
-    assert_eq!(body, json!({"group_name": "g123"}));
+    assert_eq!(body["group_name"], "g123", "the full group comes back");
+    assert_eq!(body["group_id"], id);
     assert_eq!(
         api.store.group_meta(id).await.unwrap().unwrap().group_name,
         "g123"
@@ -651,4 +652,154 @@ async fn concurrent_member_requests_on_one_group_lose_nothing() {
     let mut expected: Vec<String> = (0..20).map(|i| format!("join{i:02}")).collect();
     expected.insert(0, "alice".into());
     assert_eq!(api.store.group_members(id).await.unwrap(), expected);
+}
+
+#[tokio::test]
+async fn read_a_group_its_members_and_my_groups() {
+    let api = api().await;
+    let body = ok_json(
+        api.send(
+            Method::POST,
+            "/im/group",
+            Some(json!({
+                "group_name": "readers",
+                "member_client_ids": ["bob", "carol", "dave"],
+                "avatar_url": "https://cdn.example.com/a.png",
+                "description": "line one\nline two",
+                "conversation_id": "conv-readers",
+                "max_members": 5
+            })),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = body["group_id"].as_u64().unwrap();
+    let g = format!("/im/group/{id}");
+    let resp = api.as_client("bob").get(&g).await;
+    assert_eq!(resp.status(), 200);
+    let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    let group: Value = resp.json().await.unwrap();
+    assert_eq!(group["owner"], "alice");
+    assert_eq!(group["member_count"], 4);
+    assert_eq!(group["max_members"], 5);
+    assert_eq!(group["admins"], json!([]));
+    assert_eq!(group["conversation_id"], "conv-readers");
+    assert_eq!(group["avatar_url"], "https://cdn.example.com/a.png");
+    assert_eq!(group["description"], "line one\nline two");
+    for t in ["created_at", "updated_at"] {
+        let v = group[t].as_str().unwrap();
+        assert!(v.ends_with('Z') && v.contains('T'), "{t}: {v}");
+    }
+    // Partial update: only the fields given change, the version (ETag) moves on.
+    let resp = api
+        .send(Method::PUT, &g, Some(json!({"description": "new"})))
+        .await;
+    assert_ne!(resp.headers()["etag"].to_str().unwrap(), etag);
+    let updated: Value = resp.json().await.unwrap();
+    assert_eq!(updated["description"], "new");
+    assert_eq!(updated["group_name"], "readers");
+    error(
+        api.send(Method::PUT, &g, Some(json!({}))).await,
+        400,
+        &format!("PUT {g}"),
+    )
+    .await;
+
+    // Members, two at a time, with roles.
+    let mut seen = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let path = match &next {
+            Some(c) => format!("{g}/member?limit=2&cursor={c}"),
+            None => format!("{g}/member?limit=2"),
+        };
+        let page = ok_json(api.get(&path).await, 200).await;
+        for m in page["members"].as_array().unwrap() {
+            seen.push(format!(
+                "{}={}",
+                m["client_id"].as_str().unwrap(),
+                m["role"].as_str().unwrap()
+            ));
+            assert!(m["joined_at"].is_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => next = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["alice=owner", "bob=member", "carol=member", "dave=member"]
+    );
+    // The error's `request` names the path, not the query.
+    for query in ["cursor=not-a-cursor", "limit=101", "limit=0"] {
+        let bad = format!("{g}/member?{query}");
+        error(api.get(&bad).await, 400, &format!("GET {g}/member")).await;
+    }
+    // Non-members learn nothing.
+    error(
+        api.as_client("mallory").get(&g).await,
+        404,
+        &format!("GET {g}"),
+    )
+    .await;
+
+    // The member limit: one more fits, two more do not (and add nobody).
+    let member = format!("{g}/member");
+    let msg = error(
+        api.send(
+            Method::POST,
+            &member,
+            Some(json!({"member_client_ids": "e1:e2"})),
+        )
+        .await,
+        409,
+        &format!("POST {member}"),
+    )
+    .await;
+    assert!(msg.contains("4 of at most 5"), "{msg}");
+    ok_json(
+        api.send(
+            Method::POST,
+            &member,
+            Some(json!({"member_client_ids": "e1"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let too_big = json!({"group_name": "x", "member_client_ids": "a:b", "max_members": 2});
+    error(
+        api.send(Method::POST, "/im/group", Some(too_big)).await,
+        400,
+        "POST /im/group",
+    )
+    .await;
+    let over = json!({"group_name": "x", "max_members": 5001});
+    error(
+        api.send(Method::POST, "/im/group", Some(over)).await,
+        400,
+        "POST /im/group",
+    )
+    .await;
+
+    // My groups; only I (or the app's backend) may ask.
+    let mine = ok_json(
+        api.as_client("carol").get("/im/user/carol/groups").await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        mine["groups"],
+        json!([{"group_id": id, "group_name": "readers", "role": "member", "member_count": 5}])
+    );
+    assert_eq!(mine["next_cursor"], Value::Null);
+    error(
+        api.get("/im/user/carol/groups").await,
+        403,
+        "GET /im/user/carol/groups",
+    )
+    .await;
+    ok_json(api.as_app_admin().get("/im/user/carol/groups").await, 200).await;
 }

@@ -13,7 +13,10 @@ use common::*;
 use im_shared::ids::MemberList;
 use im_shared::keys::Keys;
 use im_shared::secret::Secret;
-use im_shared::store::{Caller, DynamoStore, NewGroup, Standing, Store, StoreError, TokenKey};
+use im_shared::store::{
+    Caller, DynamoStore, GroupMeta, GroupPatch, GroupSpec, NewGroup, Page, Standing, Store,
+    StoreError, TokenKey, DEFAULT_MAX_MEMBERS,
+};
 
 fn caller(client: &str) -> Caller {
     Caller {
@@ -27,6 +30,43 @@ fn app_admin() -> Caller {
     Caller {
         app_admin: true,
         ..caller("backend")
+    }
+}
+
+/// The seed-API shapes of create and rename, over the richer store calls.
+#[async_trait]
+trait Simple {
+    async fn create_group_simple(
+        &self,
+        c: &Caller,
+        name: &str,
+        m: &MemberList,
+    ) -> Result<NewGroup, StoreError>;
+    async fn rename_simple(&self, c: &Caller, id: u64, name: &str) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+impl Simple for DynamoStore {
+    async fn create_group_simple(
+        &self,
+        c: &Caller,
+        name: &str,
+        m: &MemberList,
+    ) -> Result<NewGroup, StoreError> {
+        let spec = GroupSpec {
+            name: name.into(),
+            members: m.clone(),
+            max_members: DEFAULT_MAX_MEMBERS,
+            ..GroupSpec::default()
+        };
+        self.create_group(c, &spec).await
+    }
+    async fn rename_simple(&self, c: &Caller, id: u64, name: &str) -> Result<(), StoreError> {
+        let patch = GroupPatch {
+            name: Some(name.into()),
+            ..GroupPatch::default()
+        };
+        self.update_group(c, id, &patch).await.map(|_| ())
     }
 }
 
@@ -67,7 +107,7 @@ async fn group_lifecycle() {
         owner,
         ..
     } = store
-        .create_group(&alice, "team", &members(&["bob"]))
+        .create_group_simple(&alice, "team", &members(&["bob"]))
         .await
         .unwrap();
     assert_eq!(group_id, 1);
@@ -84,7 +124,7 @@ async fn group_lifecycle() {
     );
 
     store
-        .rename_group(&alice, group_id, "renamed")
+        .rename_simple(&alice, group_id, "renamed")
         .await
         .unwrap();
     assert_eq!(
@@ -121,7 +161,7 @@ async fn group_lifecycle() {
     assert_eq!(store.group_meta(group_id).await.unwrap(), None);
     assert_eq!(items_of_group(&store, group_id).await, 0);
     for result in [
-        store.rename_group(&alice, group_id, "x").await,
+        store.rename_simple(&alice, group_id, "x").await,
         store.add_members(&alice, group_id, &members(&["x"])).await,
         store
             .remove_members(&alice, group_id, &members(&["carol"]))
@@ -135,7 +175,7 @@ async fn group_lifecycle() {
 
     // Ids are never reused.
     let next = store
-        .create_group(&alice, "again", &MemberList::default())
+        .create_group_simple(&alice, "again", &MemberList::default())
         .await
         .unwrap();
     assert_eq!(next.group_id, 2);
@@ -155,7 +195,7 @@ async fn roles_are_conditions_of_the_writes() {
         ..caller("owner")
     };
     let g = store
-        .create_group(&owner, "g", &members(&["gadmin", "member"]))
+        .create_group_simple(&owner, "g", &members(&["gadmin", "member"]))
         .await
         .unwrap()
         .group_id;
@@ -171,10 +211,10 @@ async fn roles_are_conditions_of_the_writes() {
     let denied = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Forbidden));
     let hidden = |r: Result<(), StoreError>| matches!(r, Err(StoreError::NotFound));
     // Rename: owner or group admin; a member is refused; an outsider or another app sees nothing.
-    assert!(denied(store.rename_group(&member, g, "x").await));
-    assert!(hidden(store.rename_group(&outsider, g, "x").await));
-    assert!(hidden(store.rename_group(&other_app, g, "x").await));
-    store.rename_group(&admin, g, "by admin").await.unwrap();
+    assert!(denied(store.rename_simple(&member, g, "x").await));
+    assert!(hidden(store.rename_simple(&outsider, g, "x").await));
+    assert!(hidden(store.rename_simple(&other_app, g, "x").await));
+    store.rename_simple(&admin, g, "by admin").await.unwrap();
     // Only the owner grants admin.
     assert!(denied(
         store
@@ -247,7 +287,7 @@ async fn standing_for_signature_checks() {
     let store = fresh_store("store-standing").await;
     let owner = caller("owner");
     let g = store
-        .create_group(&owner, "g", &members(&["adm", "mem"]))
+        .create_group_simple(&owner, "g", &members(&["adm", "mem"]))
         .await
         .unwrap()
         .group_id;
@@ -292,7 +332,7 @@ async fn unknown_groups_are_not_found_and_untouched() {
     for who in [caller("a"), app_admin()] {
         assert!(nf(store.add_members(&who, 42, &members(&["a"])).await));
         assert!(nf(store.remove_members(&who, 42, &members(&["a"])).await));
-        assert!(nf(store.rename_group(&who, 42, "n").await));
+        assert!(nf(store.rename_simple(&who, 42, "n").await));
         assert!(nf(store.delete_group(&who, 42).await));
         assert!(nf(store.set_admins(&who, 42, &members(&["a"]), true).await));
     }
@@ -303,7 +343,7 @@ async fn delete_removes_every_member_item_of_a_large_group() {
     let store = fresh_store("store-large").await;
     let owner = caller("owner");
     let group = store
-        .create_group(&owner, "big", &list(&names("m", 98)))
+        .create_group_simple(&owner, "big", &list(&names("m", 98)))
         .await
         .unwrap()
         .group_id;
@@ -321,7 +361,7 @@ async fn a_delete_interrupted_half_way_is_finished_by_the_next_delete() {
     let store = fresh_store("store-resume").await;
     let owner = caller("owner");
     let group = store
-        .create_group(&owner, "g", &list(&names("m", 30)))
+        .create_group_simple(&owner, "g", &list(&names("m", 30)))
         .await
         .unwrap()
         .group_id;
@@ -356,7 +396,7 @@ async fn concurrent_creates_get_distinct_ids() {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .create_group(&caller("a"), &format!("g{i}"), &members(&["b"]))
+                    .create_group_simple(&caller("a"), &format!("g{i}"), &members(&["b"]))
                     .await
                     .unwrap()
                     .group_id
@@ -376,7 +416,7 @@ async fn concurrent_adds_and_removes_lose_nothing_and_resurrect_nothing() {
     let leaving = names("leave", 24);
     let joining = names("join", 24);
     let group = store
-        .create_group(&caller("owner"), "race", &list(&leaving))
+        .create_group_simple(&caller("owner"), "race", &list(&leaving))
         .await
         .unwrap()
         .group_id;
@@ -515,16 +555,16 @@ impl Store for Counting {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.token_key(kid).await
     }
-    async fn create_group(
+    async fn create_group(&self, c: &Caller, spec: &GroupSpec) -> Result<NewGroup, StoreError> {
+        self.inner.create_group(c, spec).await
+    }
+    async fn update_group(
         &self,
         c: &Caller,
-        n: &str,
-        m: &MemberList,
-    ) -> Result<NewGroup, StoreError> {
-        self.inner.create_group(c, n, m).await
-    }
-    async fn rename_group(&self, c: &Caller, id: u64, n: &str) -> Result<(), StoreError> {
-        self.inner.rename_group(c, id, n).await
+        id: u64,
+        p: &GroupPatch,
+    ) -> Result<GroupMeta, StoreError> {
+        self.inner.update_group(c, id, p).await
     }
     async fn delete_group(&self, c: &Caller, id: u64) -> Result<(), StoreError> {
         self.inner.delete_group(c, id).await
@@ -543,6 +583,27 @@ impl Store for Counting {
         grant: bool,
     ) -> Result<(), StoreError> {
         self.inner.set_admins(c, id, m, grant).await
+    }
+    async fn group_for(&self, c: &Caller, id: u64) -> Result<GroupMeta, StoreError> {
+        self.inner.group_for(c, id).await
+    }
+    async fn members_page(
+        &self,
+        c: &Caller,
+        id: u64,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<(GroupMeta, Page<(String, String), String>), StoreError> {
+        self.inner.members_page(c, id, limit, after).await
+    }
+    async fn client_groups(
+        &self,
+        c: &Caller,
+        client: &str,
+        limit: u32,
+        after: Option<u64>,
+    ) -> Result<Page<GroupMeta, u64>, StoreError> {
+        self.inner.client_groups(c, client, limit, after).await
     }
     async fn standing(
         &self,
@@ -595,7 +656,7 @@ async fn a_warm_function_reads_each_key_once_per_ttl() {
 async fn member_items_carry_the_client_index_keys() {
     let store = fresh_store("store-gsi").await;
     let group = store
-        .create_group(&caller("zoe"), "g", &MemberList::default())
+        .create_group_simple(&caller("zoe"), "g", &MemberList::default())
         .await
         .unwrap()
         .group_id;
@@ -615,4 +676,149 @@ async fn member_items_carry_the_client_index_keys() {
         items[0]["gsi1sk"],
         AttributeValue::S(format!("GROUP#{group:020}"))
     );
+}
+
+#[tokio::test]
+async fn the_member_limit_holds_under_concurrent_adds() {
+    let store = Arc::new(fresh_store("store-limit").await);
+    let owner = caller("owner");
+    let spec = GroupSpec {
+        name: "small".into(),
+        members: members(&["a", "b"]),
+        max_members: 10,
+        ..GroupSpec::default()
+    };
+    let g = store.create_group(&owner, &spec).await.unwrap().group_id;
+    assert_eq!(store.group_for(&owner, g).await.unwrap().member_count, 3);
+    // 30 requests at once, each adding one new member: exactly 7 fit.
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .add_members(&caller("owner"), g, &members(&[&format!("n{i:02}")]))
+                    .await
+            })
+        })
+        .collect();
+    let (mut added, mut full) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => added += 1,
+            Err(StoreError::Full {
+                max: 10, adding: 1, ..
+            }) => full += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((added, full), (7, 23));
+    let meta = store.group_for(&owner, g).await.unwrap();
+    assert_eq!(meta.member_count, 10);
+    assert_eq!(
+        store.group_members(g).await.unwrap().len(),
+        10,
+        "count and items agree"
+    );
+    // A request that would overflow adds nobody, even the part that would fit.
+    let two = members(&["x1", "x2"]);
+    store
+        .remove_members(&owner, g, &members(&["a"]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.add_members(&owner, g, &two).await,
+        Err(StoreError::Full { count: 9, .. })
+    ));
+    assert_eq!(store.group_for(&owner, g).await.unwrap().member_count, 9);
+    // Re-adding members is free and does not count twice.
+    store
+        .add_members(&owner, g, &members(&["b", "owner"]))
+        .await
+        .unwrap();
+    assert_eq!(store.group_for(&owner, g).await.unwrap().member_count, 9);
+}
+
+#[tokio::test]
+async fn members_and_a_clients_groups_page_by_page() {
+    let store = fresh_store("store-pages").await;
+    let owner = caller("owner");
+    let g = store
+        .create_group_simple(&owner, "g", &members(&["m1", "m2", "m3", "m4"]))
+        .await
+        .unwrap()
+        .group_id;
+    store
+        .set_admins(&owner, g, &members(&["m2"]), true)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (meta, page) = store
+            .members_page(&caller("m1"), g, 2, after.as_deref())
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        for (id, joined) in &page.items {
+            assert!(!joined.is_empty());
+            seen.push((id.clone(), meta.role_of(id)));
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            ("m1".into(), "member"),
+            ("m2".into(), "admin"),
+            ("m3".into(), "member"),
+            ("m4".into(), "member"),
+            ("owner".into(), "owner")
+        ]
+        .map(|(a, b): (String, &str)| (a, b))
+    );
+    assert!(matches!(
+        store.members_page(&caller("outsider"), g, 2, None).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // m1's groups: three, one deleted afterwards.
+    let g2 = store
+        .create_group_simple(&caller("m1"), "mine", &MemberList::default())
+        .await
+        .unwrap()
+        .group_id;
+    let g3 = store
+        .create_group_simple(&owner, "third", &members(&["m1"]))
+        .await
+        .unwrap()
+        .group_id;
+    store.delete_group(&owner, g3).await.unwrap();
+    let mut ids = Vec::new();
+    let mut after = None;
+    for _ in 0..10 {
+        let page = store
+            .client_groups(&caller("m1"), "m1", 1, after)
+            .await
+            .unwrap();
+        ids.extend(page.items.iter().map(|m| (m.group_id, m.role_of("m1"))));
+        after = page.next;
+        if after.is_none() {
+            break;
+        }
+    }
+    assert_eq!(ids, [(g, "member"), (g2, "owner")]);
+    // Another app's client of the same name is in none of them.
+    let other = Caller {
+        app_id: "other".into(),
+        ..caller("m1")
+    };
+    assert!(store
+        .client_groups(&other, "m1", 10, None)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
 }

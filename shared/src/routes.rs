@@ -18,6 +18,9 @@ pub enum Function {
     ConversationUnblockSignature,
     CreateGroup,
     UpdateGroup,
+    GetGroup,
+    ListMembers,
+    ListUserGroups,
     DeleteGroup,
     AddMembers,
     RemoveMembers,
@@ -27,7 +30,7 @@ pub enum Function {
 }
 
 impl Function {
-    pub const ALL: [Function; 17] = [
+    pub const ALL: [Function; 20] = [
         Function::LoginSignature,
         Function::ConversationSignature,
         Function::InviteSignature,
@@ -39,6 +42,9 @@ impl Function {
         Function::ConversationUnblockSignature,
         Function::CreateGroup,
         Function::UpdateGroup,
+        Function::GetGroup,
+        Function::ListMembers,
+        Function::ListUserGroups,
         Function::DeleteGroup,
         Function::AddMembers,
         Function::RemoveMembers,
@@ -60,6 +66,9 @@ impl Function {
             Function::ConversationUnblockSignature => "conversation-unblock-signature",
             Function::CreateGroup => "create-group",
             Function::UpdateGroup => "update-group",
+            Function::GetGroup => "get-group",
+            Function::ListMembers => "list-members",
+            Function::ListUserGroups => "list-user-groups",
             Function::DeleteGroup => "delete-group",
             Function::AddMembers => "add-members",
             Function::RemoveMembers => "remove-members",
@@ -116,6 +125,9 @@ pub const ROUTES: &[Route] = &[
     route!("POST" "/im/group" => CreateGroup, "create-group", 201),
     route!("PUT" "/im/group/{group_id}" => UpdateGroup, "update-group", 200),
     route!("POST" "/im/group/{group_id}/member" => AddMembers, "add-members", 201),
+    route!("GET" "/im/group/{group_id}" => GetGroup, "get-group", 200),
+    route!("GET" "/im/group/{group_id}/member" => ListMembers, "list-members", 200),
+    route!("GET" "/im/user/{client_id}/groups" => ListUserGroups, "list-user-groups", 200),
     route!("POST" "/im/group/{group_id}/admin" => GrantAdmins, "grant-admins", 201),
     route!("DELETE" "/im/group/{group_id}/admin" => RevokeAdmins, "revoke-admins", 204),
     route!("DELETE" "/im/group/{group_id}/member" => RemoveMembers, "remove-members", 204),

@@ -48,6 +48,9 @@ pub enum StoreError {
     AlreadyExists,
     #[error("not members of the group: {0:?}")]
     NotMembers(Vec<String>),
+    /// Adding would take the group past its member limit; nothing was added.
+    #[error("the group is full")]
+    Full { count: u64, max: u64, adding: u64 },
     /// Other transactions kept winning on the same group; the caller may retry.
     #[error("too many concurrent writes to the same group")]
     Contention,
@@ -66,6 +69,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotMembers(ids) => {
                 ApiError::Conflict(format!("not members of the group: {}", ids.join(":")))
             }
+            StoreError::Full { count, max, adding } => ApiError::Conflict(format!(
+                "the group has {count} of at most {max} members; adding {adding} would exceed that, so nobody was added"
+            )),
             StoreError::Contention => {
                 ApiError::Conflict("too many concurrent changes to this group; retry".into())
             }
@@ -94,6 +100,26 @@ pub struct TokenKey {
     pub secret: Secret,
 }
 
+/// What a group is created with.
+#[derive(Debug, Clone, Default)]
+pub struct GroupSpec {
+    pub name: String,
+    pub members: MemberList,
+    pub avatar_url: Option<String>,
+    pub description: Option<String>,
+    pub conversation_id: Option<String>,
+    pub max_members: u64,
+}
+
+/// A partial update of a group's settings: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct GroupPatch {
+    pub name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub description: Option<String>,
+    pub conversation_id: Option<String>,
+}
+
 /// A freshly created group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewGroup {
@@ -101,6 +127,13 @@ pub struct NewGroup {
     pub group_name: String,
     pub owner: String,
     pub members: MemberList,
+}
+
+/// One page of a listing, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T, C> {
+    pub items: Vec<T>,
+    pub next: Option<C>,
 }
 
 /// A client's standing in a live group.
@@ -114,17 +147,33 @@ pub struct Standing {
 /// The group item, as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMeta {
+    pub group_id: u64,
     pub app_id: String,
     pub group_name: String,
     pub owner: String,
     pub admins: BTreeSet<String>,
     pub live: bool,
+    pub member_count: u64,
+    pub max_members: u64,
+    /// Grows with every change: the group's ETag.
+    pub version: u64,
+    pub avatar_url: Option<String>,
+    pub description: Option<String>,
+    pub conversation_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
 impl GroupMeta {
     fn from_item(item: &HashMap<String, AttributeValue>) -> Option<Self> {
         let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        let number = |k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok())
+        };
         Some(Self {
+            group_id: number("group_id").unwrap_or_default(),
             app_id: text("app_id")?,
             group_name: text("group_name").unwrap_or_default(),
             owner: text("owner").unwrap_or_default(),
@@ -134,7 +183,26 @@ impl GroupMeta {
                 .map(|v| v.iter().cloned().collect())
                 .unwrap_or_default(),
             live: text("status").as_deref() == Some(ACTIVE),
+            member_count: number("member_count").unwrap_or_default(),
+            max_members: number("max_members").unwrap_or(DEFAULT_MAX_MEMBERS),
+            version: number("version").unwrap_or_default(),
+            avatar_url: text("avatar_url"),
+            description: text("description"),
+            conversation_id: text("conversation_id"),
+            created_at: text("created_at").unwrap_or_default(),
+            updated_at: text("updated_at").unwrap_or_default(),
         })
+    }
+
+    /// `client_id`'s role: owner, admin or member (for a client known to be a member).
+    pub fn role_of(&self, client_id: &str) -> &'static str {
+        if self.owner == client_id {
+            "owner"
+        } else if self.admins.contains(client_id) {
+            "admin"
+        } else {
+            "member"
+        }
     }
 
     fn manages(&self, client_id: &str) -> bool {
@@ -150,19 +218,15 @@ pub trait Store: Send + Sync + 'static {
     /// The active token secret named `kid`, or `None`.
     async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError>;
     /// Creates a group owned by the caller, who is also a member.
-    async fn create_group(
-        &self,
-        caller: &Caller,
-        name: &str,
-        members: &MemberList,
-    ) -> Result<NewGroup, StoreError>;
-    /// Owner or group admin.
-    async fn rename_group(
+    async fn create_group(&self, caller: &Caller, spec: &GroupSpec)
+        -> Result<NewGroup, StoreError>;
+    /// Owner or group admin: changes the fields the patch names; returns the group.
+    async fn update_group(
         &self,
         caller: &Caller,
         group_id: u64,
-        name: &str,
-    ) -> Result<(), StoreError>;
+        patch: &GroupPatch,
+    ) -> Result<GroupMeta, StoreError>;
     /// Owner.
     async fn delete_group(&self, caller: &Caller, group_id: u64) -> Result<(), StoreError>;
     /// Any member. Adding a client that is already a member keeps its `joined_at`.
@@ -187,6 +251,26 @@ pub trait Store: Send + Sync + 'static {
         members: &MemberList,
         grant: bool,
     ) -> Result<(), StoreError>;
+    /// The group, for a member of it (or the app's backend).
+    async fn group_for(&self, caller: &Caller, group_id: u64) -> Result<GroupMeta, StoreError>;
+    /// A page of the group's members (`client_id`, `joined_at`), in client-id order,
+    /// after `after`, for a member of it (or the app's backend).
+    async fn members_page(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<(GroupMeta, Page<(String, String), String>), StoreError>;
+    /// A page of the live groups `client_id` (of the caller's app) is in, by group id,
+    /// after group `after`.
+    async fn client_groups(
+        &self,
+        caller: &Caller,
+        client_id: &str,
+        limit: u32,
+        after: Option<u64>,
+    ) -> Result<Page<GroupMeta, u64>, StoreError>;
     /// `client_id`'s standing in the group, if it is a live group of `app_id`.
     async fn standing(
         &self,
@@ -208,6 +292,10 @@ const MEMBER_PREFIX: &str = "MEMBER#";
 const ACTIVE: &str = "active";
 const DELETING: &str = "deleting";
 const RETIRED: &str = "retired";
+/// Member limit of a group created without one.
+pub const DEFAULT_MAX_MEMBERS: u64 = 500;
+/// The largest member limit a group may have.
+pub const MAX_MAX_MEMBERS: u64 = 5000;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -525,13 +613,15 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
-    /// Runs a conditional update of the group item alone; returns the item as it was.
+    /// Runs a conditional update of the group item alone; returns the item as it was
+    /// (`ReturnValue::AllOld`) or became (`AllNew`).
     async fn update_meta_alone(
         &self,
         caller: &Caller,
         group_id: u64,
         update: &Expr,
         cond: &Expr,
+        returning: ReturnValue,
     ) -> Result<Option<Item>, StoreError> {
         let merged = update.clone().with_placeholders_of(cond);
         let result = self
@@ -543,7 +633,7 @@ impl DynamoStore {
             .condition_expression(&cond.text)
             .set_expression_attribute_names(Some(merged.names))
             .set_expression_attribute_values(Some(merged.values))
-            .return_values(ReturnValue::AllOld)
+            .return_values(returning)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -579,6 +669,92 @@ impl DynamoStore {
             Ok(true) => StoreError::Forbidden,
             Ok(false) => StoreError::NotFound,
             Err(e) => e,
+        }
+    }
+
+    /// Reads up to 100 items by key, consistently, asking again for what DynamoDB leaves
+    /// unprocessed under load.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        if keys.is_empty() {
+            return Ok(found);
+        }
+        let mut wanted = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(build_err)?,
+        );
+        for attempt in 0..8u32 {
+            let Some(keys) = wanted.take() else { break };
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+            }
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+                .map_err(|e| sdk_err("BatchGetItem", e))?;
+            if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
+                found.extend(items.iter().cloned());
+            }
+            wanted = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .filter(|k| !k.keys().is_empty())
+                .cloned();
+        }
+        if wanted.is_some() {
+            return Err(StoreError::Throttled);
+        }
+        Ok(found)
+    }
+
+    /// The group item and which of `clients` are members, in one consistent read.
+    async fn meta_and_members(
+        &self,
+        group_id: u64,
+        clients: &[&str],
+    ) -> Result<(Option<GroupMeta>, BTreeSet<String>), StoreError> {
+        let mut keys = vec![Self::meta_key(group_id)];
+        let unique: BTreeSet<&str> = clients.iter().copied().collect();
+        keys.extend(unique.iter().map(|c| key(group_pk(group_id), member_sk(c))));
+        let items = self.batch_get(keys).await?;
+        let sk_of = |i: &Item| {
+            i.get(SK)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let meta = items
+            .iter()
+            .find(|i| sk_of(i) == META_SK)
+            .and_then(GroupMeta::from_item);
+        let members = items
+            .iter()
+            .filter_map(|i| sk_of(i).strip_prefix(MEMBER_PREFIX).map(str::to_owned))
+            .collect();
+        Ok((meta, members))
+    }
+
+    /// The live group of the caller's app, if the caller may see it.
+    fn visible(
+        meta: Option<GroupMeta>,
+        caller: &Caller,
+        caller_is_member: bool,
+    ) -> Result<GroupMeta, StoreError> {
+        match meta {
+            Some(m)
+                if m.live
+                    && m.app_id == caller.app_id
+                    && (caller.app_admin || caller_is_member) =>
+            {
+                Ok(m)
+            }
+            _ => Err(StoreError::NotFound),
         }
     }
 
@@ -972,12 +1148,11 @@ impl Store for DynamoStore {
     async fn create_group(
         &self,
         caller: &Caller,
-        name: &str,
-        members: &MemberList,
+        spec: &GroupSpec,
     ) -> Result<NewGroup, StoreError> {
         let all = MemberList::from_ids(
             "member_client_ids",
-            members
+            spec.members
                 .ids()
                 .iter()
                 .map(String::as_str)
@@ -986,15 +1161,38 @@ impl Store for DynamoStore {
             usize::MAX,
         )
         .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let count = all.len() as u64;
+        if count > spec.max_members {
+            return Err(StoreError::Full {
+                count: 0,
+                max: spec.max_members,
+                adding: count,
+            });
+        }
         // Two round trips: the id must be known before the items that carry it are written.
         let group_id = self.next_group_id().await?;
         let now = now_rfc3339();
         let mut meta = Self::meta_key(group_id);
         meta.insert("group_id".into(), AttributeValue::N(group_id.to_string()));
         meta.insert("app_id".into(), s(caller.app_id.as_str()));
-        meta.insert("group_name".into(), s(name));
+        meta.insert("group_name".into(), s(spec.name.as_str()));
         meta.insert("owner".into(), s(caller.client_id.as_str()));
         meta.insert("status".into(), s(ACTIVE));
+        meta.insert("member_count".into(), AttributeValue::N(count.to_string()));
+        meta.insert(
+            "max_members".into(),
+            AttributeValue::N(spec.max_members.to_string()),
+        );
+        meta.insert("version".into(), AttributeValue::N("1".into()));
+        for (name, value) in [
+            ("avatar_url", &spec.avatar_url),
+            ("description", &spec.description),
+            ("conversation_id", &spec.conversation_id),
+        ] {
+            if let Some(v) = value {
+                meta.insert(name.into(), s(v.as_str()));
+            }
+        }
         meta.insert("created_at".into(), s(now.clone()));
         meta.insert("updated_at".into(), s(now.clone()));
         let mut items = vec![TransactWriteItem::builder()
@@ -1019,7 +1217,7 @@ impl Store for DynamoStore {
         match self.transact(items).await? {
             TxOutcome::Done => Ok(NewGroup {
                 group_id,
-                group_name: name.to_owned(),
+                group_name: spec.name.clone(),
                 owner: caller.client_id.clone(),
                 members: all,
             }),
@@ -1029,19 +1227,35 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn rename_group(
+    async fn update_group(
         &self,
         caller: &Caller,
         group_id: u64,
-        name: &str,
-    ) -> Result<(), StoreError> {
-        let update = Expr::new("SET group_name = :name, updated_at = :now")
-            .value(":name", s(name))
-            .value(":now", s(now_rfc3339()));
+        patch: &GroupPatch,
+    ) -> Result<GroupMeta, StoreError> {
+        let mut sets = vec!["updated_at = :now".to_owned()];
+        let mut update = Expr::default()
+            .value(":now", s(now_rfc3339()))
+            .value(":one", AttributeValue::N("1".into()));
+        for (attr, value) in [
+            ("group_name", &patch.name),
+            ("avatar_url", &patch.avatar_url),
+            ("description", &patch.description),
+            ("conversation_id", &patch.conversation_id),
+        ] {
+            if let Some(v) = value {
+                sets.push(format!("{attr} = :{attr}"));
+                update = update.value(&format!(":{attr}"), s(v.as_str()));
+            }
+        }
+        update.text = format!("SET {} ADD version :one", sets.join(", "));
         let cond = Expr::live_in_app(caller).managed_by(caller);
-        self.update_meta_alone(caller, group_id, &update, &cond)
-            .await
-            .map(|_| ())
+        let new = self
+            .update_meta_alone(caller, group_id, &update, &cond, ReturnValue::AllNew)
+            .await?;
+        new.as_ref()
+            .and_then(GroupMeta::from_item)
+            .ok_or_else(|| StoreError::Backend("update returned no group".into()))
     }
 
     async fn delete_group(&self, caller: &Caller, group_id: u64) -> Result<(), StoreError> {
@@ -1060,7 +1274,7 @@ impl Store for DynamoStore {
             ..allowed
         };
         let old = self
-            .update_meta_alone(caller, group_id, &update, &cond)
+            .update_meta_alone(caller, group_id, &update, &cond, ReturnValue::AllOld)
             .await?;
         let was_live = old
             .as_ref()
@@ -1094,40 +1308,60 @@ impl Store for DynamoStore {
         group_id: u64,
         members: &MemberList,
     ) -> Result<(), StoreError> {
-        let now = now_rfc3339();
-        let mut items = vec![self.check_meta(group_id, &Expr::live_in_app(caller))?];
-        if !caller.app_admin {
-            items.push(self.check_member(group_id, &caller.client_id)?);
+        // Read, then write on condition: the count and the limit stay exact however many
+        // requests race, because each new member item must not exist yet and the count
+        // must leave room, both checked in the one transaction that changes them.
+        for _ in 0..8 {
+            let mut clients: Vec<&str> = members.ids().iter().map(String::as_str).collect();
+            clients.push(&caller.client_id);
+            let (meta, present) = self.meta_and_members(group_id, &clients).await?;
+            let meta = Self::visible(meta, caller, present.contains(&caller.client_id))?;
+            let new: Vec<&String> = members
+                .ids()
+                .iter()
+                .filter(|id| !present.contains(*id))
+                .collect();
+            if new.is_empty() {
+                return Ok(()); // all members already: nothing to write
+            }
+            let adding = new.len() as u64;
+            if meta.member_count + adding > meta.max_members {
+                return Err(StoreError::Full {
+                    count: meta.member_count,
+                    max: meta.max_members,
+                    adding,
+                });
+            }
+            let now = now_rfc3339();
+            let update = Expr::new("SET updated_at = :now ADD member_count :n, version :one")
+                .value(":now", s(now.as_str()))
+                .value(":n", AttributeValue::N(adding.to_string()))
+                .value(":one", AttributeValue::N("1".into()));
+            let cond = Expr::live_in_app(caller).and("member_count <= :cap").value(
+                ":cap",
+                AttributeValue::N((meta.max_members - adding).to_string()),
+            );
+            let mut items = vec![self.update_meta(group_id, &update, &cond)?];
+            if !caller.app_admin {
+                items.push(self.check_member(group_id, &caller.client_id)?);
+            }
+            for id in &new {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(Self::member_item(&caller.app_id, group_id, id, &now)))
+                    .condition_expression("attribute_not_exists(sk)")
+                    .build()
+                    .map_err(build_err)?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            match self.transact(items).await? {
+                TxOutcome::Done => return Ok(()),
+                // Something changed since the read (a concurrent add or removal, the
+                // group deleted): read again and decide again.
+                TxOutcome::Refused(_) => continue,
+            }
         }
-        // The caller, when checked, is a member already; one transaction may not touch an
-        // item twice.
-        let new = members
-            .ids()
-            .iter()
-            .filter(|id| caller.app_admin || **id != caller.client_id);
-        for id in new {
-            let item = Self::member_item(&caller.app_id, group_id, id, &now);
-            // An upsert that keeps the first joined_at: re-adding a member is not an error.
-            let update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(group_pk(group_id), member_sk(id))))
-                .update_expression(
-                    "SET client_id = :c, group_id = :g, gsi1pk = :gp, gsi1sk = :gs, \
-                     joined_at = if_not_exists(joined_at, :now)",
-                )
-                .expression_attribute_values(":c", item["client_id"].clone())
-                .expression_attribute_values(":g", item["group_id"].clone())
-                .expression_attribute_values(":gp", item["gsi1pk"].clone())
-                .expression_attribute_values(":gs", item["gsi1sk"].clone())
-                .expression_attribute_values(":now", s(now.clone()))
-                .build()
-                .map_err(build_err)?;
-            items.push(TransactWriteItem::builder().update(update).build());
-        }
-        match self.transact(items).await? {
-            TxOutcome::Done => Ok(()),
-            TxOutcome::Refused(r) => Err(self.refused(caller, group_id, r).await),
-        }
+        Err(StoreError::Contention)
     }
 
     async fn remove_members(
@@ -1144,29 +1378,50 @@ impl Store for DynamoStore {
         }
         // Never the owner: an owner hands the group over or deletes it.
         let cond = cond.owner_not_in(ids);
-        // Whoever leaves the group stops being one of its admins.
-        let update = Expr::new("DELETE #admins :removed")
-            .name("#admins", "admins")
-            .value(":removed", string_set(ids));
-        let mut items = vec![self.update_meta(group_id, &update, &cond)?];
-        for id in ids {
-            let mut delete = Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(group_pk(group_id), member_sk(id))));
-            if leaving {
-                // A non-member cannot "leave": that is a 404 like any other.
-                delete = delete.condition_expression("attribute_exists(sk)");
+        for _ in 0..8 {
+            let clients: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let (meta, present) = self.meta_and_members(group_id, &clients).await?;
+            if leaving && meta.as_ref().is_some_and(|m| m.live) && present.is_empty() {
+                return Err(StoreError::NotFound); // not a member: nothing to leave
             }
-            items.push(
-                TransactWriteItem::builder()
-                    .delete(delete.build().map_err(build_err)?)
-                    .build(),
-            );
+            let gone: Vec<String> = ids
+                .iter()
+                .filter(|id| present.contains(*id))
+                .cloned()
+                .collect();
+            let mut items = Vec::new();
+            if gone.is_empty() {
+                // Nobody to remove: still answer as the write would have (404, 403).
+                items.push(self.check_meta(group_id, &cond)?);
+            } else {
+                // Whoever leaves the group stops being one of its admins.
+                let update = Expr::new("SET updated_at = :now ADD member_count :n, version :one DELETE #admins :removed")
+                    .name("#admins", "admins")
+                    .value(":now", s(now_rfc3339()))
+                    .value(":n", AttributeValue::N(format!("-{}", gone.len())))
+                    .value(":one", AttributeValue::N("1".into()))
+                    .value(":removed", string_set(&gone));
+                items.push(self.update_meta(group_id, &update, &cond)?);
+                for id in &gone {
+                    let delete = Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key(group_pk(group_id), member_sk(id))))
+                        // Counted once: a member removed meanwhile sends us round again.
+                        .condition_expression("attribute_exists(sk)")
+                        .build()
+                        .map_err(build_err)?;
+                    items.push(TransactWriteItem::builder().delete(delete).build());
+                }
+            }
+            match self.transact(items).await? {
+                TxOutcome::Done => return Ok(()),
+                TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => {
+                    return Err(self.refused(caller, group_id, r).await)
+                }
+                TxOutcome::Refused(_) => continue,
+            }
         }
-        match self.transact(items).await? {
-            TxOutcome::Done => Ok(()),
-            TxOutcome::Refused(r) => Err(self.refused(caller, group_id, r).await),
-        }
+        Err(StoreError::Contention)
     }
 
     async fn set_admins(
@@ -1179,15 +1434,16 @@ impl Store for DynamoStore {
         let ids = members.ids();
         let cond = Expr::live_in_app(caller).owned_by(caller).owner_not_in(ids);
         let update = Expr::new(if grant {
-            "ADD #admins :ids"
+            "ADD #admins :ids, version :one"
         } else {
-            "DELETE #admins :ids"
+            "DELETE #admins :ids ADD version :one"
         })
         .name("#admins", "admins")
-        .value(":ids", string_set(ids));
+        .value(":ids", string_set(ids))
+        .value(":one", AttributeValue::N("1".into()));
         if !grant {
             return self
-                .update_meta_alone(caller, group_id, &update, &cond)
+                .update_meta_alone(caller, group_id, &update, &cond, ReturnValue::None)
                 .await
                 .map(|_| ());
         }
@@ -1215,58 +1471,125 @@ impl Store for DynamoStore {
         group_id: u64,
         client_id: &str,
     ) -> Result<Option<Standing>, StoreError> {
-        let member_key = key(group_pk(group_id), member_sk(client_id));
-        let keys = KeysAndAttributes::builder()
-            .keys(Self::meta_key(group_id))
-            .keys(member_key.clone())
+        let (meta, present) = self.meta_and_members(group_id, &[client_id]).await?;
+        Ok(meta
+            .filter(|m| m.live && m.app_id == app_id)
+            .map(|m| Standing {
+                member: present.contains(client_id),
+                owner: m.owner == client_id,
+                admin: m.admins.contains(client_id),
+            }))
+    }
+
+    async fn group_for(&self, caller: &Caller, group_id: u64) -> Result<GroupMeta, StoreError> {
+        let (meta, present) = self
+            .meta_and_members(group_id, &[&caller.client_id])
+            .await?;
+        Self::visible(meta, caller, present.contains(&caller.client_id))
+    }
+
+    async fn members_page(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<(GroupMeta, Page<(String, String), String>), StoreError> {
+        let meta = self.group_for(caller, group_id).await?;
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :m)")
+            .expression_attribute_values(":pk", s(group_pk(group_id)))
+            .expression_attribute_values(":m", s(MEMBER_PREFIX))
+            .projection_expression("sk, joined_at")
             .consistent_read(true)
-            .build()
-            .map_err(build_err)?;
-        let mut wanted = Some(keys);
-        let mut found: Vec<Item> = Vec::new();
-        // BatchGetItem may leave keys unprocessed under load: ask again for those.
-        for attempt in 0..8u32 {
-            let Some(keys) = wanted.take() else { break };
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
-            }
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, keys)
-                .send()
-                .await
-                .map_err(|e| sdk_err("BatchGetItem(standing)", e))?;
-            if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
-                found.extend(items.iter().cloned());
-            }
-            wanted = out
-                .unprocessed_keys()
-                .and_then(|u| u.get(&self.table))
-                .filter(|k| !k.keys().is_empty())
-                .cloned();
+            .limit(limit as i32);
+        if let Some(after) = after {
+            // The partition always comes from the group asked for: a cursor can only move
+            // within it, never into another group.
+            query = query.set_exclusive_start_key(Some(key(group_pk(group_id), member_sk(after))));
         }
-        if wanted.is_some() {
-            return Err(StoreError::Throttled);
-        }
-        let is = |item: &Item, sk: &str| {
-            item.get(SK).and_then(|v| v.as_s().ok()).map(String::as_str) == Some(sk)
+        let out = query
+            .send()
+            .await
+            .map_err(|e| sdk_err("Query(members page)", e))?;
+        let text = |i: &Item, k: &str| {
+            i.get(k)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
         };
-        let Some(meta) = found
+        let items: Vec<(String, String)> = out
+            .items()
             .iter()
-            .find(|i| is(i, META_SK))
-            .and_then(GroupMeta::from_item)
-        else {
-            return Ok(None);
-        };
-        if !meta.live || meta.app_id != app_id {
-            return Ok(None);
+            .filter_map(|i| {
+                let id = text(i, SK).strip_prefix(MEMBER_PREFIX)?.to_owned();
+                Some((id, text(i, "joined_at")))
+            })
+            .collect();
+        let next = out
+            .last_evaluated_key()
+            .and_then(|k| k.get(SK))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|sk| sk.strip_prefix(MEMBER_PREFIX))
+            .map(str::to_owned);
+        Ok((meta, Page { items, next }))
+    }
+
+    async fn client_groups(
+        &self,
+        caller: &Caller,
+        client_id: &str,
+        limit: u32,
+        after: Option<u64>,
+    ) -> Result<Page<GroupMeta, u64>, StoreError> {
+        let gsi1pk = format!("CLIENT#{}:{client_id}", caller.app_id);
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :c")
+            .expression_attribute_values(":c", s(gsi1pk.as_str()))
+            .limit(limit as i32);
+        if let Some(g) = after {
+            let mut start = key(group_pk(g), member_sk(client_id));
+            start.insert("gsi1pk".into(), s(gsi1pk.as_str()));
+            start.insert("gsi1sk".into(), s(format!("GROUP#{g:020}")));
+            query = query.set_exclusive_start_key(Some(start));
         }
-        let member_sk = member_sk(client_id);
-        Ok(Some(Standing {
-            member: found.iter().any(|i| is(i, &member_sk)),
-            owner: meta.owner == client_id,
-            admin: meta.admins.contains(client_id),
-        }))
+        let out = query
+            .send()
+            .await
+            .map_err(|e| sdk_err("Query(client groups)", e))?;
+        let group_of = |i: &Item| {
+            i.get("gsi1sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|g| g.strip_prefix("GROUP#"))
+                .and_then(|g| g.parse::<u64>().ok())
+        };
+        let ids: Vec<u64> = out.items().iter().filter_map(group_of).collect();
+        let metas = self
+            .batch_get(ids.iter().map(|g| Self::meta_key(*g)).collect())
+            .await?;
+        let mut groups: Vec<GroupMeta> = metas
+            .iter()
+            .filter_map(GroupMeta::from_item)
+            // The index is eventually consistent and deletes finish in steps: only live
+            // groups of this app count.
+            .filter(|m| m.live && m.app_id == caller.app_id)
+            .collect();
+        groups.sort_by_key(|m| m.group_id);
+        let next = out
+            .last_evaluated_key()
+            .and_then(|k| k.get("gsi1sk").cloned())
+            .and_then(|v| v.as_s().ok().cloned())
+            .and_then(|g| g.strip_prefix("GROUP#").and_then(|g| g.parse::<u64>().ok()));
+        Ok(Page {
+            items: groups,
+            next,
+        })
     }
 }

@@ -12,8 +12,10 @@ use serde_json::Value;
 use super::{json, path_params, AppState};
 use crate::body::{self, LimitedBody, MemberIds};
 use crate::error::ApiError;
-use crate::ids::{parse_group_id, MemberList};
-use crate::store::Caller;
+use crate::ids::{check_id, parse_group_id, MemberList};
+use crate::store::{
+    Caller, GroupMeta, GroupPatch, GroupSpec, DEFAULT_MAX_MEMBERS, MAX_MAX_MEMBERS,
+};
 
 #[derive(Debug, Deserialize)]
 pub struct GroupPath {
@@ -26,12 +28,112 @@ struct CreateBody {
     group_name: String,
     #[serde(default)]
     member_client_ids: MemberIds,
+    #[serde(default)]
+    avatar_url: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    conversation_id: Option<String>,
+    #[serde(default)]
+    max_members: Option<Count>,
 }
 
+/// A whole number, as a JSON number or (from a form) a decimal string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a whole number")]
+enum Count {
+    Number(u64),
+    Text(String),
+}
+
+impl Count {
+    fn value(&self) -> Option<u64> {
+        match self {
+            Count::Number(n) => Some(*n),
+            Count::Text(t) => t.trim().parse().ok(),
+        }
+    }
+}
+
+/// A partial update: only the fields given change.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RenameBody {
+struct UpdateBody {
+    #[serde(default)]
+    group_name: Option<String>,
+    #[serde(default)]
+    avatar_url: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    conversation_id: Option<String>,
+}
+
+/// A group as every read and update returns it.
+#[derive(Debug, Serialize)]
+struct GroupView {
+    group_id: u64,
     group_name: String,
+    owner: String,
+    admins: Vec<String>,
+    member_count: u64,
+    max_members: u64,
+    conversation_id: Option<String>,
+    avatar_url: Option<String>,
+    description: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+/// The group with its version as a strong ETag.
+fn group_response(status: StatusCode, meta: GroupMeta) -> Response {
+    let etag = format!("\"{}\"", meta.version);
+    let view = GroupView {
+        group_id: meta.group_id,
+        group_name: meta.group_name,
+        owner: meta.owner,
+        admins: meta.admins.into_iter().collect(),
+        member_count: meta.member_count,
+        max_members: meta.max_members,
+        conversation_id: meta.conversation_id,
+        avatar_url: meta.avatar_url,
+        description: meta.description,
+        created_at: meta.created_at,
+        updated_at: meta.updated_at,
+    };
+    let mut resp = json(status, &view);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(axum::http::header::ETAG, v);
+    }
+    resp
+}
+
+fn avatar_url(raw: &str) -> Result<String, ApiError> {
+    let ok_scheme = raw.starts_with("https://") || raw.starts_with("http://");
+    if !ok_scheme || raw.len() > 2048 || raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ApiError::bad(
+            "avatar_url must be an http(s) URL of at most 2048 bytes",
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+fn description(raw: &str) -> Result<String, ApiError> {
+    if raw.chars().count() > 1000
+        || raw
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ApiError::bad(
+            "description must be at most 1000 characters, without control characters",
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+fn conversation_id(state: &AppState, raw: &str) -> Result<String, ApiError> {
+    check_id("conversation_id", raw, state.config.limits.max_id_chars)?;
+    Ok(raw.to_owned())
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,11 +152,6 @@ struct GroupCreated {
     group_name: String,
     owner: String,
     member_client_ids: String,
-}
-
-#[derive(Debug, Serialize)]
-struct GroupRenamed {
-    group_name: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -167,10 +264,36 @@ pub async fn create(
     let mut audit = Audit::new(&caller, "group.create");
     let result = async {
         let body: CreateBody = body::parse(&headers, &raw)?;
-        let name = group_name(&state, &body.group_name)?;
-        let list = members(&state, &body.member_client_ids)?;
-        audit.members = list.joined();
-        let group = state.store.create_group(&caller, &name, &list).await?;
+        let max_members = match &body.max_members {
+            None => DEFAULT_MAX_MEMBERS,
+            Some(c) => c
+                .value()
+                .filter(|n| (1..=MAX_MAX_MEMBERS).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad(format!("max_members must be from 1 to {MAX_MAX_MEMBERS}"))
+                })?,
+        };
+        let spec = GroupSpec {
+            name: group_name(&state, &body.group_name)?,
+            members: members(&state, &body.member_client_ids)?,
+            avatar_url: body.avatar_url.as_deref().map(avatar_url).transpose()?,
+            description: body.description.as_deref().map(description).transpose()?,
+            conversation_id: body
+                .conversation_id
+                .as_deref()
+                .map(|c| conversation_id(&state, c))
+                .transpose()?,
+            max_members,
+        };
+        audit.members = spec.members.joined();
+        let with_owner =
+            spec.members.len() as u64 + u64::from(!spec.members.ids().contains(&caller.client_id));
+        if with_owner > max_members {
+            return Err(ApiError::bad(format!(
+                "{with_owner} members (with the owner) do not fit in max_members {max_members}"
+            )));
+        }
+        let group = state.store.create_group(&caller, &spec).await?;
         audit.group_id = Some(group.group_id);
         Ok(json(
             StatusCode::CREATED,
@@ -186,21 +309,41 @@ pub async fn create(
     audit.finish(result)
 }
 
-pub async fn rename(
+pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<GroupPath>, PathRejection>,
     headers: HeaderMap,
     LimitedBody(raw): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let mut audit = Audit::new(&caller, "group.rename");
+    let mut audit = Audit::new(&caller, "group.update");
     let result = async {
         let id = group_id(path)?;
         audit.group_id = Some(id);
-        let body: RenameBody = body::parse(&headers, &raw)?;
-        let name = group_name(&state, &body.group_name)?;
-        state.store.rename_group(&caller, id, &name).await?;
-        Ok(json(StatusCode::OK, &GroupRenamed { group_name: name }))
+        let body: UpdateBody = body::parse(&headers, &raw)?;
+        let patch = GroupPatch {
+            name: body
+                .group_name
+                .as_deref()
+                .map(|n| group_name(&state, n))
+                .transpose()?,
+            avatar_url: body.avatar_url.as_deref().map(avatar_url).transpose()?,
+            description: body.description.as_deref().map(description).transpose()?,
+            conversation_id: body
+                .conversation_id
+                .as_deref()
+                .map(|c| conversation_id(&state, c))
+                .transpose()?,
+        };
+        if patch.name.is_none()
+            && patch.avatar_url.is_none()
+            && patch.description.is_none()
+            && patch.conversation_id.is_none()
+        {
+            return Err(ApiError::bad("nothing to update"));
+        }
+        let meta = state.store.update_group(&caller, id, &patch).await?;
+        Ok(group_response(StatusCode::OK, meta))
     }
     .await;
     audit.finish(result)
@@ -331,4 +474,152 @@ pub async fn revoke_admins(
     }
     .await;
     audit.finish(result)
+}
+
+// --- reads ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct UserPath {
+    client_id: String,
+}
+
+/// `?limit=&cursor=`: limit 1..=100 (default 50); the cursor is the opaque
+/// `next_cursor` of the previous page.
+struct Paging {
+    limit: u32,
+    cursor: Option<String>,
+}
+
+const CURSOR_MEMBER: &str = "m:";
+const CURSOR_GROUP: &str = "g:";
+
+fn paging(query: Option<String>, kind: &str) -> Result<Paging, ApiError> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
+            .map_err(|_| ApiError::bad("the query string is not valid url-encoded text"))?;
+    let mut limit = 50;
+    let mut cursor = None;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "limit" => {
+                limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| ApiError::bad("limit must be a whole number from 1 to 100"))?
+            }
+            "cursor" => {
+                let decoded = URL_SAFE_NO_PAD
+                    .decode(v.as_bytes())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .and_then(|c| c.strip_prefix(kind).map(str::to_owned))
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| ApiError::bad("cursor is not a cursor this listing returned"))?;
+                cursor = Some(decoded);
+            }
+            _ => {}
+        }
+    }
+    Ok(Paging { limit, cursor })
+}
+
+fn cursor(kind: &str, value: Option<String>) -> Option<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    value.map(|v| URL_SAFE_NO_PAD.encode(format!("{kind}{v}")))
+}
+
+pub async fn get_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<GroupPath>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = group_id(path)?;
+    let meta = state.store.group_for(&caller, id).await?;
+    Ok(group_response(StatusCode::OK, meta))
+}
+
+#[derive(Debug, Serialize)]
+struct MemberView {
+    client_id: String,
+    role: &'static str,
+    joined_at: String,
+}
+
+pub async fn list_members(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<GroupPath>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let id = group_id(path)?;
+    let page = paging(query, CURSOR_MEMBER)?;
+    let (meta, members) = state
+        .store
+        .members_page(&caller, id, page.limit, page.cursor.as_deref())
+        .await?;
+    let list: Vec<MemberView> = members
+        .items
+        .into_iter()
+        .map(|(client_id, joined_at)| MemberView {
+            role: meta.role_of(&client_id),
+            client_id,
+            joined_at,
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"members": list, "next_cursor": cursor(CURSOR_MEMBER, members.next)}),
+    ))
+}
+
+#[derive(Debug, Serialize)]
+struct UserGroupView {
+    group_id: u64,
+    group_name: String,
+    role: &'static str,
+    member_count: u64,
+}
+
+pub async fn list_user_groups(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<UserPath>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let client_id = path_params(path)?.client_id;
+    check_id("client_id", &client_id, state.config.limits.max_id_chars)?;
+    if !caller.app_admin && caller.client_id != client_id {
+        return Err(ApiError::Forbidden);
+    }
+    let page = paging(query, CURSOR_GROUP)?;
+    let after = page
+        .cursor
+        .map(|c| parse_group_id(&c))
+        .transpose()
+        .map_err(|_| ApiError::bad("cursor is not a cursor this listing returned"))?;
+    let groups = state
+        .store
+        .client_groups(&caller, &client_id, page.limit, after)
+        .await?;
+    let list: Vec<UserGroupView> = groups
+        .items
+        .into_iter()
+        .map(|g| UserGroupView {
+            group_id: g.group_id,
+            role: g.role_of(&client_id),
+            group_name: g.group_name,
+            member_count: g.member_count,
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "groups": list,
+            "next_cursor": cursor(CURSOR_GROUP, groups.next.map(|g| g.to_string())),
+        }),
+    ))
 }
