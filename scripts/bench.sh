@@ -63,8 +63,9 @@ echo "$startup"
 echo "== HTTP load"
 login=$(target/release/im-bench load --url "$url/signature/login/dev-app/alice" --connections 16 --seconds 10)
 echo "login: $login"
-group=$(curl -s -X POST "$url/im/group" -H "Authorization: Bearer $IM_BENCH_TOKEN" -H 'content-type: application/json' -d '{"group_name":"bench","member_client_ids":"owner"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["group_id"])')
-add=$(target/release/im-bench load --url "$url/im/group/$group/member" --method POST --body '{"member_client_ids":"member-{n}"}' --expect 201 --connections 16 --seconds 10)
+group=$(curl -s -X POST "$url/im/group" -H "Authorization: Bearer $IM_BENCH_TOKEN" -H 'content-type: application/json' -d '{"group_name":"bench","member_client_ids":"owner","max_members":5000}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["group_id"])')
+# Each request adds a new member; the group's limit (5000) caps how long this can run.
+add=$(target/release/im-bench load --url "$url/im/group/$group/member" --method POST --body '{"member_client_ids":"member-{n}"}' --expect 201 --connections 16 --seconds 8)
 echo "add-member: $add"
 
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)
@@ -110,8 +111,10 @@ Login signature, command: \`im-bench load --url \$URL/signature/login/dev-app/al
 $login
 \`\`\`
 
-Add member (one DynamoDB transaction per request, a new member each time), command:
-\`im-bench load --url \$URL/im/group/\$GROUP/member --method POST --body '{"member_client_ids":"member-{n}"}' --expect 201 --connections 16 --seconds 10\`
+Add member (a consistent read of the group and the members, then one DynamoDB
+transaction that keeps the count and the limit exact; a new member each time, into a group
+with \`max_members\` 5000), command:
+\`im-bench load --url \$URL/im/group/\$GROUP/member --method POST --body '{"member_client_ids":"member-{n}"}' --expect 201 --connections 16 --seconds 8\`
 
 \`\`\`
 $add
