@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-functions=(login-signature conversation-signature invite-signature kick-signature history-signature block-signature unblock-signature conversation-block-signature conversation-unblock-signature create-group update-group get-group list-members list-user-groups delete-group add-members remove-members grant-admins revoke-admins health)
+functions=(login-signature conversation-signature invite-signature kick-signature history-signature block-signature unblock-signature conversation-block-signature conversation-unblock-signature create-group update-group get-group list-members list-user-groups delete-group add-members remove-members grant-admins revoke-admins transfer-owner health)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/im-bench.XXXXXX")
 pids=()

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use im_admin::{keyinput, table};
 use im_shared::auth;
 use im_shared::ids::check_id;
-use im_shared::store::{DynamoStore, Store, StoreError};
+use im_shared::store::{DynamoStore, KeyStore, StoreError};
 
 #[derive(Parser)]
 #[command(name = "im-admin", version, about)]

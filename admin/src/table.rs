@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 use serde_yaml_ng::Value;
@@ -126,6 +126,22 @@ pub async fn ensure_table(client: &Client, name: &str) -> Result<bool> {
         .wait(std::time::Duration::from_secs(60))
         .await
         .map_err(|e| anyhow!("waiting for table {name}: {e}"))?;
+    if let Some(ttl) = props.get("TimeToLiveSpecification") {
+        let enabled = ttl.get("Enabled").and_then(Value::as_bool).unwrap_or(false);
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(text(ttl, "AttributeName")?)
+                    .enabled(enabled)
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(|e| anyhow!(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))
+            .context(format!("setting the time-to-live attribute of {name}"))?;
+    }
     Ok(true)
 }
 
@@ -141,5 +157,9 @@ mod tests {
         assert_eq!(keys[0].key_type(), &KeyType::Hash);
         assert_eq!(keys[1].attribute_name(), "sk");
         assert_eq!(keys[1].key_type(), &KeyType::Range);
+        // The store's idempotency records expire through this attribute.
+        let ttl = props.get("TimeToLiveSpecification").unwrap();
+        assert_eq!(text(ttl, "AttributeName").unwrap(), "expires_at");
+        assert_eq!(ttl.get("Enabled").and_then(Value::as_bool), Some(true));
     }
 }

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use common::*;
 use im_shared::secret::Secret;
-use im_shared::store::{DynamoStore, Store};
+use im_shared::store::{DynamoStore, KeyStore};
 
 fn admin(table: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(bin("im-admin"))

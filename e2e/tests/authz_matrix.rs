@@ -140,6 +140,7 @@ fn expected(event: &str, who: Who) -> u16 {
         "revoke-admins" => ok(204, &[Owner], &non_members),
         "remove-members" => ok(204, &[GroupAdmin, Owner], &non_members),
         "delete-group" => ok(204, &[Owner], &non_members),
+        "transfer-owner" => ok(200, &[Owner], &non_members),
         other => panic!("no expectation for {other}"),
     }
 }
@@ -178,6 +179,7 @@ fn request(route: &Route, app: &TestApp, who: Who, g: u64) -> (Method, String, O
         "list-user-groups" => format!("/im/user/{client}/groups"),
         "add-members" | "remove-members" => format!("/im/group/{g}/member"),
         "grant-admins" | "revoke-admins" => format!("/im/group/{g}/admin"),
+        "transfer-owner" => format!("/im/group/{g}/owner"),
         "health" => "/health".to_owned(),
         other => panic!("no request for {other}"),
     };
@@ -188,6 +190,7 @@ fn request(route: &Route, app: &TestApp, who: Who, g: u64) -> (Method, String, O
         "remove-members" => Some(json!({"member_client_ids": "target"})),
         "grant-admins" => Some(json!({"member_client_ids": "target"})),
         "revoke-admins" => Some(json!({"member_client_ids": "gadmin"})),
+        "transfer-owner" => Some(json!({"client_id": "target"})),
         _ => None,
     };
     (

@@ -105,6 +105,10 @@ async fn replay(dir: &str, port: &str, store: &DynamoStore, key: &str) {
                 .admins
                 .is_empty()),
             "remove-members" => assert_eq!(store.group_members(1).await.unwrap(), ["alice", "bob"]),
+            "transfer-owner" => {
+                assert_eq!(b["owner"], "bob");
+                assert!(resp["headers"]["etag"].as_str().is_some(), "{resp}");
+            }
             _ => {}
         }
     }

@@ -82,7 +82,7 @@ fn template_maps_exactly_the_listed_routes_one_function_each() {
     assert_eq!(routes, listed());
     let all: BTreeSet<String> = Function::ALL.iter().map(|f| f.name().to_owned()).collect();
     assert_eq!(functions, all);
-    assert_eq!(functions.len(), 20);
+    assert_eq!(functions.len(), 21);
     let g = &t["Globals"]["Function"];
     assert_eq!(g["Runtime"], "provided.al2023");
     assert_eq!(g["Architectures"][0], "arm64");

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-/// DynamoDB allows 100 actions in one transaction; a member write also checks the group
-/// item and the caller's own membership, so at most 98 members fit in one atomic request.
-pub const TRANSACTION_MEMBER_CAP: usize = 98;
+/// DynamoDB allows 100 actions in one transaction. Creating a group writes the group
+/// item, the owner's membership, the idempotency record and the conversation link
+/// besides the members; adding also checks the group and the caller. So at most 96
+/// members fit in one atomic request, whichever request it is.
+pub const TRANSACTION_MEMBER_CAP: usize = 96;
 
 /// How callers prove who they are. There is deliberately no unauthenticated mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,7 +197,7 @@ mod tests {
         assert_eq!(c.table_name, "t");
         assert_eq!(c.limits.max_id_chars, 64);
         assert_eq!(c.limits.max_body_bytes, 16384);
-        assert_eq!(c.limits.max_group_members_per_request, 98);
+        assert_eq!(c.limits.max_group_members_per_request, 96);
         assert_eq!(c.auth, AuthMode::Tokens);
         assert_eq!(c.token_leeway_secs, 30);
         assert_eq!(c.timestamp_unit, TimestampUnit::Seconds);

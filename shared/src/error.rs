@@ -28,6 +28,9 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("unsupported_media_type: send application/json or application/x-www-form-urlencoded")]
     UnsupportedMediaType,
+    /// `If-Match` named a version the group no longer has.
+    #[error("precondition_failed: {0}")]
+    PreconditionFailed(String),
     #[error("unprocessable_entity: {0}")]
     Unprocessable(String),
     /// DynamoDB throttled us; the caller may retry.
@@ -53,6 +56,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,6 +76,7 @@ impl ApiError {
             Self::Conflict(_) => 1009,
             Self::PayloadTooLarge(_) => 1013,
             Self::UnsupportedMediaType => 1015,
+            Self::PreconditionFailed(_) => 1012,
             Self::Unprocessable(_) => 1022,
             Self::Unavailable => 1503,
             Self::Internal => 1500,
@@ -144,6 +149,7 @@ mod tests {
             ApiError::Conflict("x".into()),
             ApiError::PayloadTooLarge(1),
             ApiError::UnsupportedMediaType,
+            ApiError::PreconditionFailed("x".into()),
             ApiError::Unprocessable("x".into()),
             ApiError::Unavailable,
             ApiError::Internal,

@@ -8,7 +8,7 @@ use mini_moka::sync::Cache;
 
 use crate::error::ApiError;
 use crate::secret::Secret;
-use crate::store::{Store, StoreError, TokenKey};
+use crate::store::{KeyStore, StoreError, TokenKey};
 
 /// Bounded so that a flood of random ids cannot grow memory without limit.
 const MAX_CACHED: u64 = 10_000;
@@ -43,13 +43,13 @@ where
 
 #[derive(Clone)]
 pub struct Keys {
-    store: Arc<dyn Store>,
+    store: Arc<dyn KeyStore>,
     master: Ttl<Secret>,
     tokens: Ttl<TokenKey>,
 }
 
 impl Keys {
-    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn KeyStore>, ttl: Duration) -> Self {
         Self {
             store,
             master: ttl_cache(ttl),

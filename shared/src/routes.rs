@@ -26,11 +26,12 @@ pub enum Function {
     RemoveMembers,
     GrantAdmins,
     RevokeAdmins,
+    TransferOwner,
     Health,
 }
 
 impl Function {
-    pub const ALL: [Function; 20] = [
+    pub const ALL: [Function; 21] = [
         Function::LoginSignature,
         Function::ConversationSignature,
         Function::InviteSignature,
@@ -50,6 +51,7 @@ impl Function {
         Function::RemoveMembers,
         Function::GrantAdmins,
         Function::RevokeAdmins,
+        Function::TransferOwner,
         Function::Health,
     ];
 
@@ -74,6 +76,7 @@ impl Function {
             Function::RemoveMembers => "remove-members",
             Function::GrantAdmins => "grant-admins",
             Function::RevokeAdmins => "revoke-admins",
+            Function::TransferOwner => "transfer-owner",
             Function::Health => "health",
         }
     }
@@ -131,6 +134,8 @@ pub const ROUTES: &[Route] = &[
     route!("POST" "/im/group/{group_id}/admin" => GrantAdmins, "grant-admins", 201),
     route!("DELETE" "/im/group/{group_id}/admin" => RevokeAdmins, "revoke-admins", 204),
     route!("DELETE" "/im/group/{group_id}/member" => RemoveMembers, "remove-members", 204),
+    // Hands group 1 to bob, who deletes it next (the order `events/` replay in).
+    route!("POST" "/im/group/{group_id}/owner" => TransferOwner, "transfer-owner", 200),
     route!("DELETE" "/im/group/{group_id}" => DeleteGroup, "delete-group", 204),
     // The one route without authentication; it reveals nothing.
     route!("GET" "/health" => Health, "health", 200),

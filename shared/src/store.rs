@@ -7,8 +7,12 @@
 //! | app | `APP` | app id | `master_key`, `created_at`, `updated_at` |
 //! | token secret | `TOKEN_KEY` | key id (`kid`) | `app_id`, `secret`, `status` (active, retired), `created_at` |
 //! | group-id counter | `COUNTER` | `GROUP_ID` | `next_id` |
-//! | group | `GROUP#<id>` | `META` | `group_id`, `app_id`, `group_name`, `owner`, `admins` (string set), `status` (active, deleting), `created_at`, `updated_at` |
+//! | group | `GROUP#<id>` | `META` | `group_id`, `app_id`, `group_name`, `owner`, `admins` (string set), `status` (active, deleting), `member_count`, `max_members`, `version`, `avatar_url`, `description`, `conversation_id`, `created_at`, `updated_at` |
 //! | member | `GROUP#<id>` | `MEMBER#<client id>` | `client_id`, `group_id`, `joined_at`, `gsi1pk` = `CLIENT#<app id>:<client id>`, `gsi1sk` = `GROUP#<id, 20 digits>` |
+//! | conversation link | `CONV#<app id>:<conversation id>` | `CONV` | `group_id`: the one group whose conversation this is |
+//! | idempotency record | `IDEM#<app id>:<client id>:<key>` | `IDEM` | `fingerprint`, the created group's `group_id`, `group_name`, `owner`, `member_client_ids`, `expires_at` (epoch seconds: the table's TTL attribute) |
+//!
+//! Ids never contain `:` (see [`crate::ids::check_id`]), so these keys cannot collide.
 //!
 //! Groups belong to the app of the caller who created them; a caller of another app
 //! finds nothing. Every write that touches several items is one transaction, and every
@@ -51,6 +55,15 @@ pub enum StoreError {
     /// Adding would take the group past its member limit; nothing was added.
     #[error("the group is full")]
     Full { count: u64, max: u64, adding: u64 },
+    /// `If-Match` named other versions than the group's current one.
+    #[error("the group is at version {current}")]
+    Stale { current: u64 },
+    /// The conversation id already belongs to another group of the app.
+    #[error("conversation already linked")]
+    ConversationTaken,
+    /// An idempotency key reused with a different request.
+    #[error("idempotency key reused")]
+    KeyReused,
     /// Other transactions kept winning on the same group; the caller may retry.
     #[error("too many concurrent writes to the same group")]
     Contention,
@@ -72,6 +85,15 @@ impl From<StoreError> for ApiError {
             StoreError::Full { count, max, adding } => ApiError::Conflict(format!(
                 "the group has {count} of at most {max} members; adding {adding} would exceed that, so nobody was added"
             )),
+            StoreError::Stale { current } => ApiError::PreconditionFailed(format!(
+                "the group changed since: its ETag is now \"{current}\""
+            )),
+            StoreError::ConversationTaken => ApiError::Conflict(
+                "conversation_id is already the conversation of another group".into(),
+            ),
+            StoreError::KeyReused => ApiError::Unprocessable(
+                "this Idempotency-Key was used with a different request".into(),
+            ),
             StoreError::Contention => {
                 ApiError::Conflict("too many concurrent changes to this group; retry".into())
             }
@@ -127,6 +149,25 @@ pub struct NewGroup {
     pub group_name: String,
     pub owner: String,
     pub members: MemberList,
+}
+
+/// A create's `Idempotency-Key` (scoped to the calling client) and a fingerprint of the
+/// request, so that a retry can be told from another request under the same key.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// How long a create's idempotency record answers retries.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The outcome of a create: the group, and whether it was created earlier under the
+/// same idempotency key (nothing was written this time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub group: NewGroup,
+    pub replayed: bool,
 }
 
 /// One page of a listing, and where the next one starts.
@@ -208,27 +249,89 @@ impl GroupMeta {
     fn manages(&self, client_id: &str) -> bool {
         self.owner == client_id || self.admins.contains(client_id)
     }
+
+    /// The caller may change the group's settings (owner, group admin, app admin).
+    fn managed_by(&self, caller: &Caller) -> bool {
+        caller.app_admin || self.manages(&caller.client_id)
+    }
+
+    /// The caller may delete the group or hand it over (owner, app admin).
+    fn owned_by(&self, caller: &Caller) -> bool {
+        caller.app_admin || self.owner == caller.client_id
+    }
 }
 
-/// What the routes need from storage; nothing else.
+/// An `If-Match` on a write: the versions it accepts, and who may make the write (a
+/// caller who may not gets 403/404 as without the header, never 412).
+#[derive(Clone, Copy)]
+struct Precondition<'a> {
+    versions: &'a [u64],
+    may: fn(&GroupMeta, &Caller) -> bool,
+}
+
+impl Precondition<'_> {
+    /// `Stale` when the refused write was the caller's to make and only the version
+    /// stood in its way.
+    fn stale(&self, caller: &Caller, old: Option<&Item>) -> Option<StoreError> {
+        let meta = old.and_then(GroupMeta::from_item)?;
+        let visible = meta.live && meta.app_id == caller.app_id && (self.may)(&meta, caller);
+        (visible && !self.versions.contains(&meta.version)).then_some(StoreError::Stale {
+            current: meta.version,
+        })
+    }
+}
+
+/// The secrets the routes read on every request (and cache; see [`crate::keys`]).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait KeyStore: Send + Sync + 'static {
     /// The app's master key, or `None` for an unknown app.
     async fn master_key(&self, app_id: &str) -> Result<Option<Secret>, StoreError>;
     /// The active token secret named `kid`, or `None`.
     async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError>;
-    /// Creates a group owned by the caller, who is also a member.
-    async fn create_group(&self, caller: &Caller, spec: &GroupSpec)
-        -> Result<NewGroup, StoreError>;
+}
+
+/// What the routes need from storage; nothing else.
+#[async_trait]
+pub trait Store: KeyStore {
+    /// Creates a group owned by the caller, who is also a member, and links its
+    /// conversation. With an idempotency key, a repeat of an earlier create (same
+    /// caller, key and fingerprint, within [`IDEMPOTENCY_WINDOW`]) returns that group
+    /// and writes nothing; the key with another fingerprint is `KeyReused`.
+    async fn create_group(
+        &self,
+        caller: &Caller,
+        spec: &GroupSpec,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Created, StoreError>;
     /// Owner or group admin: changes the fields the patch names; returns the group.
+    /// With `if_match`, only while the group's version is one of those.
     async fn update_group(
         &self,
         caller: &Caller,
         group_id: u64,
         patch: &GroupPatch,
+        if_match: Option<&[u64]>,
     ) -> Result<GroupMeta, StoreError>;
-    /// Owner.
-    async fn delete_group(&self, caller: &Caller, group_id: u64) -> Result<(), StoreError>;
+    /// Owner. With `if_match`, only while the group's version is one of those.
+    async fn delete_group(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        if_match: Option<&[u64]>,
+    ) -> Result<(), StoreError>;
+    /// Owner: makes a member the owner; the old owner stays a plain member.
+    async fn transfer_owner(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        new_owner: &str,
+    ) -> Result<GroupMeta, StoreError>;
+    /// The group whose conversation `conversation_id` is, in `app_id`.
+    async fn conversation_group(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<u64>, StoreError>;
     /// Any member. Adding a client that is already a member keeps its `joined_at`.
     async fn add_members(
         &self,
@@ -288,6 +391,8 @@ const TOKEN_KEY_PK: &str = "TOKEN_KEY";
 const COUNTER_PK: &str = "COUNTER";
 const COUNTER_SK: &str = "GROUP_ID";
 const META_SK: &str = "META";
+const LINK_SK: &str = "CONV";
+const IDEM_SK: &str = "IDEM";
 const MEMBER_PREFIX: &str = "MEMBER#";
 const ACTIVE: &str = "active";
 const DELETING: &str = "deleting";
@@ -305,6 +410,25 @@ fn group_pk(id: u64) -> String {
 
 fn member_sk(client_id: &str) -> String {
     format!("{MEMBER_PREFIX}{client_id}")
+}
+
+fn link_key(app_id: &str, conversation_id: &str) -> Item {
+    key(format!("CONV#{app_id}:{conversation_id}"), LINK_SK)
+}
+
+fn idempotency_key(caller: &Caller, key_text: &str) -> Item {
+    key(
+        format!("IDEM#{}:{}:{key_text}", caller.app_id, caller.client_id),
+        IDEM_SK,
+    )
+}
+
+fn number(n: u64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+fn epoch_now() -> u64 {
+    OffsetDateTime::now_utc().unix_timestamp().max(0) as u64
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -428,6 +552,18 @@ impl Expr {
             .name("#owner", "owner");
         for (p, id) in placeholders.iter().zip(ids) {
             e = e.value(p, s(id.as_str()));
+        }
+        e
+    }
+
+    /// ...and the group's version is one of `versions`.
+    fn version_in(self, versions: &[u64]) -> Self {
+        let placeholders: Vec<String> = (0..versions.len()).map(|i| format!(":v{i}")).collect();
+        let mut e = self
+            .and(&format!("#version IN ({})", placeholders.join(", ")))
+            .name("#version", "version");
+        for (p, v) in placeholders.iter().zip(versions) {
+            e = e.value(p, number(*v));
         }
         e
     }
@@ -622,6 +758,7 @@ impl DynamoStore {
         update: &Expr,
         cond: &Expr,
         returning: ReturnValue,
+        precondition: Option<Precondition<'_>>,
     ) -> Result<Option<Item>, StoreError> {
         let merged = update.clone().with_placeholders_of(cond);
         let result = self
@@ -646,6 +783,9 @@ impl DynamoStore {
                         aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item.clone(),
                         _ => None,
                     });
+                if let Some(stale) = precondition.and_then(|p| p.stale(caller, old.as_ref())) {
+                    return Err(stale);
+                }
                 Err(self.refusal(caller, group_id, old).await)
             }
             Err(e) => Err(sdk_err("UpdateItem(group)", e)),
@@ -784,6 +924,123 @@ impl DynamoStore {
             Some((0, old)) => self.refusal(caller, group_id, old).await,
             _ => StoreError::NotFound,
         }
+    }
+
+    /// Links `conversation_id` to the group, unless another group holds it.
+    fn link_put(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        group_id: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut item = link_key(app_id, conversation_id);
+        item.insert("group_id".into(), number(group_id));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR group_id = :g")
+            .expression_attribute_values(":g", number(group_id))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Unlinks `conversation_id`, if the group holds it.
+    fn link_delete(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        group_id: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(link_key(app_id, conversation_id)))
+            .condition_expression("attribute_not_exists(pk) OR group_id = :g")
+            .expression_attribute_values(":g", number(group_id))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// The group an unexpired idempotency record answers with; `KeyReused` when the
+    /// record is for another request.
+    async fn replay(
+        &self,
+        caller: &Caller,
+        idempotency: &Idempotency,
+    ) -> Result<Option<Created>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(idempotency_key(caller, &idempotency.key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem(idempotency)", e))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        let num = |k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        // DynamoDB's TTL removes expired items only eventually: an expired one is absent.
+        if num("expires_at").unwrap_or_default() <= epoch_now() {
+            return Ok(None);
+        }
+        if text("fingerprint").as_deref() != Some(idempotency.fingerprint.as_str()) {
+            return Err(StoreError::KeyReused);
+        }
+        let members = MemberList::parse_joined(
+            "member_client_ids",
+            &text("member_client_ids").unwrap_or_default(),
+            usize::MAX,
+            usize::MAX,
+        )
+        .map_err(|e| StoreError::Backend(format!("idempotency record: {e}")))?;
+        Ok(Some(Created {
+            group: NewGroup {
+                group_id: num("group_id").unwrap_or_default(),
+                group_name: text("group_name").unwrap_or_default(),
+                owner: text("owner").unwrap_or_default(),
+                members,
+            },
+            replayed: true,
+        }))
+    }
+
+    /// The record that answers retries of this create for [`IDEMPOTENCY_WINDOW`]; it
+    /// may replace an expired record that TTL has not removed yet.
+    fn idempotency_put(
+        &self,
+        caller: &Caller,
+        idempotency: &Idempotency,
+        group: &NewGroup,
+        now: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut item = idempotency_key(caller, &idempotency.key);
+        item.insert("fingerprint".into(), s(idempotency.fingerprint.as_str()));
+        item.insert("group_id".into(), number(group.group_id));
+        item.insert("group_name".into(), s(group.group_name.as_str()));
+        item.insert("owner".into(), s(group.owner.as_str()));
+        item.insert("member_client_ids".into(), s(group.members.joined()));
+        item.insert("created_at".into(), s(now));
+        let epoch = epoch_now();
+        item.insert(
+            "expires_at".into(),
+            number(epoch + IDEMPOTENCY_WINDOW.as_secs()),
+        );
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", number(epoch))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     fn member_item(app_id: &str, group_id: u64, client_id: &str, now: &str) -> Item {
@@ -1102,7 +1359,7 @@ impl DynamoStore {
 }
 
 #[async_trait]
-impl Store for DynamoStore {
+impl KeyStore for DynamoStore {
     async fn master_key(&self, app_id: &str) -> Result<Option<Secret>, StoreError> {
         let out = self
             .client
@@ -1144,12 +1401,21 @@ impl Store for DynamoStore {
             _ => None,
         })
     }
+}
 
+#[async_trait]
+impl Store for DynamoStore {
     async fn create_group(
         &self,
         caller: &Caller,
         spec: &GroupSpec,
-    ) -> Result<NewGroup, StoreError> {
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Created, StoreError> {
+        if let Some(idem) = idempotency {
+            if let Some(earlier) = self.replay(caller, idem).await? {
+                return Ok(earlier);
+            }
+        }
         let all = MemberList::from_ids(
             "member_client_ids",
             spec.members
@@ -1214,17 +1480,46 @@ impl Store for DynamoStore {
                 .map_err(build_err)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
-        match self.transact(items).await? {
-            TxOutcome::Done => Ok(NewGroup {
-                group_id,
-                group_name: spec.name.clone(),
-                owner: caller.client_id.clone(),
-                members: all,
-            }),
-            TxOutcome::Refused(_) => Err(StoreError::Backend(format!(
-                "group id {group_id} from the counter is already taken"
-            ))),
+        let group = NewGroup {
+            group_id,
+            group_name: spec.name.clone(),
+            owner: caller.client_id.clone(),
+            members: all,
+        };
+        // The link and the idempotency record commit with the group or not at all.
+        let mut link_at = None;
+        if let Some(conversation) = &spec.conversation_id {
+            items.push(self.link_put(&caller.app_id, conversation, group_id)?);
+            link_at = Some(items.len() - 1);
         }
+        let mut idempotency_at = None;
+        if let Some(idem) = idempotency {
+            items.push(self.idempotency_put(caller, idem, &group, &now)?);
+            idempotency_at = Some(items.len() - 1);
+        }
+        let refused = match self.transact(items).await? {
+            TxOutcome::Done => {
+                return Ok(Created {
+                    group,
+                    replayed: false,
+                })
+            }
+            TxOutcome::Refused(r) => r,
+        };
+        let failed = |at: Option<usize>| at.is_some_and(|at| refused.iter().any(|(i, _)| *i == at));
+        if let (true, Some(idem)) = (failed(idempotency_at), idempotency) {
+            // A concurrent request with the same key won; answer as it did.
+            return self
+                .replay(caller, idem)
+                .await?
+                .ok_or(StoreError::Contention);
+        }
+        if failed(link_at) {
+            return Err(StoreError::ConversationTaken);
+        }
+        Err(StoreError::Backend(format!(
+            "group id {group_id} from the counter is already taken"
+        )))
     }
 
     async fn update_group(
@@ -1232,6 +1527,7 @@ impl Store for DynamoStore {
         caller: &Caller,
         group_id: u64,
         patch: &GroupPatch,
+        if_match: Option<&[u64]>,
     ) -> Result<GroupMeta, StoreError> {
         let mut sets = vec!["updated_at = :now".to_owned()];
         let mut update = Expr::default()
@@ -1249,23 +1545,95 @@ impl Store for DynamoStore {
             }
         }
         update.text = format!("SET {} ADD version :one", sets.join(", "));
-        let cond = Expr::live_in_app(caller).managed_by(caller);
-        let new = self
-            .update_meta_alone(caller, group_id, &update, &cond, ReturnValue::AllNew)
-            .await?;
-        new.as_ref()
-            .and_then(GroupMeta::from_item)
-            .ok_or_else(|| StoreError::Backend("update returned no group".into()))
+        let mut cond = Expr::live_in_app(caller).managed_by(caller);
+        let precondition = if_match.map(|versions| Precondition {
+            versions,
+            may: GroupMeta::managed_by,
+        });
+        if let Some(versions) = if_match {
+            cond = cond.version_in(versions);
+        }
+        let Some(conversation) = &patch.conversation_id else {
+            let new = self
+                .update_meta_alone(
+                    caller,
+                    group_id,
+                    &update,
+                    &cond,
+                    ReturnValue::AllNew,
+                    precondition,
+                )
+                .await?;
+            return new
+                .as_ref()
+                .and_then(GroupMeta::from_item)
+                .ok_or_else(|| StoreError::Backend("update returned no group".into()));
+        };
+        // A new conversation moves the link: read the group to learn the old one, then
+        // write the group (at the version read), the new link and the old link's removal
+        // in one transaction.
+        for _ in 0..8 {
+            let seen = self
+                .group_meta(group_id)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let guard = cond
+                .clone()
+                .and("#version = :seen")
+                .name("#version", "version")
+                .value(":seen", number(seen.version));
+            let mut items = vec![self.update_meta(group_id, &update, &guard)?];
+            if seen.conversation_id.as_deref() != Some(conversation.as_str()) {
+                items.push(self.link_put(&caller.app_id, conversation, group_id)?);
+                if let Some(old) = &seen.conversation_id {
+                    items.push(self.link_delete(&caller.app_id, old, group_id)?);
+                }
+            }
+            let refused = match self.transact(items).await? {
+                TxOutcome::Done => {
+                    return self.group_meta(group_id).await?.ok_or(StoreError::NotFound)
+                }
+                TxOutcome::Refused(r) => r,
+            };
+            if let Some((_, old)) = refused.iter().find(|(i, _)| *i == 0) {
+                if let Some(stale) = precondition.and_then(|p| p.stale(caller, old.as_ref())) {
+                    return Err(stale);
+                }
+                let moved_on = old
+                    .as_ref()
+                    .and_then(GroupMeta::from_item)
+                    .is_some_and(|m| m.live && m.managed_by(caller) && m.version != seen.version);
+                if !moved_on {
+                    return Err(self.refusal(caller, group_id, old.clone()).await);
+                }
+            } else if refused.iter().any(|(i, _)| *i == 1) {
+                return Err(StoreError::ConversationTaken);
+            }
+            // Changed since the read: read again.
+        }
+        Err(StoreError::Contention)
     }
 
-    async fn delete_group(&self, caller: &Caller, group_id: u64) -> Result<(), StoreError> {
+    async fn delete_group(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        if_match: Option<&[u64]>,
+    ) -> Result<(), StoreError> {
         // 1. Mark the group as being deleted: from here on every read and write treats it
         //    as gone. A group already marked (a delete that crashed half-way) is finished
         //    below by any caller of its app, but answers NotFound: it was already deleted.
         let update = Expr::new("SET #status = :deleting, updated_at = :now")
             .value(":deleting", s(DELETING))
             .value(":now", s(now_rfc3339()));
-        let allowed = Expr::live_in_app(caller).owned_by(caller);
+        let mut allowed = Expr::live_in_app(caller).owned_by(caller);
+        if let Some(versions) = if_match {
+            allowed = allowed.version_in(versions);
+        }
+        let precondition = if_match.map(|versions| Precondition {
+            versions,
+            may: GroupMeta::owned_by,
+        });
         let cond = Expr {
             text: format!(
                 "attribute_exists(pk) AND #app = :app AND (#status = :deleting OR ({}))",
@@ -1274,12 +1642,18 @@ impl Store for DynamoStore {
             ..allowed
         };
         let old = self
-            .update_meta_alone(caller, group_id, &update, &cond, ReturnValue::AllOld)
-            .await?;
-        let was_live = old
+            .update_meta_alone(
+                caller,
+                group_id,
+                &update,
+                &cond,
+                ReturnValue::AllOld,
+                precondition,
+            )
+            .await?
             .as_ref()
-            .and_then(GroupMeta::from_item)
-            .is_some_and(|m| m.live);
+            .and_then(GroupMeta::from_item);
+        let was_live = old.as_ref().is_some_and(|m| m.live);
         // 2. Remove every member item, then the group item itself.
         let member_keys = self
             .member_keys(group_id)
@@ -1288,6 +1662,13 @@ impl Store for DynamoStore {
             .map(|sk| key(group_pk(group_id), sk))
             .collect();
         self.batch_delete(member_keys).await?;
+        if let Some(conversation) = old.as_ref().and_then(|m| m.conversation_id.as_deref()) {
+            let unlink = self.link_delete(&caller.app_id, conversation, group_id)?;
+            match self.transact(vec![unlink]).await? {
+                // Refused: the link is another group's by now; it stays.
+                TxOutcome::Done | TxOutcome::Refused(_) => {}
+            }
+        }
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -1443,7 +1824,7 @@ impl Store for DynamoStore {
         .value(":one", AttributeValue::N("1".into()));
         if !grant {
             return self
-                .update_meta_alone(caller, group_id, &update, &cond, ReturnValue::None)
+                .update_meta_alone(caller, group_id, &update, &cond, ReturnValue::None, None)
                 .await
                 .map(|_| ());
         }
@@ -1463,6 +1844,58 @@ impl Store for DynamoStore {
                     .collect(),
             )),
         }
+    }
+
+    async fn transfer_owner(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        new_owner: &str,
+    ) -> Result<GroupMeta, StoreError> {
+        // The new owner must be a member, checked in the same transaction; an owner is
+        // never also listed as a group admin.
+        let update = Expr::new(
+            "SET #owner = :new_owner, updated_at = :now ADD version :one DELETE #admins :new_owner_set",
+        )
+        .name("#owner", "owner")
+        .name("#admins", "admins")
+        .value(":new_owner", s(new_owner))
+        .value(":new_owner_set", string_set(&[new_owner.to_owned()]))
+        .value(":now", s(now_rfc3339()))
+        .value(":one", AttributeValue::N("1".into()));
+        let cond = Expr::live_in_app(caller).owned_by(caller);
+        let items = vec![
+            self.update_meta(group_id, &update, &cond)?,
+            self.check_member(group_id, new_owner)?,
+        ];
+        match self.transact(items).await? {
+            TxOutcome::Done => self.group_meta(group_id).await?.ok_or(StoreError::NotFound),
+            TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => {
+                Err(self.refused(caller, group_id, r).await)
+            }
+            TxOutcome::Refused(_) => Err(StoreError::NotMembers(vec![new_owner.to_owned()])),
+        }
+    }
+
+    async fn conversation_group(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(link_key(app_id, conversation_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem(conversation link)", e))?;
+        Ok(out
+            .item()
+            .and_then(|i| i.get("group_id"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok()))
     }
 
     async fn standing(

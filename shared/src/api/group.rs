@@ -14,7 +14,7 @@ use crate::body::{self, LimitedBody, MemberIds};
 use crate::error::ApiError;
 use crate::ids::{check_id, parse_group_id, MemberList};
 use crate::store::{
-    Caller, GroupMeta, GroupPatch, GroupSpec, DEFAULT_MAX_MEMBERS, MAX_MAX_MEMBERS,
+    Caller, GroupMeta, GroupPatch, GroupSpec, Idempotency, DEFAULT_MAX_MEMBERS, MAX_MAX_MEMBERS,
 };
 
 #[derive(Debug, Deserialize)]
@@ -227,7 +227,16 @@ fn group_name(state: &AppState, raw: &str) -> Result<String, ApiError> {
 
 fn members(state: &AppState, ids: &MemberIds) -> Result<MemberList, ApiError> {
     let limits = &state.config.limits;
-    ids.normalize(limits.max_group_members_per_request, limits.max_id_chars)
+    let max = limits.max_group_members_per_request;
+    let list = ids.normalize(usize::MAX, limits.max_id_chars)?;
+    if list.len() > max {
+        // Each request is one DynamoDB transaction, all or nothing; a larger list would
+        // not fit in one.
+        return Err(ApiError::bad(format!(
+            "member_client_ids may list at most {max} client ids per request (each request is one atomic transaction); split the list"
+        )));
+    }
+    Ok(list)
 }
 
 fn group_id(path: Result<Path<GroupPath>, PathRejection>) -> Result<u64, ApiError> {
@@ -293,9 +302,14 @@ pub async fn create(
                 "{with_owner} members (with the owner) do not fit in max_members {max_members}"
             )));
         }
-        let group = state.store.create_group(&caller, &spec).await?;
+        let idempotency = idempotency(&headers, &spec)?;
+        let created = state
+            .store
+            .create_group(&caller, &spec, idempotency.as_ref())
+            .await?;
+        let group = created.group;
         audit.group_id = Some(group.group_id);
-        Ok(json(
+        let mut resp = json(
             StatusCode::CREATED,
             &GroupCreated {
                 group_id: group.group_id,
@@ -303,7 +317,14 @@ pub async fn create(
                 owner: group.owner,
                 member_client_ids: group.members.joined(),
             },
-        ))
+        );
+        if created.replayed {
+            resp.headers_mut().insert(
+                IDEMPOTENT_REPLAYED,
+                axum::http::HeaderValue::from_static("true"),
+            );
+        }
+        Ok(resp)
     }
     .await;
     audit.finish(result)
@@ -342,7 +363,11 @@ pub async fn update(
         {
             return Err(ApiError::bad("nothing to update"));
         }
-        let meta = state.store.update_group(&caller, id, &patch).await?;
+        let versions = if_match(&headers)?;
+        let meta = state
+            .store
+            .update_group(&caller, id, &patch, versions.as_deref())
+            .await?;
         Ok(group_response(StatusCode::OK, meta))
     }
     .await;
@@ -353,39 +378,18 @@ pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<GroupPath>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut audit = Audit::new(&caller, "group.delete");
     let result = async {
         let id = group_id(path)?;
         audit.group_id = Some(id);
-        state.store.delete_group(&caller, id).await?;
+        let versions = if_match(&headers)?;
+        state
+            .store
+            .delete_group(&caller, id, versions.as_deref())
+            .await?;
         Ok(StatusCode::NO_CONTENT.into_response())
-    }
-    .await;
-    audit.finish(result)
-}
-
-pub async fn add_members(
-    State(state): State<AppState>,
-    caller: Caller,
-    path: Result<Path<GroupPath>, PathRejection>,
-    headers: HeaderMap,
-    LimitedBody(raw): LimitedBody,
-) -> Result<Response, ApiError> {
-    let mut audit = Audit::new(&caller, "group.add_members");
-    let result = async {
-        let id = group_id(path)?;
-        audit.group_id = Some(id);
-        let list = members_body(&state, id, body::parse(&headers, &raw)?)?;
-        audit.members = list.joined();
-        state.store.add_members(&caller, id, &list).await?;
-        Ok(json(
-            StatusCode::CREATED,
-            &MembersChanged {
-                group_id: id,
-                member_client_ids: list.joined(),
-            },
-        ))
     }
     .await;
     audit.finish(result)
@@ -408,41 +412,62 @@ fn members_body_or_query(
     members_body(state, id, parsed)
 }
 
-pub async fn remove_members(
-    State(state): State<AppState>,
-    caller: Caller,
-    path: Result<Path<GroupPath>, PathRejection>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    LimitedBody(raw): LimitedBody,
-) -> Result<Response, ApiError> {
-    let mut audit = Audit::new(&caller, "group.remove_members");
-    let result = async {
-        let id = group_id(path)?;
-        audit.group_id = Some(id);
-        let list = members_body_or_query(&state, id, query, &headers, &raw)?;
-        audit.members = list.joined();
-        state.store.remove_members(&caller, id, &list).await?;
-        Ok(StatusCode::NO_CONTENT.into_response())
-    }
-    .await;
-    audit.finish(result)
+/// What a member-list route does with its list.
+#[derive(Clone, Copy)]
+enum MembersOp {
+    Add,
+    Remove,
+    GrantAdmin,
+    RevokeAdmin,
 }
 
-pub async fn grant_admins(
-    State(state): State<AppState>,
+impl MembersOp {
+    fn audit(self) -> &'static str {
+        match self {
+            MembersOp::Add => "group.add_members",
+            MembersOp::Remove => "group.remove_members",
+            MembersOp::GrantAdmin => "group.grant_admins",
+            MembersOp::RevokeAdmin => "group.revoke_admins",
+        }
+    }
+
+    /// The DELETE routes: the list may come in the query string; they answer 204.
+    fn removes(self) -> bool {
+        matches!(self, MembersOp::Remove | MembersOp::RevokeAdmin)
+    }
+}
+
+/// The four member-list routes: validate the list, make the change, answer 201 with
+/// the list (POST) or 204 (DELETE). Who may do it is the store's condition.
+async fn members_route(
+    state: AppState,
     caller: Caller,
     path: Result<Path<GroupPath>, PathRejection>,
+    query: Option<String>,
     headers: HeaderMap,
-    LimitedBody(raw): LimitedBody,
+    raw: &[u8],
+    op: MembersOp,
 ) -> Result<Response, ApiError> {
-    let mut audit = Audit::new(&caller, "group.grant_admins");
+    let mut audit = Audit::new(&caller, op.audit());
     let result = async {
         let id = group_id(path)?;
         audit.group_id = Some(id);
-        let list = members_body(&state, id, body::parse(&headers, &raw)?)?;
+        let list = if op.removes() {
+            members_body_or_query(&state, id, query, &headers, raw)?
+        } else {
+            members_body(&state, id, body::parse(&headers, raw)?)?
+        };
         audit.members = list.joined();
-        state.store.set_admins(&caller, id, &list, true).await?;
+        let store = &state.store;
+        match op {
+            MembersOp::Add => store.add_members(&caller, id, &list).await?,
+            MembersOp::Remove => store.remove_members(&caller, id, &list).await?,
+            MembersOp::GrantAdmin => store.set_admins(&caller, id, &list, true).await?,
+            MembersOp::RevokeAdmin => store.set_admins(&caller, id, &list, false).await?,
+        }
+        if op.removes() {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
         Ok(json(
             StatusCode::CREATED,
             &MembersChanged {
@@ -455,25 +480,135 @@ pub async fn grant_admins(
     audit.finish(result)
 }
 
-pub async fn revoke_admins(
+macro_rules! members_route {
+    ($name:ident, $op:expr) => {
+        pub async fn $name(
+            State(state): State<AppState>,
+            caller: Caller,
+            path: Result<Path<GroupPath>, PathRejection>,
+            RawQuery(query): RawQuery,
+            headers: HeaderMap,
+            LimitedBody(raw): LimitedBody,
+        ) -> Result<Response, ApiError> {
+            members_route(state, caller, path, query, headers, &raw, $op).await
+        }
+    };
+}
+
+members_route!(add_members, MembersOp::Add);
+members_route!(remove_members, MembersOp::Remove);
+members_route!(grant_admins, MembersOp::GrantAdmin);
+members_route!(revoke_admins, MembersOp::RevokeAdmin);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnerBody {
+    client_id: String,
+}
+
+/// The owner hands the group to a member, and becomes a plain member.
+pub async fn transfer_owner(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<GroupPath>, PathRejection>,
-    RawQuery(query): RawQuery,
     headers: HeaderMap,
     LimitedBody(raw): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let mut audit = Audit::new(&caller, "group.revoke_admins");
+    let mut audit = Audit::new(&caller, "group.transfer_owner");
     let result = async {
         let id = group_id(path)?;
         audit.group_id = Some(id);
-        let list = members_body_or_query(&state, id, query, &headers, &raw)?;
-        audit.members = list.joined();
-        state.store.set_admins(&caller, id, &list, false).await?;
-        Ok(StatusCode::NO_CONTENT.into_response())
+        let body: OwnerBody = body::parse(&headers, &raw)?;
+        check_id(
+            "client_id",
+            &body.client_id,
+            state.config.limits.max_id_chars,
+        )?;
+        audit.members = body.client_id.clone();
+        let meta = state
+            .store
+            .transfer_owner(&caller, id, &body.client_id)
+            .await?;
+        Ok(group_response(StatusCode::OK, meta))
     }
     .await;
     audit.finish(result)
+}
+
+// --- preconditions ---------------------------------------------------------------------
+
+const IDEMPOTENT_REPLAYED: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("idempotent-replayed");
+
+/// `If-Match`: `None` when absent or `*` (the group as it is now); otherwise the
+/// versions its ETags name. If-Match compares strongly (RFC 9110), so a weak or foreign
+/// ETag matches no version and the write answers 412.
+fn if_match(headers: &HeaderMap) -> Result<Option<Vec<u64>>, ApiError> {
+    const MALFORMED: &str = "If-Match must be * or quoted ETags such as \"3\"";
+    let mut versions = Vec::new();
+    let mut present = false;
+    for value in headers.get_all(axum::http::header::IF_MATCH) {
+        present = true;
+        let value = value.to_str().map_err(|_| ApiError::bad(MALFORMED))?;
+        for tag in value.split(',').map(str::trim) {
+            if tag == "*" {
+                return Ok(None);
+            }
+            let (weak, quoted) = match tag.strip_prefix("W/") {
+                Some(rest) => (true, rest),
+                None => (false, tag),
+            };
+            let opaque = quoted
+                .strip_prefix('"')
+                .and_then(|q| q.strip_suffix('"'))
+                .filter(|q| !q.contains('"'))
+                .ok_or_else(|| ApiError::bad(MALFORMED))?;
+            if let (false, Ok(v)) = (weak, opaque.parse::<u64>()) {
+                versions.push(v);
+            }
+        }
+    }
+    if !present {
+        return Ok(None);
+    }
+    versions.sort_unstable();
+    versions.dedup();
+    if versions.len() > 20 {
+        return Err(ApiError::bad("If-Match may name at most 20 ETags"));
+    }
+    if versions.is_empty() {
+        versions.push(0); // no group is ever at version 0: nothing matches
+    }
+    Ok(Some(versions))
+}
+
+/// `Idempotency-Key` on create, with a fingerprint of the request as validated (so the
+/// same request in another member order or encoding is still the same request).
+fn idempotency(headers: &HeaderMap, spec: &GroupSpec) -> Result<Option<Idempotency>, ApiError> {
+    use sha2::{Digest, Sha256};
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| (0x20..=0x7e).contains(&b)))
+        .ok_or_else(|| {
+            ApiError::bad("Idempotency-Key must be 1 to 255 printable ASCII characters")
+        })?;
+    let request = serde_json::json!([
+        spec.name,
+        spec.members.joined(),
+        spec.avatar_url,
+        spec.description,
+        spec.conversation_id,
+        spec.max_members,
+    ]);
+    let fingerprint = hex::encode(Sha256::digest(request.to_string().as_bytes()));
+    Ok(Some(Idempotency {
+        key: key.to_owned(),
+        fingerprint,
+    }))
 }
 
 // --- reads ---------------------------------------------------------------------------
@@ -622,4 +757,70 @@ pub async fn list_user_groups(
             "next_cursor": cursor(CURSOR_GROUP, groups.next.map(|g| g.to_string())),
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with(name: &'static str, values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(name, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn if_match_reads_strong_etags_star_and_lists() {
+        assert_eq!(if_match(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(if_match(&with("if-match", &["*"])).unwrap(), None);
+        assert_eq!(
+            if_match(&with("if-match", &["\"7\""])).unwrap(),
+            Some(vec![7])
+        );
+        assert_eq!(
+            if_match(&with("if-match", &["\"9\", \"3\"", "\"3\""])).unwrap(),
+            Some(vec![3, 9])
+        );
+        // Weak and foreign tags match nothing: version 0, which no group has.
+        for never in ["W/\"7\"", "\"abc\"", "\"\""] {
+            assert_eq!(
+                if_match(&with("if-match", &[never])).unwrap(),
+                Some(vec![0])
+            );
+        }
+        for bad in ["7", "\"7", "W/7", "\"a\"b\"", ""] {
+            assert_eq!(
+                if_match(&with("if-match", &[bad])).unwrap_err().status(),
+                StatusCode::BAD_REQUEST,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_bounded_and_fingerprints_follow_the_request() {
+        let spec = |name: &str| GroupSpec {
+            name: name.into(),
+            max_members: DEFAULT_MAX_MEMBERS,
+            ..GroupSpec::default()
+        };
+        assert!(idempotency(&HeaderMap::new(), &spec("g"))
+            .unwrap()
+            .is_none());
+        let key = |k: &str| with("idempotency-key", &[k]);
+        let a = idempotency(&key("k-1"), &spec("g")).unwrap().unwrap();
+        let b = idempotency(&key("k-1"), &spec("g")).unwrap().unwrap();
+        let c = idempotency(&key("k-1"), &spec("h")).unwrap().unwrap();
+        assert_eq!(a.key, "k-1");
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_ne!(a.fingerprint, c.fingerprint);
+        assert_eq!(a.fingerprint.len(), 64);
+        for bad in [String::new(), "k".repeat(256), "tab\there".into()] {
+            assert!(idempotency(&key(&bad), &spec("g")).is_err(), "{bad:?}");
+        }
+        assert!(idempotency(&key(&"k".repeat(255)), &spec("g")).is_ok());
+    }
 }

@@ -81,6 +81,7 @@ fn handler(function: Function, filter: MethodFilter) -> MethodRouter<AppState> {
         Function::RemoveMembers => on(filter, group::remove_members),
         Function::GrantAdmins => on(filter, group::grant_admins),
         Function::RevokeAdmins => on(filter, group::revoke_admins),
+        Function::TransferOwner => on(filter, group::transfer_owner),
         Function::Health => on(filter, health),
     }
 }

@@ -88,9 +88,14 @@ async fn authorize(
     let Some(rule) = kind.group_rule().filter(|_| !caller.app_admin) else {
         return Ok(());
     };
-    // Group ids are the only conversation ids we know; any other id is a plain
-    // conversation the service has no rule for.
-    let Ok(group_id) = parse_group_id(conversation_id) else {
+    // A conversation is a group's when a group links it (its `conversation_id`), or,
+    // for groups used without a conversation of their own, when it is the group id.
+    // Any other conversation is one the service has no rule for.
+    let linked = state
+        .store
+        .conversation_group(&p.app_id, conversation_id)
+        .await?;
+    let Some(group_id) = linked.or_else(|| parse_group_id(conversation_id).ok()) else {
         return Ok(());
     };
     match state

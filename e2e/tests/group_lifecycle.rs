@@ -1,0 +1,581 @@
+//! Group writes beyond the seed API, over HTTP against the local server: conditional
+//! writes (`If-Match`), ownership transfer, idempotent creation and conversation links,
+//! each also under concurrent requests.
+
+mod common;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::*;
+use futures::future::join_all;
+use im_shared::store::DynamoStore;
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::{json, Value};
+
+#[derive(Clone)]
+struct Api {
+    http: Client,
+    base: String,
+    store: DynamoStore,
+    app: TestApp,
+}
+
+async fn api(prefix: &str) -> Api {
+    let store = DynamoStore::new(ddb().await, env("IM_TEST_LOCAL_TABLE"));
+    Api {
+        http: Client::new(),
+        base: env("IM_TEST_HTTP_URL"),
+        app: TestApp::register(&store, prefix).await,
+        store,
+    }
+}
+
+impl Api {
+    /// A request as `client` of the app.
+    fn req(&self, client: &str, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(self.app.token(client))
+    }
+
+    async fn send(
+        &self,
+        client: impl AsRef<str>,
+        method: Method,
+        path: impl AsRef<str>,
+        body: Value,
+    ) -> Response {
+        self.req(client.as_ref(), method, path.as_ref())
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn create(&self, owner: &str, body: Value) -> u64 {
+        let resp = self.send(owner, Method::POST, "/im/group", body).await;
+        assert_eq!(resp.status(), 201);
+        resp.json::<Value>().await.unwrap()["group_id"]
+            .as_u64()
+            .unwrap()
+    }
+
+    async fn get(&self, client: &str, path: impl AsRef<str>) -> Response {
+        self.req(client, Method::GET, path.as_ref())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The group as `client` sees it, and its ETag.
+    async fn group(&self, client: &str, id: u64) -> (Value, String) {
+        let resp = self.get(client, &format!("/im/group/{id}")).await;
+        assert_eq!(resp.status(), 200);
+        let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+        (resp.json().await.unwrap(), etag)
+    }
+
+    /// The ids of `client`'s groups.
+    async fn groups_of(&self, client: &str) -> Vec<u64> {
+        let resp = self
+            .get(client, &format!("/im/user/{client}/groups?limit=100"))
+            .await;
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        body["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["group_id"].as_u64().unwrap())
+            .collect()
+    }
+}
+
+/// The status and the error body's `code`.
+async fn status_code(resp: Response) -> (u16, u64) {
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or_default();
+    (status, body["code"].as_u64().unwrap_or_default())
+}
+
+// --- If-Match ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn if_match_makes_update_and_delete_conditional() {
+    let api = api("ifmatch-app").await;
+    let id = api
+        .create(
+            "owner",
+            json!({"group_name": "g", "member_client_ids": "plain"}),
+        )
+        .await;
+    let path = format!("/im/group/{id}");
+    let put = |etag: &str, name: &str| {
+        api.req("owner", Method::PUT, &path)
+            .header("if-match", etag)
+            .json(&json!({"group_name": name}))
+            .send()
+    };
+    let (_, etag) = api.group("owner", id).await;
+
+    let resp = put(&etag, "first").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let fresh = resp.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(fresh, etag);
+
+    // The old ETag no longer matches: 412, and the group keeps the first change.
+    let (status, code) = status_code(put(&etag, "second").await.unwrap()).await;
+    assert_eq!((status, code), (412, 1012));
+    // Weak ETags never match (If-Match compares strongly); unknown ones neither.
+    let weak = format!("W/{fresh}");
+    for tag in [weak.as_str(), "\"nope\"", "\"0\""] {
+        assert_eq!(put(tag, "x").await.unwrap().status(), 412, "{tag}");
+    }
+    assert_eq!(api.group("owner", id).await.0["group_name"], "first");
+    // A list naming the current ETag matches, and so does `*`.
+    let listed = format!("\"999\", {fresh}");
+    assert_eq!(put(&listed, "listed").await.unwrap().status(), 200);
+    assert_eq!(put("*", "star").await.unwrap().status(), 200);
+    // Not an ETag at all: 400.
+    for bad in ["3", "\"3", "W/3"] {
+        assert_eq!(put(bad, "x").await.unwrap().status(), 400, "{bad}");
+    }
+
+    // Who may not write gets 403 or 404 whatever the ETag says.
+    let stale = |client: &'static str| {
+        api.req(client, Method::PUT, &path)
+            .header("if-match", "\"1\"")
+            .json(&json!({"group_name": "x"}))
+            .send()
+    };
+    assert_eq!(stale("plain").await.unwrap().status(), 403);
+    assert_eq!(stale("stranger").await.unwrap().status(), 404);
+
+    // DELETE: a stale ETag leaves the group; the current one deletes it.
+    let (_, current) = api.group("owner", id).await;
+    let delete = |etag: String| {
+        api.req("owner", Method::DELETE, &path)
+            .header("if-match", etag)
+            .send()
+    };
+    let (status, code) = status_code(delete(etag.clone()).await.unwrap()).await;
+    assert_eq!((status, code), (412, 1012));
+    assert_eq!(api.get("owner", &path).await.status(), 200);
+    assert_eq!(delete(current).await.unwrap().status(), 204);
+    assert_eq!(api.get("owner", &path).await.status(), 404);
+}
+
+#[tokio::test]
+async fn concurrent_writes_with_the_same_etag_let_exactly_one_through() {
+    let api = api("ifmatch-race").await;
+    let id = api
+        .create(
+            "owner",
+            json!({"group_name": "race", "member_client_ids": "adm"}),
+        )
+        .await;
+    let path = format!("/im/group/{id}");
+    let (_, etag) = api.group("owner", id).await;
+    let names: Vec<String> = (0..8).map(|i| format!("name-{i}")).collect();
+    let results = join_all(names.iter().map(|name| {
+        api.req("owner", Method::PUT, &path)
+            .header("if-match", etag.as_str())
+            .json(&json!({"group_name": name}))
+            .send()
+    }))
+    .await;
+    let mut winners = Vec::new();
+    for (name, resp) in names.iter().zip(results) {
+        match resp.unwrap().status().as_u16() {
+            200 => winners.push(name.clone()),
+            412 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one write wins: {winners:?}");
+    let (group, _) = api.group("owner", id).await;
+    assert_eq!(group["group_name"], winners[0].as_str());
+}
+
+// --- ownership -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_owner_hands_the_group_to_a_member() {
+    let api = api("owner-app").await;
+    let id = api
+        .create(
+            "alice",
+            json!({"group_name": "g", "member_client_ids": "bob:carol"}),
+        )
+        .await;
+    let g = format!("/im/group/{id}");
+    let owner = format!("{g}/owner");
+    let admin = format!("{g}/admin");
+    assert_eq!(
+        api.send(
+            "alice",
+            Method::POST,
+            &admin,
+            json!({"member_client_ids": "bob"})
+        )
+        .await
+        .status(),
+        201
+    );
+
+    // Only the owner may hand it over, and only to a member.
+    let to = |client: &str| json!({"client_id": client});
+    assert_eq!(
+        api.send("bob", Method::POST, &owner, to("bob"))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        api.send("eve", Method::POST, &owner, to("eve"))
+            .await
+            .status(),
+        404
+    );
+    let resp = api.send("alice", Method::POST, &owner, to("zed")).await;
+    assert_eq!(status_code(resp).await, (409, 1009));
+    for bad in [
+        json!({"client_id": ""}),
+        json!({"client_id": "a:b"}),
+        json!({}),
+    ] {
+        assert_eq!(
+            api.send("alice", Method::POST, &owner, bad.clone())
+                .await
+                .status()
+                .as_u16()
+                / 100,
+            4,
+            "{bad}"
+        );
+    }
+    assert_eq!(api.group("alice", id).await.0["owner"], "alice");
+
+    // Bob, a group admin, becomes the owner (and no longer an admin); alice a member.
+    let resp = api.send("alice", Method::POST, &owner, to("bob")).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("etag"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["owner"], "bob");
+    assert_eq!(body["admins"], json!([]));
+    let members: Value = api
+        .get("bob", &format!("{g}/member"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let role = |client: &str| {
+        members["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["client_id"] == client)
+            .map(|m| m["role"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(role("bob").as_deref(), Some("owner"));
+    assert_eq!(role("alice").as_deref(), Some("member"));
+
+    // Alice may now leave but not delete; bob may delete.
+    assert_eq!(
+        api.req("alice", Method::DELETE, &g)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        api.send(
+            "alice",
+            Method::DELETE,
+            &format!("{g}/member"),
+            json!({"member_client_ids": "alice"})
+        )
+        .await
+        .status(),
+        204
+    );
+    assert_eq!(
+        api.req("bob", Method::DELETE, &g)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+}
+
+#[tokio::test]
+async fn concurrent_transfers_leave_one_owner() {
+    let api = api("owner-race").await;
+    let heirs: Vec<String> = (0..6).map(|i| format!("heir{i}")).collect();
+    let id = api
+        .create(
+            "founder",
+            json!({"group_name": "g", "member_client_ids": heirs}),
+        )
+        .await;
+    let owner = format!("/im/group/{id}/owner");
+    let results = join_all(
+        heirs
+            .iter()
+            .map(|h| api.send("founder", Method::POST, &owner, json!({"client_id": h}))),
+    )
+    .await;
+    let statuses: Vec<u16> = results.iter().map(|r| r.status().as_u16()).collect();
+    // The first transfer wins; the founder, a plain member by then, is refused the rest.
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 403),
+        "{statuses:?}"
+    );
+    let winner = &heirs[statuses.iter().position(|s| *s == 200).unwrap()];
+    assert_eq!(api.group("founder", id).await.0["owner"], winner.as_str());
+}
+
+// --- Idempotency-Key -------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_retried_create_returns_the_first_group() {
+    let api = api("idem-app").await;
+    let key = unique("key");
+    let body = json!({"group_name": "once", "member_client_ids": ["b", "a"]});
+    let create = |client: &str, key: &str, body: &Value| {
+        api.req(client, Method::POST, "/im/group")
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+    };
+    let first = create("alice", &key, &body).await.unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(!first.headers().contains_key("idempotent-replayed"));
+    let first: Value = first.json().await.unwrap();
+
+    // The same request again, even with the members in another order: the same answer,
+    // no new group.
+    let same = json!({"group_name": "once", "member_client_ids": "a:b"});
+    let again = create("alice", &key, &same).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    assert_eq!(
+        api.groups_of("alice").await,
+        [first["group_id"].as_u64().unwrap()]
+    );
+
+    // The key with another request: 422, nothing created.
+    let other = json!({"group_name": "twice"});
+    let (status, code) = status_code(create("alice", &key, &other).await.unwrap()).await;
+    assert_eq!((status, code), (422, 1022));
+    assert_eq!(api.groups_of("alice").await.len(), 1);
+
+    // Keys are per client: bob's identical key is his own.
+    let bobs = create("bob", &key, &body).await.unwrap();
+    assert_eq!(bobs.status(), 201);
+    assert_ne!(
+        bobs.json::<Value>().await.unwrap()["group_id"],
+        first["group_id"]
+    );
+
+    for bad in ["", &"k".repeat(256), "naïve"] {
+        let resp = api
+            .req("alice", Method::POST, "/im/group")
+            .header("idempotency-key", bad.as_bytes())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_retries_create_one_group() {
+    let api = api("idem-race").await;
+    let key = unique("key");
+    let results = join_all((0..8).map(|_| {
+        api.req("carol", Method::POST, "/im/group")
+            .header("idempotency-key", key.as_str())
+            .json(&json!({"group_name": "raced"}))
+            .send()
+    }))
+    .await;
+    let mut ids = Vec::new();
+    for resp in results {
+        let resp = resp.unwrap();
+        assert_eq!(resp.status(), 201);
+        ids.push(resp.json::<Value>().await.unwrap()["group_id"].clone());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(api.groups_of("carol").await.len(), 1);
+}
+
+#[tokio::test]
+async fn idempotency_records_expire_through_dynamodb_ttl() {
+    let api = api("idem-ttl").await;
+    let client = api.store.client();
+    let table = api.store.table();
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap();
+    let spec = ttl.time_to_live_description().unwrap();
+    assert_eq!(spec.attribute_name(), Some("expires_at"));
+
+    let key = unique("key");
+    let create = |name: &str| {
+        api.req("dora", Method::POST, "/im/group")
+            .header("idempotency-key", key.as_str())
+            .json(&json!({"group_name": name}))
+            .send()
+    };
+    assert_eq!(create("first").await.unwrap().status(), 201);
+    let record_key = [
+        ("pk", format!("IDEM#{}:dora:{key}", api.app.app_id)),
+        ("sk", "IDEM".to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)));
+    let record = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(record_key.clone().into()))
+        .send()
+        .await
+        .unwrap();
+    let expires: u64 = record.item().unwrap()["expires_at"]
+        .as_n()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let day = 24 * 60 * 60;
+    assert!(expires.abs_diff(now_secs() + day) < 120, "{expires}");
+
+    // A day later (the record's expiry moved into the past, as TTL would see it), the
+    // key is free again even before DynamoDB removes the record.
+    client
+        .update_item()
+        .table_name(table)
+        .set_key(Some(record_key.into()))
+        .update_expression("SET expires_at = :past")
+        .expression_attribute_values(":past", AttributeValue::N((now_secs() - 1).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let resp = create("second").await.unwrap();
+    assert_eq!(resp.status(), 201);
+    assert!(!resp.headers().contains_key("idempotent-replayed"));
+    assert_eq!(api.groups_of("dora").await.len(), 2);
+}
+
+// --- conversation links ----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_conversation_belongs_to_one_group_and_its_rules_apply() {
+    let api = api("conv-app").await;
+    let conv = unique("conv");
+    let first = api
+        .create(
+            "owner",
+            json!({"group_name": "a", "member_client_ids": "member", "conversation_id": conv}),
+        )
+        .await;
+    // Another group cannot take the same conversation, on create or update.
+    let resp = api
+        .send(
+            "other",
+            Method::POST,
+            "/im/group",
+            json!({"group_name": "b", "conversation_id": conv}),
+        )
+        .await;
+    assert_eq!(status_code(resp).await, (409, 1009));
+    let second = api.create("other", json!({"group_name": "b"})).await;
+    let put_conv = |client: &'static str, id: u64, c: &str| {
+        api.send(
+            client,
+            Method::PUT,
+            format!("/im/group/{id}"),
+            json!({"conversation_id": c}),
+        )
+    };
+    assert_eq!(put_conv("other", second, &conv).await.status(), 409);
+
+    // The group's rules apply to the linked conversation's signatures.
+    let a = api.app.app_id.clone();
+    let kick = |client: &'static str| {
+        api.get(
+            client,
+            format!("/signature/kick/{a}/{client}/{conv}/victim"),
+        )
+    };
+    assert_eq!(kick("member").await.status(), 403);
+    assert_eq!(kick("outsider").await.status(), 403);
+    let resp = kick("owner").await;
+    assert_eq!(resp.status(), 200);
+    verify_signature_response(&resp.json().await.unwrap(), &api.app.master_key);
+    let history =
+        |client: &'static str| api.get(client, format!("/signature/history/{a}/{client}/{conv}"));
+    assert_eq!(history("member").await.status(), 200);
+    assert_eq!(history("outsider").await.status(), 403);
+
+    // Moving the first group to another conversation frees the old one.
+    let moved = unique("conv");
+    assert_eq!(put_conv("owner", first, &moved).await.status(), 200);
+    assert_eq!(put_conv("other", second, &conv).await.status(), 200);
+    assert_eq!(
+        kick("owner").await.status(),
+        403,
+        "conv is the second group's now"
+    );
+    // Deleting a group frees its conversation.
+    assert_eq!(
+        api.req("owner", Method::DELETE, &format!("/im/group/{first}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    api.create(
+        "newcomer",
+        json!({"group_name": "c", "conversation_id": moved}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_claims_on_one_conversation_give_it_to_one_group() {
+    let api = api("conv-race").await;
+    let conv = unique("conv");
+    let results = join_all((0..6).map(|i| {
+        api.send(
+            format!("c{i}"),
+            Method::POST,
+            "/im/group",
+            json!({"group_name": "g", "conversation_id": conv}),
+        )
+    }))
+    .await;
+    let statuses: Vec<u16> = results.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        5,
+        "{statuses:?}"
+    );
+}
