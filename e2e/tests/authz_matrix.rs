@@ -6,6 +6,7 @@ mod common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use common::openapi;
 use common::*;
 use im_shared::routes::{Route, ROUTES};
 use im_shared::store::DynamoStore;
@@ -214,14 +215,17 @@ impl Fixture {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
         if let Some(auth) = who.authorization(&self.app) {
             req = req.header("authorization", auth);
         }
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.unwrap();
+        // Checked against openapi.yaml before anything else looks at it.
+        let resp = openapi::send(&method, req).await;
         let status = resp.status().as_u16();
         if status == 401 {
             assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"im\"");

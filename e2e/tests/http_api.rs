@@ -5,9 +5,10 @@ mod common;
 
 use std::sync::Arc;
 
+use common::openapi::{self, Checked};
 use common::*;
 use im_shared::store::DynamoStore;
-use reqwest::{Client, Method, Response, StatusCode};
+use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
 #[derive(Clone)]
@@ -55,29 +56,29 @@ impl Api {
         }
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Response {
+    /// Every response is checked against openapi.yaml before a test sees it.
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Checked {
         let mut req = self
             .http
-            .request(method, format!("{}{}", self.base, path))
+            .request(method.clone(), format!("{}{}", self.base, path))
             .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
-        req.send().await.unwrap()
+        openapi::send(&method, req).await
     }
 
-    async fn raw(&self, method: Method, path: &str, content_type: &str, body: &str) -> Response {
-        self.http
-            .request(method, format!("{}{}", self.base, path))
+    async fn raw(&self, method: Method, path: &str, content_type: &str, body: &str) -> Checked {
+        let req = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base, path))
             .bearer_auth(&self.token)
             .header("content-type", content_type)
-            .body(body.to_owned())
-            .send()
-            .await
-            .unwrap()
+            .body(body.to_owned());
+        openapi::send(&method, req).await
     }
 
-    async fn get(&self, path: &str) -> Response {
+    async fn get(&self, path: &str) -> Checked {
         self.send(Method::GET, path, None).await
     }
 
@@ -97,7 +98,7 @@ impl Api {
 }
 
 /// Asserts the error status and the one JSON error shape, and returns `msg`.
-async fn error(resp: Response, status: u16, request: &str) -> String {
+async fn error(resp: Checked, status: u16, request: &str) -> String {
     assert_eq!(resp.status().as_u16(), status, "for {request}");
     assert_eq!(
         resp.headers()["content-type"].to_str().unwrap(),
@@ -111,7 +112,7 @@ async fn error(resp: Response, status: u16, request: &str) -> String {
     body["msg"].as_str().unwrap().to_owned()
 }
 
-async fn ok_json(resp: Response, status: u16) -> Value {
+async fn ok_json(resp: Checked, status: u16) -> Value {
     assert_eq!(resp.status().as_u16(), status);
     resp.json().await.unwrap()
 }
@@ -561,21 +562,11 @@ async fn bad_group_input() {
 #[tokio::test]
 async fn health_is_open_and_everything_else_needs_a_token() {
     let api = api().await;
-    let resp = api
-        .http
-        .get(format!("{}/health", api.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = openapi::send(&Method::GET, api.http.get(format!("{}/health", api.base))).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap(), json!({"status": "ok"}));
     let path = format!("/signature/login/{}/alice", api.app);
-    let resp = api
-        .http
-        .get(format!("{}{path}", api.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = openapi::send(&Method::GET, api.http.get(format!("{}{path}", api.base))).await;
     assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"im\"");
     error(resp, 401, &format!("GET {path}")).await;
 }

@@ -7,12 +7,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::openapi;
 use common::*;
 use im_shared::routes::{Route, ROUTES};
 use im_shared::store::DynamoStore;
 use serde_json::Value;
 
-/// `cargo lambda invoke`, the emulator's own client; returns the API Gateway response.
+/// `cargo lambda invoke`, the emulator's own client; returns the API Gateway response,
+/// checked against openapi.yaml.
 fn invoke(port: &str, function: &str, data: Data<'_>) -> Value {
     let mut cmd = Command::new("cargo");
     cmd.args([
@@ -23,9 +25,15 @@ fn invoke(port: &str, function: &str, data: Data<'_>) -> Value {
         "127.0.0.1",
     ])
     .args(["--invoke-port", port, "--output-format", "json"]);
-    match data {
-        Data::File(path) => cmd.arg("--data-file").arg(path),
-        Data::Inline(json) => cmd.args(["--data-ascii", json]),
+    let event: Value = match data {
+        Data::File(path) => {
+            cmd.arg("--data-file").arg(path);
+            read(path)
+        }
+        Data::Inline(json) => {
+            cmd.args(["--data-ascii", json]);
+            serde_json::from_str(json).expect("the inline event is JSON")
+        }
     };
     let out = cmd.output().expect("cargo lambda invoke");
     assert!(
@@ -33,7 +41,11 @@ fn invoke(port: &str, function: &str, data: Data<'_>) -> Value {
         "cargo lambda invoke {function} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("the invoke output is the function's JSON response")
+    let resp: Value = serde_json::from_slice(&out.stdout)
+        .expect("the invoke output is the function's JSON response");
+    // Every response is checked against openapi.yaml before a test sees it.
+    openapi::check_lambda(&event, &resp);
+    resp
 }
 
 enum Data<'a> {

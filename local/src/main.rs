@@ -10,6 +10,7 @@
 //! (keep no data), `DYNAMODB_LOCAL_HOME` (the folder of DynamoDBLocal.jar), and
 //! `AWS_ENDPOINT_URL_DYNAMODB` to use a DynamoDB that is already running instead.
 //! Every setting of the functions (`IM_*` limits, `IM_TIMESTAMP_UNIT`) applies too.
+//! Besides the routes it serves the API's OpenAPI document at `GET /openapi.yaml`.
 
 mod dynamodb_local;
 
@@ -96,7 +97,8 @@ async fn serve(state_dir: &Path, table: &str, app_id: &str, endpoint: &str) -> R
         "TABLE_NAME" => Some(table.to_owned()),
         other => std::env::var(other).ok(),
     })?;
-    let app = router(AppState::new(config, Arc::new(store)), &Function::ALL);
+    let app = router(AppState::new(config, Arc::new(store)), &Function::ALL)
+        .route("/openapi.yaml", axum::routing::get(openapi_yaml));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port("PORT", "3000")?))
         .await
         .context("binding the HTTP port (is PORT already in use?)")?;
@@ -112,12 +114,24 @@ async fn serve(state_dir: &Path, table: &str, app_id: &str, endpoint: &str) -> R
         "im-local: try  curl -H 'Authorization: Bearer {example}' {url}/signature/login/{app_id}/alice"
     );
     println!("im-local: more tokens: make token SUB=<client id> [ADMIN=1]");
+    println!("im-local: the API's OpenAPI document: {url}/openapi.yaml");
     println!("im-local ready: {url} dynamodb={endpoint} table={table} app={app_id}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await?;
     println!("im-local: stopped");
     Ok(())
+}
+
+/// The API's OpenAPI document (the repository's `openapi.yaml`, built in): a convenience
+/// of the local server, not a route of the service.
+const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
+
+async fn openapi_yaml() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/yaml")],
+        OPENAPI_YAML,
+    )
 }
 
 /// Registers (or re-keys) the development app and says where its key is.

@@ -3,6 +3,8 @@
 //! addresses arrive in `IM_TEST_*` variables.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod openapi;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
