@@ -5,11 +5,38 @@
 mod common;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use common::openapi::{self, Checked};
 use common::*;
 use futures::future::join_all;
 use im_shared::store::DynamoStore;
-use reqwest::{Client, Method, RequestBuilder, Response};
+use reqwest::{Client, Method, RequestBuilder};
 use serde_json::{json, Value};
+
+/// A request being built; sending it checks the answer against openapi.yaml.
+struct Req {
+    method: Method,
+    builder: RequestBuilder,
+}
+
+impl Req {
+    fn header(self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        Self {
+            builder: self.builder.header(name, value.as_ref()),
+            ..self
+        }
+    }
+
+    fn json(self, body: &Value) -> Self {
+        Self {
+            builder: self.builder.json(body),
+            ..self
+        }
+    }
+
+    async fn send(self) -> Checked {
+        openapi::send(&self.method, self.builder).await
+    }
+}
 
 #[derive(Clone)]
 struct Api {
@@ -31,10 +58,14 @@ async fn api(prefix: &str) -> Api {
 
 impl Api {
     /// A request as `client` of the app.
-    fn req(&self, client: &str, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(self.app.token(client))
+    fn req(&self, client: &str, method: Method, path: &str) -> Req {
+        Req {
+            builder: self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .bearer_auth(self.app.token(client)),
+            method,
+        }
     }
 
     async fn send(
@@ -43,12 +74,11 @@ impl Api {
         method: Method,
         path: impl AsRef<str>,
         body: Value,
-    ) -> Response {
+    ) -> Checked {
         self.req(client.as_ref(), method, path.as_ref())
             .json(&body)
             .send()
             .await
-            .unwrap()
     }
 
     async fn create(&self, owner: &str, body: Value) -> u64 {
@@ -59,11 +89,8 @@ impl Api {
             .unwrap()
     }
 
-    async fn get(&self, client: &str, path: impl AsRef<str>) -> Response {
-        self.req(client, Method::GET, path.as_ref())
-            .send()
-            .await
-            .unwrap()
+    async fn get(&self, client: &str, path: impl AsRef<str>) -> Checked {
+        self.req(client, Method::GET, path.as_ref()).send().await
     }
 
     /// The group as `client` sees it, and its ETag.
@@ -91,7 +118,7 @@ impl Api {
 }
 
 /// The status and the error body's `code`.
-async fn status_code(resp: Response) -> (u16, u64) {
+async fn status_code(resp: Checked) -> (u16, u64) {
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap_or_default();
     (status, body["code"].as_u64().unwrap_or_default())
@@ -117,27 +144,27 @@ async fn if_match_makes_update_and_delete_conditional() {
     };
     let (_, etag) = api.group("owner", id).await;
 
-    let resp = put(&etag, "first").await.unwrap();
+    let resp = put(&etag, "first").await;
     assert_eq!(resp.status(), 200);
     let fresh = resp.headers()["etag"].to_str().unwrap().to_owned();
     assert_ne!(fresh, etag);
 
     // The old ETag no longer matches: 412, and the group keeps the first change.
-    let (status, code) = status_code(put(&etag, "second").await.unwrap()).await;
+    let (status, code) = status_code(put(&etag, "second").await).await;
     assert_eq!((status, code), (412, 1012));
     // Weak ETags never match (If-Match compares strongly); unknown ones neither.
     let weak = format!("W/{fresh}");
     for tag in [weak.as_str(), "\"nope\"", "\"0\""] {
-        assert_eq!(put(tag, "x").await.unwrap().status(), 412, "{tag}");
+        assert_eq!(put(tag, "x").await.status(), 412, "{tag}");
     }
     assert_eq!(api.group("owner", id).await.0["group_name"], "first");
     // A list naming the current ETag matches, and so does `*`.
     let listed = format!("\"999\", {fresh}");
-    assert_eq!(put(&listed, "listed").await.unwrap().status(), 200);
-    assert_eq!(put("*", "star").await.unwrap().status(), 200);
+    assert_eq!(put(&listed, "listed").await.status(), 200);
+    assert_eq!(put("*", "star").await.status(), 200);
     // Not an ETag at all: 400.
     for bad in ["3", "\"3", "W/3"] {
-        assert_eq!(put(bad, "x").await.unwrap().status(), 400, "{bad}");
+        assert_eq!(put(bad, "x").await.status(), 400, "{bad}");
     }
 
     // Who may not write gets 403 or 404 whatever the ETag says.
@@ -147,8 +174,8 @@ async fn if_match_makes_update_and_delete_conditional() {
             .json(&json!({"group_name": "x"}))
             .send()
     };
-    assert_eq!(stale("plain").await.unwrap().status(), 403);
-    assert_eq!(stale("stranger").await.unwrap().status(), 404);
+    assert_eq!(stale("plain").await.status(), 403);
+    assert_eq!(stale("stranger").await.status(), 404);
 
     // DELETE: a stale ETag leaves the group; the current one deletes it.
     let (_, current) = api.group("owner", id).await;
@@ -157,10 +184,10 @@ async fn if_match_makes_update_and_delete_conditional() {
             .header("if-match", etag)
             .send()
     };
-    let (status, code) = status_code(delete(etag.clone()).await.unwrap()).await;
+    let (status, code) = status_code(delete(etag.clone()).await).await;
     assert_eq!((status, code), (412, 1012));
     assert_eq!(api.get("owner", &path).await.status(), 200);
-    assert_eq!(delete(current).await.unwrap().status(), 204);
+    assert_eq!(delete(current).await.status(), 204);
     assert_eq!(api.get("owner", &path).await.status(), 404);
 }
 
@@ -185,7 +212,7 @@ async fn concurrent_writes_with_the_same_etag_let_exactly_one_through() {
     .await;
     let mut winners = Vec::new();
     for (name, resp) in names.iter().zip(results) {
-        match resp.unwrap().status().as_u16() {
+        match resp.status().as_u16() {
             200 => winners.push(name.clone()),
             412 => {}
             other => panic!("unexpected {other}"),
@@ -281,11 +308,7 @@ async fn the_owner_hands_the_group_to_a_member() {
 
     // Alice may now leave but not delete; bob may delete.
     assert_eq!(
-        api.req("alice", Method::DELETE, &g)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        api.req("alice", Method::DELETE, &g).send().await.status(),
         403
     );
     assert_eq!(
@@ -300,11 +323,7 @@ async fn the_owner_hands_the_group_to_a_member() {
         204
     );
     assert_eq!(
-        api.req("bob", Method::DELETE, &g)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        api.req("bob", Method::DELETE, &g).send().await.status(),
         204
     );
 }
@@ -354,7 +373,7 @@ async fn a_retried_create_returns_the_first_group() {
             .json(body)
             .send()
     };
-    let first = create("alice", &key, &body).await.unwrap();
+    let first = create("alice", &key, &body).await;
     assert_eq!(first.status(), 201);
     assert!(!first.headers().contains_key("idempotent-replayed"));
     let first: Value = first.json().await.unwrap();
@@ -362,7 +381,7 @@ async fn a_retried_create_returns_the_first_group() {
     // The same request again, even with the members in another order: the same answer,
     // no new group.
     let same = json!({"group_name": "once", "member_client_ids": "a:b"});
-    let again = create("alice", &key, &same).await.unwrap();
+    let again = create("alice", &key, &same).await;
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap(), first);
@@ -373,12 +392,12 @@ async fn a_retried_create_returns_the_first_group() {
 
     // The key with another request: 422, nothing created.
     let other = json!({"group_name": "twice"});
-    let (status, code) = status_code(create("alice", &key, &other).await.unwrap()).await;
+    let (status, code) = status_code(create("alice", &key, &other).await).await;
     assert_eq!((status, code), (422, 1022));
     assert_eq!(api.groups_of("alice").await.len(), 1);
 
     // Keys are per client: bob's identical key is his own.
-    let bobs = create("bob", &key, &body).await.unwrap();
+    let bobs = create("bob", &key, &body).await;
     assert_eq!(bobs.status(), 201);
     assert_ne!(
         bobs.json::<Value>().await.unwrap()["group_id"],
@@ -391,8 +410,7 @@ async fn a_retried_create_returns_the_first_group() {
             .header("idempotency-key", bad.as_bytes())
             .json(&body)
             .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(resp.status(), 400, "{bad:?}");
     }
 }
@@ -410,7 +428,7 @@ async fn concurrent_retries_create_one_group() {
     .await;
     let mut ids = Vec::new();
     for resp in results {
-        let resp = resp.unwrap();
+        let resp = resp;
         assert_eq!(resp.status(), 201);
         ids.push(resp.json::<Value>().await.unwrap()["group_id"].clone());
     }
@@ -440,7 +458,7 @@ async fn idempotency_records_expire_through_dynamodb_ttl() {
             .json(&json!({"group_name": name}))
             .send()
     };
-    assert_eq!(create("first").await.unwrap().status(), 201);
+    assert_eq!(create("first").await.status(), 201);
     let record_key = [
         ("pk", format!("IDEM#{}:dora:{key}", api.app.app_id)),
         ("sk", "IDEM".to_owned()),
@@ -472,7 +490,7 @@ async fn idempotency_records_expire_through_dynamodb_ttl() {
         .send()
         .await
         .unwrap();
-    let resp = create("second").await.unwrap();
+    let resp = create("second").await;
     assert_eq!(resp.status(), 201);
     assert!(!resp.headers().contains_key("idempotent-replayed"));
     assert_eq!(api.groups_of("dora").await.len(), 2);
@@ -543,7 +561,6 @@ async fn a_conversation_belongs_to_one_group_and_its_rules_apply() {
         api.req("owner", Method::DELETE, &format!("/im/group/{first}"))
             .send()
             .await
-            .unwrap()
             .status(),
         204
     );

@@ -108,11 +108,17 @@ fn group_response(status: StatusCode, meta: GroupMeta) -> Response {
     resp
 }
 
+/// An absolute http(s) URL with a host, as clients will load it; kept as given.
 fn avatar_url(raw: &str) -> Result<String, ApiError> {
     let ok_scheme = raw.starts_with("https://") || raw.starts_with("http://");
-    if !ok_scheme || raw.len() > 2048 || raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    let parses = || url::Url::parse(raw).is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()));
+    if !ok_scheme
+        || raw.len() > 2048
+        || raw.chars().any(|c| c.is_control() || c.is_whitespace())
+        || !parses()
+    {
         return Err(ApiError::bad(
-            "avatar_url must be an http(s) URL of at most 2048 bytes",
+            "avatar_url must be an absolute http(s) URL with a host, of at most 2048 bytes",
         ));
     }
     Ok(raw.to_owned())
@@ -770,6 +776,27 @@ mod tests {
             h.append(name, HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    #[test]
+    fn avatar_urls_are_absolute_http_urls_with_a_host() {
+        for ok in [
+            "https://cdn.example.com/a.png",
+            "http://127.0.0.1:8080/x?y=1#z",
+        ] {
+            assert_eq!(avatar_url(ok).unwrap(), ok);
+        }
+        let long = format!("https://e.com/{}", "a".repeat(2048));
+        for bad in [
+            "http://[",
+            "https://",
+            "ftp://e.com/a.png",
+            "/relative.png",
+            "https://e.com/a b.png",
+            long.as_str(),
+        ] {
+            assert!(avatar_url(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
