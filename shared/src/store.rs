@@ -250,6 +250,25 @@ impl GroupMeta {
         self.owner == client_id || self.admins.contains(client_id)
     }
 
+    /// The group after `patch` was written over this version of it at `now`.
+    fn patched(mut self, patch: &GroupPatch, now: &str) -> Self {
+        if let Some(name) = &patch.name {
+            self.group_name = name.clone();
+        }
+        for (field, value) in [
+            (&mut self.avatar_url, &patch.avatar_url),
+            (&mut self.description, &patch.description),
+            (&mut self.conversation_id, &patch.conversation_id),
+        ] {
+            if value.is_some() {
+                field.clone_from(value);
+            }
+        }
+        self.version += 1;
+        self.updated_at = now.to_owned();
+        self
+    }
+
     /// The caller may change the group's settings (owner, group admin, app admin).
     fn managed_by(&self, caller: &Caller) -> bool {
         caller.app_admin || self.manages(&caller.client_id)
@@ -1529,9 +1548,10 @@ impl Store for DynamoStore {
         patch: &GroupPatch,
         if_match: Option<&[u64]>,
     ) -> Result<GroupMeta, StoreError> {
+        let now = now_rfc3339();
         let mut sets = vec!["updated_at = :now".to_owned()];
         let mut update = Expr::default()
-            .value(":now", s(now_rfc3339()))
+            .value(":now", s(now.as_str()))
             .value(":one", AttributeValue::N("1".into()));
         for (attr, value) in [
             ("group_name", &patch.name),
@@ -1590,9 +1610,9 @@ impl Store for DynamoStore {
                 }
             }
             let refused = match self.transact(items).await? {
-                TxOutcome::Done => {
-                    return self.group_meta(group_id).await?.ok_or(StoreError::NotFound)
-                }
+                // The write held only at the version read, so the group is now exactly
+                // what was read with the patch applied: no need to read it again.
+                TxOutcome::Done => return Ok(seen.patched(patch, &now)),
                 TxOutcome::Refused(r) => r,
             };
             if let Some((_, old)) = refused.iter().find(|(i, _)| *i == 0) {
@@ -1663,10 +1683,21 @@ impl Store for DynamoStore {
             .collect();
         self.batch_delete(member_keys).await?;
         if let Some(conversation) = old.as_ref().and_then(|m| m.conversation_id.as_deref()) {
-            let unlink = self.link_delete(&caller.app_id, conversation, group_id)?;
-            match self.transact(vec![unlink]).await? {
-                // Refused: the link is another group's by now; it stays.
-                TxOutcome::Done | TxOutcome::Refused(_) => {}
+            let unlink = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(link_key(&caller.app_id, conversation)))
+                .condition_expression("group_id = :g")
+                .expression_attribute_values(":g", number(group_id))
+                .send()
+                .await;
+            match unlink {
+                // Refused: the link is gone, or another group's by now; it stays.
+                Err(e) if !is_condition_failure(&e) => {
+                    return Err(sdk_err("DeleteItem(conversation link)", e))
+                }
+                _ => {}
             }
         }
         self.client
