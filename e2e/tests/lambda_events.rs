@@ -185,6 +185,11 @@ async fn authorizer_mode_key_cases() {
     assert_eq!(call("login-signature", who("mallory"), login, None), 403);
     assert_eq!(call("login-signature", who("alice"), login, None), 200);
     assert_eq!(call("login-signature", admin.clone(), login, None), 200);
+    // The admin claim counts as a whole value or a list's element, never a word in text.
+    let prose = Some(serde_json::json!({"sub": "mallory", "groups": "not im-admin, really"}));
+    assert_eq!(call("login-signature", prose, login, None), 403);
+    let json_list = Some(serde_json::json!({"sub": "backend", "groups": r#"["x","im-admin"]"#}));
+    assert_eq!(call("login-signature", json_list, login, None), 200);
     assert_eq!(call("health", None, "/health", None), 200);
 
     // A group owned by owner1, with member1; outsider is in neither.

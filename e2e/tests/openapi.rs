@@ -41,7 +41,8 @@ fn operations() -> BTreeMap<(String, String), Value> {
 fn error_statuses(function: Function) -> &'static [u16] {
     match function.name() {
         name if name.ends_with("-signature") => &[400, 401, 403, 404, 503],
-        "create-group" => &[400, 401, 409, 413, 415, 422, 503],
+        // 403: a client setting `conversation_id`, which only the app's backend links.
+        "create-group" => &[400, 401, 403, 409, 413, 415, 422, 503],
         "update-group" => &[400, 401, 403, 404, 409, 412, 413, 415, 422, 503],
         "get-group" | "list-members" => &[400, 401, 404, 503],
         "list-user-groups" => &[400, 401, 403, 503],

@@ -14,8 +14,8 @@ use im_shared::ids::MemberList;
 use im_shared::keys::Keys;
 use im_shared::secret::Secret;
 use im_shared::store::{
-    Caller, DynamoStore, GroupPatch, GroupSpec, KeyStore, NewGroup, Standing, Store, StoreError,
-    TokenKey, DEFAULT_MAX_MEMBERS,
+    Caller, DynamoStore, GroupPatch, GroupSpec, GroupStatus, KeyStore, NewGroup, Standing, Store,
+    StoreError, TokenKey, DEFAULT_MAX_MEMBERS,
 };
 
 fn caller(client: &str) -> Caller {
@@ -296,10 +296,11 @@ async fn standing_for_signature_checks() {
         .await
         .unwrap();
     let st = |member, owner, admin| {
-        Some(Standing {
+        GroupStatus::Live(Standing {
             member,
             owner,
             admin,
+            owner_id: "owner".into(),
         })
     };
     assert_eq!(
@@ -318,10 +319,13 @@ async fn standing_for_signature_checks() {
         store.standing("app", g, "nobody").await.unwrap(),
         st(false, false, false)
     );
-    assert_eq!(store.standing("other-app", g, "owner").await.unwrap(), None);
+    assert_eq!(
+        store.standing("other-app", g, "owner").await.unwrap(),
+        GroupStatus::Absent
+    );
     assert_eq!(
         store.standing("app", g + 1000, "owner").await.unwrap(),
-        None
+        GroupStatus::Absent
     );
 }
 
@@ -380,7 +384,11 @@ async fn a_delete_interrupted_half_way_is_finished_by_the_next_delete() {
         .unwrap();
     // Already gone for every reader and writer...
     assert!(!store.group_meta(group).await.unwrap().unwrap().live);
-    assert_eq!(store.standing("app", group, "owner").await.unwrap(), None);
+    // ...though its conversation is not free yet: signatures on it are refused.
+    assert_eq!(
+        store.standing("app", group, "owner").await.unwrap(),
+        GroupStatus::Deleting
+    );
     let add = store.add_members(&owner, group, &members(&["x"])).await;
     assert!(matches!(add, Err(StoreError::NotFound)));
     // ...and the next delete (404 for its caller) removes what was left.

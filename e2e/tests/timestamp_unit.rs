@@ -41,7 +41,7 @@ async fn milliseconds_are_signed_and_returned() {
         ),
         (
             format!("/signature/history/{a}/alice/conv-1"),
-            "{a}:alice:conv-1:{ts}:{nonce}",
+            "{a}:alice:conv-1:{nonce}:{ts}",
         ),
     ] {
         let body: Value = http

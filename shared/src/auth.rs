@@ -134,6 +134,23 @@ pub fn claims_for(client_id: &str, admin: bool, ttl_secs: u64) -> Claims {
     }
 }
 
+/// Whether a claim's value is `wanted` or a list holding it as a whole element: a JSON
+/// array of strings, or the form API Gateway's HTTP API JWT authorizer gives a list claim
+/// such as `cognito:groups` (`[admin staff]`: brackets, elements split by single spaces).
+/// A word inside free text never counts, so "not an admin" does not make an admin.
+fn claim_names(value: &str, wanted: &str) -> bool {
+    if value == wanted {
+        return true;
+    }
+    if let Ok(items) = serde_json::from_str::<Vec<String>>(value) {
+        return items.iter().any(|item| item == wanted);
+    }
+    value
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .is_some_and(|inner| inner.split(' ').any(|item| item == wanted))
+}
+
 /// The caller from the claims API Gateway's JWT authorizer verified.
 fn from_authorizer(
     parts: &Parts,
@@ -153,15 +170,9 @@ fn from_authorizer(
         .claims;
     let client_id = claims.get(client_claim).ok_or(ApiError::Unauthorized)?;
     check_id("client id claim", client_id, max_id_chars).map_err(|_| ApiError::Unauthorized)?;
-    let app_admin = admin.as_ref().is_some_and(|(claim, value)| {
-        // API Gateway flattens list claims (e.g. cognito:groups) to "[a b c]".
-        claims.get(claim).is_some_and(|v| {
-            v == value
-                || v.trim_matches(['[', ']'])
-                    .split([' ', ','])
-                    .any(|item| item.trim_matches('"') == value)
-        })
-    });
+    let app_admin = admin
+        .as_ref()
+        .is_some_and(|(claim, value)| claims.get(claim).is_some_and(|v| claim_names(v, value)));
     Ok(Caller {
         app_id: app_id.to_owned(),
         client_id: client_id.clone(),
@@ -307,6 +318,34 @@ mod tests {
         )
         .unwrap();
         assert!(token_kid(&plain).is_err());
+    }
+
+    #[test]
+    fn admin_claims_match_whole_values_only() {
+        for yes in [
+            "admin",
+            "[admin]",
+            "[staff admin]",
+            "[admin staff]",
+            r#"["staff","admin"]"#,
+            r#"[ "admin" ]"#,
+        ] {
+            assert!(claim_names(yes, "admin"), "{yes}");
+        }
+        for no in [
+            "not an admin",
+            "admin staff",
+            "administrator",
+            "[administrators]",
+            "[staff,admin]",
+            r#"["admins"]"#,
+            r#"{"admin": true}"#,
+            "Admin",
+            "",
+            "[]",
+        ] {
+            assert!(!claim_names(no, "admin"), "{no}");
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub use crate::signing::HistoryFormat;
+
 /// DynamoDB allows 100 actions in one transaction. Creating a group writes the group
 /// item, the owner's membership, the idempotency record and the conversation link
 /// besides the members; adding also checks the group and the caller. So at most 96
@@ -30,6 +32,19 @@ pub enum AuthMode {
 pub enum TimestampUnit {
     Seconds,
     Milliseconds,
+}
+
+/// Who gets invite, kick, history and conversation-block signatures on a conversation that
+/// no group of the app claims (neither a group's linked `conversation_id` nor a group id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnlinkedConversations {
+    /// Any client of the app, for itself: one-to-one chats and conversations the app
+    /// manages elsewhere keep working, but the service vouches for nothing about them.
+    #[default]
+    Allow,
+    /// Only the app's backend (`role: admin`): every conversation a client may act on
+    /// must be a group's.
+    Deny,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +76,8 @@ pub struct Config {
     pub table_name: String,
     pub limits: Limits,
     pub timestamp_unit: TimestampUnit,
+    pub history_format: HistoryFormat,
+    pub unlinked_conversations: UnlinkedConversations,
     /// How long a warm function trusts a master key or token secret it has read (and an
     /// id it found missing).
     pub app_cache_ttl: Duration,
@@ -126,6 +143,32 @@ impl Config {
                 })
             }
         };
+        let history_format = match lookup("IM_HISTORY_SIGNATURE_FORMAT")
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("") | Some("docs") => HistoryFormat::Docs,
+            Some("demo") => HistoryFormat::Demo,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "IM_HISTORY_SIGNATURE_FORMAT",
+                    why: format!("{other:?} is neither docs nor demo"),
+                })
+            }
+        };
+        let unlinked_conversations = match lookup("IM_UNLINKED_CONVERSATIONS")
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("") | Some("allow") => UnlinkedConversations::Allow,
+            Some("deny") => UnlinkedConversations::Deny,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "IM_UNLINKED_CONVERSATIONS",
+                    why: format!("{other:?} is neither allow nor deny"),
+                })
+            }
+        };
         let app_cache_ttl = Duration::from_secs(number("IM_APP_CACHE_SECONDS", 60, 3600)? as u64);
         let text = |name: &str| {
             lookup(name)
@@ -171,6 +214,8 @@ impl Config {
             table_name,
             limits,
             timestamp_unit,
+            history_format,
+            unlinked_conversations,
             app_cache_ttl,
             auth,
             token_leeway_secs,
@@ -202,6 +247,22 @@ mod tests {
         assert_eq!(c.token_leeway_secs, 30);
         assert_eq!(c.timestamp_unit, TimestampUnit::Seconds);
         assert_eq!(c.app_cache_ttl, Duration::from_secs(60));
+        assert_eq!(c.history_format, HistoryFormat::Docs);
+        assert_eq!(c.unlinked_conversations, UnlinkedConversations::Allow);
+    }
+
+    #[test]
+    fn history_format_and_unlinked_policy_settings() {
+        let c = from(&[
+            ("TABLE_NAME", "t"),
+            ("IM_HISTORY_SIGNATURE_FORMAT", "demo"),
+            ("IM_UNLINKED_CONVERSATIONS", "deny"),
+        ])
+        .unwrap();
+        assert_eq!(c.history_format, HistoryFormat::Demo);
+        assert_eq!(c.unlinked_conversations, UnlinkedConversations::Deny);
+        assert!(from(&[("TABLE_NAME", "t"), ("IM_HISTORY_SIGNATURE_FORMAT", "v2")]).is_err());
+        assert!(from(&[("TABLE_NAME", "t"), ("IM_UNLINKED_CONVERSATIONS", "maybe")]).is_err());
     }
 
     #[test]

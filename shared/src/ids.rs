@@ -104,6 +104,13 @@ pub fn parse_group_id(raw: &str) -> Result<u64, ApiError> {
     }
 }
 
+/// A group may link a conversation id that reads as a group id only when it is its own
+/// id, written as the service writes it: such an id names that group's conversation
+/// (see `crate::policy`), so another group must not claim it.
+pub fn conversation_may_link(conversation_id: &str, group_id: u64) -> bool {
+    parse_group_id(conversation_id).is_err() || conversation_id == group_id.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +185,18 @@ mod tests {
         ] {
             assert!(parse_group_id(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn group_ids_as_conversation_ids() {
+        assert!(conversation_may_link("42", 42));
+        assert!(!conversation_may_link("42", 7));
+        assert!(
+            !conversation_may_link("042", 42),
+            "not the id as the service writes it"
+        );
+        assert!(conversation_may_link("5f1c0ffee", 7));
+        assert!(conversation_may_link("0", 7), "0 is no group id");
     }
 
     proptest! {

@@ -4,6 +4,7 @@
 //! - [`api`]: the router built from it, and the handlers (`api/signature.rs`,
 //!   `api/group.rs`) where each route's rules are checked;
 //! - [`signing`]: the HMAC-SHA1 operation signatures;
+//! - [`policy`]: who may have which signature (pure rules the signature routes apply);
 //! - [`ids`], [`body`]: input validation and body parsing;
 //! - [`store`]: the DynamoDB model, where every item is written and every group rule
 //!   (owner, group admin, member) is enforced as a condition of the write;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod lambda;
+pub mod policy;
 pub mod routes;
 pub mod secret;
 pub mod signing;

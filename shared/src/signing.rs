@@ -1,7 +1,21 @@
 //! The operation-signature protocol of LeanCloud-style realtime messaging:
 //! `lowercase_hex(HMAC-SHA1(master_key, message))`, the message being the operation's
-//! fields joined by single colons (an empty field keeps its place). See
-//! `shared/notes/signatures.md` in the steering repo for the table this follows.
+//! fields joined by single colons (an empty field keeps its place).
+//!
+//! The history message has two published layouts, and the vendor's cloud accepts the one
+//! it was set up for, so a deployment chooses ([`HistoryFormat`], `IM_HISTORY_SIGNATURE_FORMAT`):
+//!
+//! - `docs` (the default): `app_id:client_id:conversation_id:nonce:timestamp`, as the
+//!   vendor's written realtime guide gives it (its REST history API names the parts
+//!   `client_id`, `nonce`, `signature_ts`);
+//! - `demo`: `app_id:client_id:conversation_id:timestamp:nonce`, what the vendor's signing
+//!   demo produces.
+//!
+//! The `demo` layout is byte-for-byte the open-conversation message with a single member
+//! (`app_id:client_id:member:timestamp:nonce`), so under it an open-conversation signature
+//! for member `X` is also a history signature for conversation `X`. That is why the
+//! signature routes hold such an open-conversation request to the history rule whenever
+//! `X` names a group's conversation, whichever layout is in use (`crate::policy`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,6 +26,16 @@ use sha1::Sha1;
 use crate::config::TimestampUnit;
 use crate::ids::MemberList;
 use crate::secret::Secret;
+
+/// Which published layout the history message follows (see the module notes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HistoryFormat {
+    /// `app_id:client_id:conversation_id:nonce:timestamp` (the vendor's written guide).
+    #[default]
+    Docs,
+    /// `app_id:client_id:conversation_id:timestamp:nonce` (the vendor's signing demo).
+    Demo,
+}
 
 /// Length of the random nonce; the documented examples use eight letters and digits.
 pub const NONCE_LEN: usize = 8;
@@ -31,9 +55,10 @@ pub enum Operation<'a> {
         conversation_id: &'a str,
         members: &'a MemberList,
     },
-    /// Query a conversation's message history.
+    /// Query a conversation's message history, in the deployment's layout.
     History {
         conversation_id: &'a str,
+        format: HistoryFormat,
     },
     /// The client blocks (or unblocks) a conversation for itself.
     ClientBlock {
@@ -62,8 +87,8 @@ impl Operation<'_> {
         }
     }
 
-    /// The `action` the response names: the signed action, or `history` (whose message,
-    /// as the vendor's demo produces it, ends without one).
+    /// The `action` the response names: the signed action, or `history` (whose message
+    /// ends without one in both layouts).
     pub fn response_action(&self) -> Option<&'static str> {
         match self {
             Self::History { .. } => Some("history"),
@@ -105,9 +130,14 @@ pub fn message(
             let conv = *conversation_id;
             vec![app_id, client_id, conv, &joined, timestamp, nonce, action]
         }
-        Operation::History { conversation_id } => {
-            vec![app_id, client_id, conversation_id, timestamp, nonce]
-        }
+        Operation::History {
+            conversation_id,
+            format: HistoryFormat::Docs,
+        } => vec![app_id, client_id, conversation_id, nonce, timestamp],
+        Operation::History {
+            conversation_id,
+            format: HistoryFormat::Demo,
+        } => vec![app_id, client_id, conversation_id, timestamp, nonce],
         Operation::ClientBlock {
             conversation_id, ..
         } => vec![
@@ -257,15 +287,57 @@ mod tests {
     }
 
     #[test]
-    fn history_and_blocks() {
+    fn history_in_both_layouts() {
         check(
             Operation::History {
                 conversation_id: "conv-1",
+                format: HistoryFormat::Docs,
+            },
+            "1700000000",
+            "demo-app:alice:conv-1:n0nce123:1700000000",
+            "2065b6158b71b125d314bf94bdd590e3af31a36d",
+        );
+        check(
+            Operation::History {
+                conversation_id: "conv-1",
+                format: HistoryFormat::Demo,
             },
             "1700000000",
             "demo-app:alice:conv-1:1700000000:n0nce123",
             "fee353ec71cf21e2476d44ef9ca3ca4981db6a3a",
         );
+    }
+
+    /// Why the single-member open-conversation request needs the history rule: under the
+    /// demo layout the two messages are the same bytes.
+    #[test]
+    fn demo_history_is_a_one_member_open_conversation() {
+        let m = members("conv-1");
+        let open = message(
+            "demo-app",
+            "alice",
+            &Operation::StartConversation { members: &m },
+            "1700000000",
+            "n0nce123",
+        );
+        let history = |format| {
+            message(
+                "demo-app",
+                "alice",
+                &Operation::History {
+                    conversation_id: "conv-1",
+                    format,
+                },
+                "1700000000",
+                "n0nce123",
+            )
+        };
+        assert_eq!(open, history(HistoryFormat::Demo));
+        assert_ne!(open, history(HistoryFormat::Docs));
+    }
+
+    #[test]
+    fn blocks() {
         for (block, action, sig) in [
             (
                 true,

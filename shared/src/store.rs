@@ -36,7 +36,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
-use crate::ids::MemberList;
+use crate::ids::{conversation_may_link, MemberList};
 use crate::secret::Secret;
 
 #[derive(Debug, Error)]
@@ -61,6 +61,9 @@ pub enum StoreError {
     /// The conversation id already belongs to another group of the app.
     #[error("conversation already linked")]
     ConversationTaken,
+    /// The conversation id reads as a group id other than the group's own.
+    #[error("conversation id {0} is a group id")]
+    ConversationIsAGroupId(String),
     /// An idempotency key reused with a different request.
     #[error("idempotency key reused")]
     KeyReused,
@@ -91,6 +94,9 @@ impl From<StoreError> for ApiError {
             StoreError::ConversationTaken => ApiError::Conflict(
                 "conversation_id is already the conversation of another group".into(),
             ),
+            StoreError::ConversationIsAGroupId(id) => ApiError::Conflict(format!(
+                "conversation_id {id} reads as a group id, which names that group's conversation; a group may link it only if it is its own id"
+            )),
             StoreError::KeyReused => ApiError::Unprocessable(
                 "this Idempotency-Key was used with a different request".into(),
             ),
@@ -177,12 +183,25 @@ pub struct Page<T, C> {
     pub next: Option<C>,
 }
 
-/// A client's standing in a live group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A client's standing in a live group, and who owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standing {
     pub member: bool,
     pub owner: bool,
     pub admin: bool,
+    /// The group's owner, whom kick and conversation-block signatures must not name
+    /// unless the owner asks.
+    pub owner_id: String,
+}
+
+/// What a group id means to a signature rule, for one app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupStatus {
+    /// No group of this app has the id: never created, another app's, or deleted.
+    Absent,
+    /// Being deleted: gone for its members, but its conversation is not free yet.
+    Deleting,
+    Live(Standing),
 }
 
 /// The group item, as read back.
@@ -393,13 +412,14 @@ pub trait Store: KeyStore {
         limit: u32,
         after: Option<u64>,
     ) -> Result<Page<GroupMeta, u64>, StoreError>;
-    /// `client_id`'s standing in the group, if it is a live group of `app_id`.
+    /// Whether `group_id` is a group of `app_id` (live, or being deleted), and if live,
+    /// `client_id`'s standing in it.
     async fn standing(
         &self,
         app_id: &str,
         group_id: u64,
         client_id: &str,
-    ) -> Result<Option<Standing>, StoreError>;
+    ) -> Result<GroupStatus, StoreError>;
 }
 
 // Key layout. Kept private: nothing outside this module builds keys.
@@ -1224,20 +1244,101 @@ impl DynamoStore {
         }
     }
 
+    /// Removes an app and, in the same transaction, retires every token secret that
+    /// speaks for it: no token of a removed app verifies again (warm functions stop
+    /// within `IM_APP_CACHE_SECONDS`, as for `retire`). The app item counts the keys ever
+    /// added to it (`token_keys`), and the delete holds only at the count read, so a key
+    /// added meanwhile is not left active: the removal reads again and retries.
     pub async fn remove_app(&self, app_id: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(APP_PK, app_id)))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound),
-            Err(e) => Err(sdk_err("DeleteItem(app)", e)),
+        // DynamoDB takes 100 actions per transaction: the app item and 99 keys. Keys
+        // beyond that are retired first, on their own (retiring early is always safe).
+        const KEYS_PER_TRANSACTION: usize = 99;
+        for _ in 0..8 {
+            let app = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key(APP_PK, app_id)))
+                .projection_expression("token_keys")
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| sdk_err("GetItem(app)", e))?;
+            let Some(item) = app.item() else {
+                return Err(StoreError::NotFound);
+            };
+            let count = item.get("token_keys").and_then(|v| v.as_n().ok()).cloned();
+            let mut kids: Vec<String> = self
+                .query_partition(
+                    TOKEN_KEY_PK,
+                    "sk, app_id, #status",
+                    &[("#status", "status")],
+                )
+                .await?
+                .iter()
+                .filter(|i| {
+                    i.get("app_id")
+                        .and_then(|v| v.as_s().ok())
+                        .map(String::as_str)
+                        == Some(app_id)
+                        && i.get("status")
+                            .and_then(|v| v.as_s().ok())
+                            .map(String::as_str)
+                            == Some(ACTIVE)
+                })
+                .filter_map(|i| i.get(SK).and_then(|v| v.as_s().ok()).cloned())
+                .collect();
+            let early = kids.len().saturating_sub(KEYS_PER_TRANSACTION);
+            for kid in kids.drain(..early) {
+                self.retire_token_key(&kid).await?;
+            }
+            let unchanged = match &count {
+                Some(n) => Expr::new("attribute_exists(pk) AND token_keys = :n")
+                    .value(":n", AttributeValue::N(n.clone())),
+                None => Expr::new("attribute_exists(pk) AND attribute_not_exists(token_keys)"),
+            };
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(APP_PK, app_id)))
+                .condition_expression(&unchanged.text)
+                .set_expression_attribute_values(
+                    (!unchanged.values.is_empty()).then(|| unchanged.values.clone()),
+                )
+                .build()
+                .map_err(build_err)?;
+            let mut items = vec![TransactWriteItem::builder().delete(delete).build()];
+            let now = now_rfc3339();
+            for kid in &kids {
+                items.push(self.retire_item(kid, app_id, &now)?);
+            }
+            match self.transact(items).await? {
+                TxOutcome::Done => return Ok(()),
+                // A key was added (or the app removed) since the read: read again.
+                TxOutcome::Refused(_) => continue,
+            }
         }
+        Err(StoreError::Contention)
+    }
+
+    /// Retires the token secret `kid`, on condition that it is `app_id`'s.
+    fn retire_item(
+        &self,
+        kid: &str,
+        app_id: &str,
+        now: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(TOKEN_KEY_PK, kid)))
+            .update_expression("SET #status = :retired, retired_at = :now")
+            .condition_expression("app_id = :app")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":retired", s(RETIRED))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":app", s(app_id))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// App ids only: keys never leave the table through this.
@@ -1282,34 +1383,7 @@ impl DynamoStore {
         app_id: &str,
         secret: &Secret,
     ) -> Result<(), StoreError> {
-        let mut item = key(TOKEN_KEY_PK, kid);
-        item.insert("app_id".into(), s(app_id));
-        item.insert("secret".into(), s(secret.expose()));
-        item.insert("status".into(), s(ACTIVE));
-        item.insert("created_at".into(), s(now_rfc3339()));
-        let app_exists = ConditionCheck::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(APP_PK, app_id)))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(build_err)?;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(build_err)?;
-        let items = vec![
-            TransactWriteItem::builder()
-                .condition_check(app_exists)
-                .build(),
-            TransactWriteItem::builder().put(put).build(),
-        ];
-        match self.transact(items).await? {
-            TxOutcome::Done => Ok(()),
-            TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => Err(StoreError::NotFound),
-            TxOutcome::Refused(_) => Err(StoreError::AlreadyExists),
-        }
+        self.put_token_key(kid, app_id, secret, true).await
     }
 
     /// Sets `kid` to `secret` for `app_id`, whatever it was: for the development setup of
@@ -1320,19 +1394,46 @@ impl DynamoStore {
         app_id: &str,
         secret: &Secret,
     ) -> Result<(), StoreError> {
+        self.put_token_key(kid, app_id, secret, false).await
+    }
+
+    async fn put_token_key(
+        &self,
+        kid: &str,
+        app_id: &str,
+        secret: &Secret,
+        only_new: bool,
+    ) -> Result<(), StoreError> {
         let mut item = key(TOKEN_KEY_PK, kid);
         item.insert("app_id".into(), s(app_id));
         item.insert("secret".into(), s(secret.expose()));
         item.insert("status".into(), s(ACTIVE));
         item.insert("created_at".into(), s(now_rfc3339()));
-        self.client
-            .put_item()
+        // Counted on the app item, in the same transaction: `remove_app` holds its delete
+        // at the count it read, so no key can be added unseen while an app is removed.
+        let app_exists = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(APP_PK, app_id)))
+            .update_expression("ADD token_keys :one")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .build()
+            .map_err(build_err)?;
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| sdk_err("PutItem(token key)", e))?;
-        Ok(())
+            .set_condition_expression(only_new.then(|| "attribute_not_exists(pk)".to_owned()))
+            .build()
+            .map_err(build_err)?;
+        let items = vec![
+            TransactWriteItem::builder().update(app_exists).build(),
+            TransactWriteItem::builder().put(put).build(),
+        ];
+        match self.transact(items).await? {
+            TxOutcome::Done => Ok(()),
+            TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => Err(StoreError::NotFound),
+            TxOutcome::Refused(_) => Err(StoreError::AlreadyExists),
+        }
     }
 
     /// Stops a token secret from verifying anything; the id stays taken.
@@ -1456,6 +1557,11 @@ impl Store for DynamoStore {
         }
         // Two round trips: the id must be known before the items that carry it are written.
         let group_id = self.next_group_id().await?;
+        if let Some(conversation) = &spec.conversation_id {
+            if !conversation_may_link(conversation, group_id) {
+                return Err(StoreError::ConversationIsAGroupId(conversation.clone()));
+            }
+        }
         let now = now_rfc3339();
         let mut meta = Self::meta_key(group_id);
         meta.insert("group_id".into(), AttributeValue::N(group_id.to_string()));
@@ -1548,6 +1654,11 @@ impl Store for DynamoStore {
         patch: &GroupPatch,
         if_match: Option<&[u64]>,
     ) -> Result<GroupMeta, StoreError> {
+        if let Some(conversation) = &patch.conversation_id {
+            if !conversation_may_link(conversation, group_id) {
+                return Err(StoreError::ConversationIsAGroupId(conversation.clone()));
+            }
+        }
         let now = now_rfc3339();
         let mut sets = vec!["updated_at = :now".to_owned()];
         let mut update = Expr::default()
@@ -1934,15 +2045,18 @@ impl Store for DynamoStore {
         app_id: &str,
         group_id: u64,
         client_id: &str,
-    ) -> Result<Option<Standing>, StoreError> {
+    ) -> Result<GroupStatus, StoreError> {
         let (meta, present) = self.meta_and_members(group_id, &[client_id]).await?;
-        Ok(meta
-            .filter(|m| m.live && m.app_id == app_id)
-            .map(|m| Standing {
+        Ok(match meta.filter(|m| m.app_id == app_id) {
+            None => GroupStatus::Absent,
+            Some(m) if !m.live => GroupStatus::Deleting,
+            Some(m) => GroupStatus::Live(Standing {
                 member: present.contains(client_id),
                 owner: m.owner == client_id,
                 admin: m.admins.contains(client_id),
-            }))
+                owner_id: m.owner,
+            }),
+        })
     }
 
     async fn group_for(&self, caller: &Caller, group_id: u64) -> Result<GroupMeta, StoreError> {

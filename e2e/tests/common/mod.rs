@@ -189,8 +189,9 @@ pub fn verify_signature_response(body: &serde_json::Value, key: &str) {
     let message = match body.get("action").and_then(|a| a.as_str()) {
         None if body.get("sorted_member_ids").is_none() => format!("{app}:{client}::{ts}:{nonce}"),
         None => format!("{app}:{client}:{}:{ts}:{nonce}", field("sorted_member_ids")),
-        // The vendor's history message ends without an action.
-        Some("history") => format!("{app}:{client}:{}:{ts}:{nonce}", conversation()),
+        // The services under test run with the default history layout, `docs`
+        // (nonce before timestamp, no action); `demo` is checked in history_format.rs.
+        Some("history") => format!("{app}:{client}:{}:{nonce}:{ts}", conversation()),
         Some(action @ ("client-block-conversations" | "client-unblock-conversations")) => {
             format!("{app}:{client}:{}::{ts}:{nonce}:{action}", conversation())
         }

@@ -137,8 +137,14 @@ fn description(raw: &str) -> Result<String, ApiError> {
     Ok(raw.to_owned())
 }
 
-fn conversation_id(state: &AppState, raw: &str) -> Result<String, ApiError> {
+/// Linking a conversation hands its group's rules to the conversation's signatures (who
+/// may kick, who may read history), so only the app's backend may set or move it: a
+/// client could otherwise claim a one-to-one chat or another group's conversation.
+fn conversation_id(state: &AppState, caller: &Caller, raw: &str) -> Result<String, ApiError> {
     check_id("conversation_id", raw, state.config.limits.max_id_chars)?;
+    if !caller.app_admin {
+        return Err(ApiError::Forbidden);
+    }
     Ok(raw.to_owned())
 }
 
@@ -296,7 +302,7 @@ pub async fn create(
             conversation_id: body
                 .conversation_id
                 .as_deref()
-                .map(|c| conversation_id(&state, c))
+                .map(|c| conversation_id(&state, &caller, c))
                 .transpose()?,
             max_members,
         };
@@ -359,7 +365,7 @@ pub async fn update(
             conversation_id: body
                 .conversation_id
                 .as_deref()
-                .map(|c| conversation_id(&state, c))
+                .map(|c| conversation_id(&state, &caller, c))
                 .transpose()?,
         };
         if patch.name.is_none()
@@ -698,6 +704,12 @@ pub async fn list_members(
 ) -> Result<Response, ApiError> {
     let id = group_id(path)?;
     let page = paging(query, CURSOR_MEMBER)?;
+    // A cursor is a member id; one no member could have would make DynamoDB refuse the
+    // start key (over 1 KiB it is a ValidationException), so it is refused here.
+    if let Some(after) = &page.cursor {
+        check_id("cursor", after, state.config.limits.max_id_chars)
+            .map_err(|_| ApiError::bad("cursor is not a cursor this listing returned"))?;
+    }
     let (meta, members) = state
         .store
         .members_page(&caller, id, page.limit, page.cursor.as_deref())

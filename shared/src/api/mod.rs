@@ -113,6 +113,7 @@ pub fn router(state: AppState, functions: &[Function]) -> Router {
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        .layer(middleware::from_fn(percent_escapes))
         .layer(middleware::from_fn(finish))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
@@ -158,6 +159,26 @@ async fn finish(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Refuses a path with a `%` that does not start an escape (`%ZZ`, a trailing `%`). The
+/// router would take it literally, so `%ZZ` and `%25ZZ` would both reach a handler as
+/// `%ZZ`: one id, two spellings, and a signature over whichever the client meant.
+async fn percent_escapes(req: Request, next: Next) -> Response {
+    if has_bad_escape(req.uri().path()) {
+        return ApiError::bad("the path holds a '%' that is not a percent-escape (%XX, hex)")
+            .into_response();
+    }
+    next.run(req).await
+}
+
+fn has_bad_escape(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.iter().enumerate().any(|(i, b)| {
+        *b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    })
+}
+
 /// Path parameters, with a decoding failure (say, invalid UTF-8) answered as a 400.
 fn path_params<T>(
     path: Result<Path<T>, axum::extract::rejection::PathRejection>,
@@ -173,4 +194,19 @@ fn json<T: Serialize>(status: axum::http::StatusCode, value: &T) -> Response {
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_bad_escape;
+
+    #[test]
+    fn percent_escapes_must_be_two_hex_digits() {
+        for ok in ["/a/b", "/a/%3A", "/a/%25ZZ", "/a/%e4%b8%ad", "/%41"] {
+            assert!(!has_bad_escape(ok), "{ok}");
+        }
+        for bad in ["/a/%ZZ", "/a/%", "/a/%4", "/a/%4G/b", "/%%41", "/a/%g0"] {
+            assert!(has_bad_escape(bad), "{bad}");
+        }
+    }
 }

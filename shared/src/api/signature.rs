@@ -9,10 +9,12 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::{json, path_params, AppState};
+use crate::config::AuthMode;
 use crate::error::ApiError;
-use crate::ids::{check_id, parse_group_id, MemberList};
+use crate::ids::{check_id, MemberList};
+use crate::policy::{self, Check, GroupRule, Lookup};
 use crate::signing::{self, Operation};
-use crate::store::{Caller, Standing};
+use crate::store::Caller;
 
 /// Every signature route's parameters; axum has already URL-decoded them. The seed
 /// routes name the conversation `conversion_id`, the newer ones `conversation_id`.
@@ -54,13 +56,34 @@ enum Kind {
 }
 
 impl Kind {
-    /// What a client needs to be in a group to have this signature on the group's
-    /// conversation; `None`: no group rule applies.
-    fn group_rule(self) -> Option<fn(&Standing) -> bool> {
+    /// The group check this request needs (see [`crate::policy`]); `None`: only the
+    /// caller's identity matters.
+    fn check<'a>(self, conversation_id: &'a str, members: &'a MemberList) -> Option<Check<'a>> {
+        let on_conversation = |rule, acts_on_members| Check {
+            conversation_id,
+            rule,
+            unlinked_policy: true,
+            acts_on_members,
+        };
         match self {
-            Kind::Invite | Kind::History => Some(|s| s.member),
-            Kind::Kick | Kind::ConversationBlock(_) => Some(|s| s.owner || s.admin),
-            Kind::Login | Kind::Conversation | Kind::ClientBlock(_) => None,
+            Kind::Invite | Kind::History => Some(on_conversation(GroupRule::Member, false)),
+            Kind::Kick | Kind::ConversationBlock(_) => {
+                Some(on_conversation(GroupRule::Manager, true))
+            }
+            // Opening a conversation with one id that is a group's conversation signs the
+            // same fields as that conversation's history (byte for byte in the demo
+            // layout): it takes what history takes. On any other id it is a one-to-one
+            // chat, which every client may open.
+            Kind::Conversation => match members.ids() {
+                [only] => Some(Check {
+                    conversation_id: only,
+                    rule: GroupRule::Member,
+                    unlinked_policy: false,
+                    acts_on_members: false,
+                }),
+                _ => None,
+            },
+            Kind::Login | Kind::ClientBlock(_) => None,
         }
     }
 
@@ -73,39 +96,41 @@ impl Kind {
 }
 
 /// Who may have this signature: a client signs only for itself, within its own app (the
-/// app's backend for anyone in it); on a conversation that is one of the app's groups,
-/// the group's roles apply (see [`Kind::group_rule`]).
+/// app's backend for anyone in it, and every signature of its app); on a conversation
+/// that is one of the app's groups, the group's rules apply ([`crate::policy`]).
 async fn authorize(
     state: &AppState,
     caller: &Caller,
     p: &SignaturePath,
-    kind: Kind,
-    conversation_id: &str,
+    check: Option<Check<'_>>,
+    members: &MemberList,
 ) -> Result<(), ApiError> {
     if caller.app_id != p.app_id || (!caller.app_admin && caller.client_id != p.client_id) {
         return Err(ApiError::Forbidden);
     }
-    let Some(rule) = kind.group_rule().filter(|_| !caller.app_admin) else {
+    let Some(check) = check.filter(|_| !caller.app_admin) else {
         return Ok(());
     };
-    // A conversation is a group's when a group links it (its `conversation_id`), or,
-    // for groups used without a conversation of their own, when it is the group id.
-    // Any other conversation is one the service has no rule for.
-    let linked = state
-        .store
-        .conversation_group(&p.app_id, conversation_id)
-        .await?;
-    let Some(group_id) = linked.or_else(|| parse_group_id(conversation_id).ok()) else {
-        return Ok(());
+    let group_id = match policy::lookup(check.conversation_id) {
+        Lookup::GroupId(id) => Some(id),
+        Lookup::Link => {
+            state
+                .store
+                .conversation_group(&p.app_id, check.conversation_id)
+                .await?
+        }
     };
-    match state
-        .store
-        .standing(&p.app_id, group_id, &p.client_id)
-        .await?
-    {
-        Some(standing) if !rule(&standing) => Err(ApiError::Forbidden),
-        _ => Ok(()),
-    }
+    let group = match group_id {
+        Some(id) => Some(state.store.standing(&p.app_id, id, &p.client_id).await?),
+        None => None,
+    };
+    policy::judge(
+        &check,
+        members,
+        group.as_ref(),
+        state.config.unlinked_conversations,
+    )
+    .map_err(|_| ApiError::Forbidden)
 }
 
 async fn sign(
@@ -143,7 +168,10 @@ async fn sign(
             conversation_id,
             members: &members,
         },
-        Kind::History => Operation::History { conversation_id },
+        Kind::History => Operation::History {
+            conversation_id,
+            format: state.config.history_format,
+        },
         Kind::ClientBlock(block) => Operation::ClientBlock {
             conversation_id,
             block,
@@ -155,8 +183,22 @@ async fn sign(
         },
     };
     // Validate everything before any lookup: bad input never reaches DynamoDB.
-    authorize(state, &caller, &p, kind, conversation_id).await?;
-    let key = state.keys.master_key(&p.app_id).await?;
+    authorize(
+        state,
+        &caller,
+        &p,
+        kind.check(conversation_id, &members),
+        &members,
+    )
+    .await?;
+    let key = match state.keys.master_key(&p.app_id).await {
+        // The caller's token was issued for this app (checked above): with the app gone,
+        // the token speaks for nobody.
+        Err(ApiError::NotFound(_)) if state.config.auth == AuthMode::Tokens => {
+            return Err(ApiError::Unauthorized)
+        }
+        other => other?,
+    };
     let signed = signing::sign(
         &key,
         &p.app_id,

@@ -1,0 +1,690 @@
+//! The signing holes, tried as an attacker would, over HTTP: against the local server
+//! that `make run` starts (its defaults: history layout `docs`, unlinked conversations
+//! `allow`), and against the same router configured with the other settings, served on a
+//! free port over the same DynamoDB Local. Every signature a test accepts is checked
+//! against Python's HMAC.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::openapi::{self, Checked};
+use common::*;
+use im_shared::api::{router, AppState};
+use im_shared::config::Config;
+use im_shared::routes::Function;
+use im_shared::store::{DynamoStore, KeyStore};
+use reqwest::{Client, Method};
+use serde_json::{json, Value};
+
+/// Requests "as" this client carry a token of the app's backend (`role: admin`).
+const BACKEND: &str = "app-backend";
+
+#[derive(Clone)]
+struct Api {
+    http: Client,
+    base: String,
+    store: DynamoStore,
+    app: TestApp,
+}
+
+/// A new app on the local server's table, reached through `base`.
+async fn api_at(base: String, prefix: &str) -> Api {
+    let store = DynamoStore::new(ddb().await, env("IM_TEST_LOCAL_TABLE"));
+    Api {
+        http: Client::new(),
+        base,
+        app: TestApp::register(&store, prefix).await,
+        store,
+    }
+}
+
+/// The local server, as `make run` configures it.
+async fn local(prefix: &str) -> Api {
+    api_at(env("IM_TEST_HTTP_URL"), prefix).await
+}
+
+/// The service with these settings (besides the table), on a free port.
+async fn configured(prefix: &str, settings: &[(&'static str, &'static str)]) -> Api {
+    let table = env("IM_TEST_LOCAL_TABLE");
+    let settings = settings.to_vec();
+    let config = Config::from_lookup(|name| match name {
+        "TABLE_NAME" => Some(table.clone()),
+        other => settings
+            .iter()
+            .find(|(k, _)| *k == other)
+            .map(|(_, v)| v.to_string()),
+    })
+    .unwrap();
+    let store = DynamoStore::new(ddb().await, env("IM_TEST_LOCAL_TABLE"));
+    let service = router(AppState::new(config, Arc::new(store)), &Function::ALL);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+    api_at(base, prefix).await
+}
+
+impl Api {
+    fn token(&self, client: &str) -> String {
+        if client == BACKEND {
+            self.app.admin_token(client)
+        } else {
+            self.app.token(client)
+        }
+    }
+
+    async fn send(&self, client: &str, method: Method, path: &str, body: Option<Value>) -> Checked {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(self.token(client));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        openapi::send(&method, req).await
+    }
+
+    async fn get(&self, client: &str, path: &str) -> Checked {
+        self.send(client, Method::GET, path, None).await
+    }
+
+    /// `client`'s signature on `path` (below `/signature/`, after the app id): the status,
+    /// and for a 200 a check of the signature against Python's HMAC.
+    async fn sign(&self, client: &str, path: &str) -> u16 {
+        let resp = self
+            .get(
+                client,
+                &format!("/signature/{path}").replace("{a}", &self.app.app_id),
+            )
+            .await;
+        let status = resp.status().as_u16();
+        if status == 200 {
+            verify_signature_response(&resp.json().await.unwrap(), &self.app.master_key);
+        }
+        status
+    }
+
+    async fn create(&self, owner: &str, body: Value) -> u64 {
+        let resp = self
+            .send(owner, Method::POST, "/im/group", Some(body))
+            .await;
+        assert_eq!(resp.status(), 201);
+        resp.json::<Value>().await.unwrap()["group_id"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// A group owned by `owner` with `members`; with `conversation`, linked to it by the
+    /// app's backend.
+    async fn group(&self, owner: &str, members: &str, conversation: Option<&str>) -> u64 {
+        let id = self
+            .create(
+                owner,
+                json!({"group_name": "g", "member_client_ids": members}),
+            )
+            .await;
+        if let Some(c) = conversation {
+            let resp = self
+                .send(
+                    BACKEND,
+                    Method::PUT,
+                    &format!("/im/group/{id}"),
+                    Some(json!({"conversation_id": c})),
+                )
+                .await;
+            assert_eq!(resp.status(), 200);
+        }
+        id
+    }
+
+    async fn link_item(&self, conversation: &str) -> Option<u64> {
+        self.store
+            .client()
+            .get_item()
+            .table_name(self.store.table())
+            .key(
+                "pk",
+                AttributeValue::S(format!("CONV#{}:{conversation}", self.app.app_id)),
+            )
+            .key("sk", AttributeValue::S("CONV".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item()
+            .and_then(|i| i.get("group_id"))
+            .and_then(|v| v.as_n().ok())
+            .map(|n| n.parse().unwrap())
+    }
+}
+
+// 1. One message, one meaning -------------------------------------------------------------
+
+#[tokio::test]
+async fn a_one_member_open_conversation_on_a_group_takes_membership() {
+    let api = local("open-one").await;
+    let conv = unique("conv");
+    let g = api.group("owner", "member", Some(&conv)).await;
+    for target in [conv.clone(), g.to_string()] {
+        // The same fields as this conversation's history: members only.
+        assert_eq!(
+            api.sign("outsider", &format!("conversation/{{a}}/outsider/{target}"))
+                .await,
+            403,
+            "{target}"
+        );
+        assert_eq!(
+            api.sign("outsider", &format!("conversion/{{a}}/outsider/{target}"))
+                .await,
+            403,
+            "{target}, the seed spelling"
+        );
+        assert_eq!(
+            api.sign("member", &format!("conversation/{{a}}/member/{target}"))
+                .await,
+            200
+        );
+        assert_eq!(
+            api.sign(BACKEND, &format!("conversation/{{a}}/outsider/{target}"))
+                .await,
+            200,
+            "the app's backend"
+        );
+        assert_eq!(
+            api.sign("outsider", &format!("history/{{a}}/outsider/{target}"))
+                .await,
+            403
+        );
+    }
+    // A plain one-to-one chat, and a conversation of several, sign as before.
+    assert_eq!(api.sign("alice", "conversation/{a}/alice/bob").await, 200);
+    assert_eq!(
+        api.sign(
+            "outsider",
+            &format!("conversation/{{a}}/outsider/{conv}:member")
+        )
+        .await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn history_signs_the_docs_layout_by_default_and_demo_when_set() {
+    let docs = local("hist-docs").await;
+    let demo = configured("hist-demo", &[("IM_HISTORY_SIGNATURE_FORMAT", "demo")]).await;
+    for (api, layout) in [
+        (&docs, "{a}:{c}:conv-1:{nonce}:{ts}"),
+        (&demo, "{a}:{c}:conv-1:{ts}:{nonce}"),
+    ] {
+        let a = &api.app.app_id;
+        let resp = api
+            .get("carol", &format!("/signature/history/{a}/carol/conv-1"))
+            .await;
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        let (ts, nonce) = (
+            body["timestamp"].as_str().unwrap(),
+            body["nonce"].as_str().unwrap(),
+        );
+        let message = layout
+            .replace("{a}", a)
+            .replace("{c}", "carol")
+            .replace("{ts}", ts)
+            .replace("{nonce}", nonce);
+        assert_eq!(
+            body["signature"].as_str().unwrap(),
+            python_hmac_sha1(&api.app.master_key, &message),
+            "{message}"
+        );
+        assert_eq!(body["action"], "history");
+    }
+}
+
+// 2. Group ids are not up for grabs ---------------------------------------------------------
+
+#[tokio::test]
+async fn a_numeric_conversation_id_is_its_group_whatever_a_link_says() {
+    let api = local("numeric").await;
+    let victim = api.group("victim-owner", "victim-member", None).await;
+    let mine = api.group("mallory", "", None).await;
+    let path = |id: u64| format!("/im/group/{id}");
+    // Nobody, not even the backend, links another group's id as a conversation.
+    for (id, status) in [(mine, 409), (victim, 200)] {
+        let resp = api
+            .send(
+                BACKEND,
+                Method::PUT,
+                &path(id),
+                Some(json!({"conversation_id": victim.to_string()})),
+            )
+            .await;
+        assert_eq!(resp.status(), status, "group {id} linking {victim}");
+        if status == 409 {
+            let body: Value = resp.json().await.unwrap();
+            assert!(body["msg"].as_str().unwrap().contains("group id"), "{body}");
+        }
+    }
+    let resp = api
+        .send(
+            BACKEND,
+            Method::POST,
+            "/im/group",
+            Some(json!({"group_name": "x", "conversation_id": victim.to_string()})),
+        )
+        .await;
+    assert_eq!(resp.status(), 409);
+    // A link made before this rule (written here straight into the table) that points the
+    // victim's id at mallory's group changes nothing: the id is the victim's group.
+    api.store
+        .client()
+        .put_item()
+        .table_name(api.store.table())
+        .item(
+            "pk",
+            AttributeValue::S(format!("CONV#{}:{victim}", api.app.app_id)),
+        )
+        .item("sk", AttributeValue::S("CONV".into()))
+        .item("group_id", AttributeValue::N(mine.to_string()))
+        .send()
+        .await
+        .unwrap();
+    for op in [
+        format!("kick/{{a}}/mallory/{victim}/victim-member"),
+        format!("history/{{a}}/mallory/{victim}"),
+        format!("conversation-block/{{a}}/mallory/{victim}/victim-member"),
+    ] {
+        assert_eq!(api.sign("mallory", &op).await, 403, "{op}");
+    }
+    assert_eq!(
+        api.sign(
+            "victim-member",
+            &format!("history/{{a}}/victim-member/{victim}")
+        )
+        .await,
+        200
+    );
+}
+
+// 3. Linking a conversation is a privilege --------------------------------------------------
+
+#[tokio::test]
+async fn only_the_backend_links_a_conversation_and_a_refusal_writes_nothing() {
+    let api = local("link-priv").await;
+    // A one-to-one chat's conversation, and another group's not yet linked.
+    let chat = unique("chat");
+    let resp = api
+        .send(
+            "mallory",
+            Method::POST,
+            "/im/group",
+            Some(json!({"group_name": "mine", "conversation_id": chat})),
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(api.link_item(&chat).await, None, "no link was written");
+    let groups = api.get("mallory", "/im/user/mallory/groups").await;
+    let groups: Value = groups.json().await.unwrap();
+    assert_eq!(groups["groups"], json!([]), "no group was written");
+
+    let g = api.group("mallory", "friend", None).await;
+    let before = api.get("mallory", &format!("/im/group/{g}")).await;
+    let etag = before.headers()["etag"].clone();
+    let resp = api
+        .send(
+            "mallory",
+            Method::PUT,
+            &format!("/im/group/{g}"),
+            Some(json!({"conversation_id": chat, "group_name": "renamed"})),
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    let after = api.get("mallory", &format!("/im/group/{g}")).await;
+    assert_eq!(after.headers()["etag"], etag, "the group did not change");
+    let after: Value = after.json().await.unwrap();
+    assert_eq!(after["conversation_id"], Value::Null);
+    assert_eq!(after["group_name"], "g");
+    assert_eq!(api.link_item(&chat).await, None);
+
+    // The backend links it; a client asking for the same conversation hears 403, never
+    // the 409 that would tell it the conversation is taken.
+    let other = api.group("bob", "", Some(&chat)).await;
+    assert_eq!(api.link_item(&chat).await, Some(other));
+    let resp = api
+        .send(
+            "mallory",
+            Method::PUT,
+            &format!("/im/group/{g}"),
+            Some(json!({"conversation_id": chat})),
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    let resp = api
+        .send(
+            BACKEND,
+            Method::PUT,
+            &format!("/im/group/{g}"),
+            Some(json!({"conversation_id": chat})),
+        )
+        .await;
+    assert_eq!(resp.status(), 409);
+    assert_eq!(
+        api.sign("mallory", &format!("kick/{{a}}/mallory/{chat}/bob"))
+            .await,
+        403
+    );
+}
+
+// 4. Unlinked conversations follow a stated policy -------------------------------------------
+
+#[tokio::test]
+async fn unlinked_conversations_allow_any_client_by_default() {
+    let api = local("unlinked-allow").await;
+    let free = unique("free");
+    for op in [
+        "invite",
+        "kick",
+        "conversation-block",
+        "conversation-unblock",
+    ] {
+        assert_eq!(
+            api.sign("alice", &format!("{op}/{{a}}/alice/{free}/bob"))
+                .await,
+            200,
+            "{op}"
+        );
+    }
+    assert_eq!(
+        api.sign("alice", &format!("history/{{a}}/alice/{free}"))
+            .await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn unlinked_conversations_deny_clients_when_set() {
+    let api = configured("unlinked-deny", &[("IM_UNLINKED_CONVERSATIONS", "deny")]).await;
+    let free = unique("free");
+    for op in [
+        "invite",
+        "kick",
+        "conversation-block",
+        "conversation-unblock",
+    ] {
+        let path = format!("{op}/{{a}}/alice/{free}/bob");
+        assert_eq!(api.sign("alice", &path).await, 403, "{op}");
+        assert_eq!(api.sign(BACKEND, &path).await, 200, "{op}, the backend");
+    }
+    assert_eq!(
+        api.sign("alice", &format!("history/{{a}}/alice/{free}"))
+            .await,
+        403
+    );
+    assert_eq!(
+        api.sign(BACKEND, &format!("history/{{a}}/alice/{free}"))
+            .await,
+        200
+    );
+    // One-to-one chats, logins and a client's own blocks are no group's matter.
+    assert_eq!(api.sign("alice", "conversation/{a}/alice/bob").await, 200);
+    assert_eq!(api.sign("alice", "login/{a}/alice").await, 200);
+    assert_eq!(
+        api.sign("alice", &format!("block/{{a}}/alice/{free}"))
+            .await,
+        200
+    );
+    // A group's conversation follows the group's rules.
+    let conv = unique("conv");
+    let g = api.group("owner", "member", Some(&conv)).await;
+    assert_eq!(
+        api.sign("member", &format!("history/{{a}}/member/{conv}"))
+            .await,
+        200
+    );
+    assert_eq!(
+        api.sign("member", &format!("history/{{a}}/member/{g}"))
+            .await,
+        200
+    );
+    assert_eq!(
+        api.sign("owner", &format!("kick/{{a}}/owner/{conv}/member"))
+            .await,
+        200
+    );
+    // A link that moved away leaves the old conversation unlinked: denied.
+    let moved = unique("conv");
+    let resp = api
+        .send(
+            BACKEND,
+            Method::PUT,
+            &format!("/im/group/{g}"),
+            Some(json!({"conversation_id": moved})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        api.sign("member", &format!("history/{{a}}/member/{conv}"))
+            .await,
+        403
+    );
+    assert_eq!(
+        api.sign("member", &format!("history/{{a}}/member/{moved}"))
+            .await,
+        200
+    );
+    // So does a deleted group's.
+    let resp = api
+        .send("owner", Method::DELETE, &format!("/im/group/{g}"), None)
+        .await;
+    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        api.sign("member", &format!("history/{{a}}/member/{moved}"))
+            .await,
+        403
+    );
+    assert_eq!(
+        api.sign("member", &format!("history/{{a}}/member/{g}"))
+            .await,
+        403
+    );
+}
+
+#[tokio::test]
+async fn deleted_and_moved_conversations_are_unlinked_and_a_group_being_deleted_refuses() {
+    let api = local("unlinked-life").await;
+    let conv = unique("conv");
+    let g = api.group("owner", "member", Some(&conv)).await;
+    let history = |who: &'static str, c: String| {
+        let api = api.clone();
+        async move { api.sign(who, &format!("history/{{a}}/{who}/{c}")).await }
+    };
+    assert_eq!(history("outsider", conv.clone()).await, 403);
+    // Half-deleted (the first step of a delete marks the group; a crash may stop there):
+    // its conversation is not free yet, and nobody but the backend has signatures on it.
+    api.store
+        .client()
+        .update_item()
+        .table_name(api.store.table())
+        .key("pk", AttributeValue::S(format!("GROUP#{g}")))
+        .key("sk", AttributeValue::S("META".into()))
+        .update_expression("SET #s = :d")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":d", AttributeValue::S("deleting".into()))
+        .send()
+        .await
+        .unwrap();
+    for c in [conv.clone(), g.to_string()] {
+        assert_eq!(history("outsider", c.clone()).await, 403, "{c}");
+        assert_eq!(history("member", c.clone()).await, 403, "{c}");
+        assert_eq!(
+            api.sign(BACKEND, &format!("history/{{a}}/member/{c}"))
+                .await,
+            200
+        );
+    }
+    // The delete finishes (404 for the caller: it had already been deleted); with the
+    // default policy the old conversation is now anyone's to sign for, for themselves.
+    let resp = api
+        .send("owner", Method::DELETE, &format!("/im/group/{g}"), None)
+        .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(api.link_item(&conv).await, None);
+    assert_eq!(history("outsider", conv.clone()).await, 200);
+    assert_eq!(history("outsider", g.to_string()).await, 200);
+}
+
+// 5. Never the owner ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn only_the_owner_and_the_backend_name_the_owner_in_a_kick_or_block() {
+    let api = local("never-owner").await;
+    let conv = unique("conv");
+    let g = api.group("owner", "admin1:member", Some(&conv)).await;
+    let resp = api
+        .send(
+            "owner",
+            Method::POST,
+            &format!("/im/group/{g}/admin"),
+            Some(json!({"member_client_ids": "admin1"})),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    for c in [conv.clone(), g.to_string()] {
+        for op in ["kick", "conversation-block", "conversation-unblock"] {
+            let naming_owner = format!("{op}/{{a}}/admin1/{c}/member:owner");
+            assert_eq!(api.sign("admin1", &naming_owner).await, 403, "{op} {c}");
+            assert_eq!(
+                api.sign("admin1", &format!("{op}/{{a}}/admin1/{c}/member"))
+                    .await,
+                200,
+                "{op} {c}: an admin may act on a plain member"
+            );
+            assert_eq!(
+                api.sign("owner", &format!("{op}/{{a}}/owner/{c}/member:owner"))
+                    .await,
+                200
+            );
+            assert_eq!(api.sign(BACKEND, &naming_owner).await, 200);
+        }
+    }
+}
+
+// 6. Small holes ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn malformed_member_cursors_are_400() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let api = local("cursor").await;
+    let g = api.group("owner", "a:b:c", None).await;
+    for inner in [
+        "x".repeat(2000),
+        "x".repeat(65),
+        "a:b".to_owned(),
+        "a\u{1}".to_owned(),
+    ] {
+        let cursor = URL_SAFE_NO_PAD.encode(format!("m:{inner}"));
+        let resp = api
+            .get("owner", &format!("/im/group/{g}/member?cursor={cursor}"))
+            .await;
+        assert_eq!(resp.status(), 400, "{} chars", inner.len());
+    }
+    // A cursor the listing returned still works.
+    let page: Value = api
+        .get("owner", &format!("/im/group/{g}/member?limit=2"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let resp = api
+        .get(
+            "owner",
+            &format!("/im/group/{g}/member?limit=2&cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn an_undecodable_percent_escape_is_400_not_signed_literally() {
+    let api = local("escapes").await;
+    for path in [
+        "history/{a}/alice/%ZZ",
+        "history/{a}/alice/x%",
+        "login/{a}/al%G1ce",
+    ] {
+        assert_eq!(api.sign("alice", path).await, 400, "{path}");
+    }
+    let resp = api
+        .get(
+            "alice",
+            &format!("/signature/history/{}/alice/%25ZZ", api.app.app_id),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["conversation_id"], "%ZZ");
+    verify_signature_response(&body, &api.app.master_key);
+}
+
+#[tokio::test]
+async fn removing_an_app_retires_its_token_keys_and_its_tokens_stop() {
+    // A short cache, so that a warm process's copy of the key runs out within the test.
+    let api = configured("removed", &[("IM_APP_CACHE_SECONDS", "1")]).await;
+    let second_kid = unique("kid");
+    api.store
+        .create_token_key(
+            &second_kid,
+            &api.app.app_id,
+            &im_shared::secret::Secret::new(test_token_secret()),
+        )
+        .await
+        .unwrap();
+    let g = api.group("alice", "", None).await;
+    assert_eq!(api.sign("alice", "login/{a}/alice").await, 200);
+    // The operator removes the app with the command they would use.
+    let out = std::process::Command::new(bin("im-admin"))
+        .args([
+            "--table",
+            api.store.table(),
+            "app",
+            "remove",
+            &api.app.app_id,
+        ])
+        .env("AWS_ENDPOINT_URL_DYNAMODB", env("IM_TEST_DDB_ENDPOINT"))
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let keys = api.store.list_token_keys().await.unwrap();
+    for kid in [&api.app.kid, &second_kid] {
+        let (_, app, status) = keys.iter().find(|(k, _, _)| k == kid).unwrap();
+        assert_eq!(
+            (app.as_str(), status.as_str()),
+            (api.app.app_id.as_str(), "retired")
+        );
+    }
+    assert!(api.store.token_key(&api.app.kid).await.unwrap().is_none());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(api.sign("alice", "login/{a}/alice").await, 401);
+    assert_eq!(
+        api.get("alice", &format!("/im/group/{g}")).await.status(),
+        401
+    );
+    // No key can be added to the removed app.
+    assert!(api
+        .store
+        .create_token_key(
+            &unique("kid"),
+            &api.app.app_id,
+            &im_shared::secret::Secret::new(test_token_secret())
+        )
+        .await
+        .is_err());
+}
