@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use im_shared::secret::Secret;
+use im_shared::model::Secret;
 
 /// Longest accepted key; real master keys are a few dozen characters.
 const MAX_KEY_BYTES: usize = 1024;

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use im_admin::{keyinput, table};
 use im_shared::auth;
-use im_shared::ids::check_id;
+use im_shared::model::ids::check_id;
 use im_shared::store::{DynamoStore, KeyStore, StoreError};
 
 #[derive(Parser)]

@@ -21,8 +21,8 @@ use anyhow::{Context, Result};
 use im_shared::api::{router, AppState};
 use im_shared::auth;
 use im_shared::config::Config;
+use im_shared::model::Secret;
 use im_shared::routes::Function;
-use im_shared::secret::Secret;
 use im_shared::store::{DynamoStore, StoreError};
 use rand::distr::{Alphanumeric, SampleString};
 
@@ -48,7 +48,8 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(&state_dir)?;
     let table = env_or("TABLE_NAME", "im-local");
     let app_id = env_or("IM_DEV_APP_ID", "dev-app");
-    im_shared::ids::check_id("IM_DEV_APP_ID", &app_id, 64).map_err(|e| anyhow::anyhow!("{e}"))?;
+    im_shared::model::ids::check_id("IM_DEV_APP_ID", &app_id, 64)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     // DynamoDB: the one given, or our own DynamoDB Local.
     let mut ddb = None;
@@ -97,7 +98,7 @@ async fn serve(state_dir: &Path, table: &str, app_id: &str, endpoint: &str) -> R
         "TABLE_NAME" => Some(table.to_owned()),
         other => std::env::var(other).ok(),
     })?;
-    let app = router(AppState::new(config, Arc::new(store)), &Function::ALL)
+    let app = router(AppState::new(config, Arc::new(store)), Function::ALL)
         .route("/openapi.yaml", axum::routing::get(openapi_yaml));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port("PORT", "3000")?))
         .await

@@ -1,5 +1,6 @@
-//! Who is calling: every route but `/health` takes a [`Caller`], so a handler cannot be
-//! written without authentication. Two modes (see [`AuthMode`]):
+//! Bearer tokens: verifying them (for the `tokens` mode of `api::extract::caller`) and
+//! minting them (for the admin command, the local run and tests). Two modes of
+//! authentication exist (`crate::config::AuthMode`):
 //!
 //! - tokens: `Authorization: Bearer <JWT>`, HS256 only, signed by the app's backend with a
 //!   secret stored in the table under the token's `kid`; `sub` is the client id, `exp` is
@@ -11,22 +12,17 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use lambda_http::request::RequestContext;
 use serde::{Deserialize, Serialize};
 
-use crate::api::AppState;
-use crate::config::AuthMode;
-use crate::error::ApiError;
-use crate::ids::check_id;
-use crate::secret::Secret;
-use crate::store::{Caller, TokenKey};
+use crate::model::ids::check_id;
+use crate::model::{Caller, Secret, TokenKey};
 
-/// Longer headers are refused before any parsing.
-const MAX_TOKEN_BYTES: usize = 4096;
+/// The one answer to every failed check: the caller is not told which check failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unauthorized")]
+pub struct Unauthorized;
+
 const MAX_KID_CHARS: usize = 128;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,31 +44,16 @@ fn now() -> u64 {
         .unwrap_or_default()
 }
 
-/// The token from `Authorization: Bearer <token>`.
-pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or(ApiError::Unauthorized)?
-        .to_str()
-        .map_err(|_| ApiError::Unauthorized)?;
-    let (scheme, token) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > MAX_TOKEN_BYTES {
-        return Err(ApiError::Unauthorized);
-    }
-    Ok(token)
-}
-
 /// The `kid` a token names, after checking that its header asks for HS256 (a token whose
 /// `alg` is `none` or anything else never reaches a key).
-pub fn token_kid(token: &str) -> Result<String, ApiError> {
-    let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::Unauthorized)?;
+pub fn token_kid(token: &str) -> Result<String, Unauthorized> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| Unauthorized)?;
     if header.alg != Algorithm::HS256 {
-        return Err(ApiError::Unauthorized);
+        return Err(Unauthorized);
     }
-    let kid = header.kid.ok_or(ApiError::Unauthorized)?;
+    let kid = header.kid.ok_or(Unauthorized)?;
     if kid.is_empty() || kid.chars().count() > MAX_KID_CHARS || kid.chars().any(char::is_control) {
-        return Err(ApiError::Unauthorized);
+        return Err(Unauthorized);
     }
     Ok(kid)
 }
@@ -83,7 +64,7 @@ pub fn verify_with_key(
     key: &TokenKey,
     leeway: u64,
     max_id_chars: usize,
-) -> Result<Caller, ApiError> {
+) -> Result<Caller, Unauthorized> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = leeway;
     validation.validate_exp = true;
@@ -94,12 +75,12 @@ pub fn verify_with_key(
         &DecodingKey::from_secret(key.secret.expose().as_bytes()),
         &validation,
     )
-    .map_err(|_| ApiError::Unauthorized)?;
+    .map_err(|_| Unauthorized)?;
     let claims = data.claims;
     if claims.iat.is_some_and(|iat| iat > now() + leeway) {
-        return Err(ApiError::Unauthorized);
+        return Err(Unauthorized);
     }
-    check_id("sub", &claims.sub, max_id_chars).map_err(|_| ApiError::Unauthorized)?;
+    check_id("sub", &claims.sub, max_id_chars).map_err(|_| Unauthorized)?;
     Ok(Caller {
         app_id: key.app_id.clone(),
         client_id: claims.sub,
@@ -134,77 +115,6 @@ pub fn claims_for(client_id: &str, admin: bool, ttl_secs: u64) -> Claims {
     }
 }
 
-/// Whether a claim's value is `wanted` or a list holding it as a whole element: a JSON
-/// array of strings, or the form API Gateway's HTTP API JWT authorizer gives a list claim
-/// such as `cognito:groups` (`[admin staff]`: brackets, elements split by single spaces).
-/// A word inside free text never counts, so "not an admin" does not make an admin.
-fn claim_names(value: &str, wanted: &str) -> bool {
-    if value == wanted {
-        return true;
-    }
-    if let Ok(items) = serde_json::from_str::<Vec<String>>(value) {
-        return items.iter().any(|item| item == wanted);
-    }
-    value
-        .strip_prefix('[')
-        .and_then(|v| v.strip_suffix(']'))
-        .is_some_and(|inner| inner.split(' ').any(|item| item == wanted))
-}
-
-/// The caller from the claims API Gateway's JWT authorizer verified.
-fn from_authorizer(
-    parts: &Parts,
-    app_id: &str,
-    client_claim: &str,
-    admin: &Option<(String, String)>,
-    max_id_chars: usize,
-) -> Result<Caller, ApiError> {
-    let Some(RequestContext::ApiGatewayV2(ctx)) = parts.extensions.get::<RequestContext>() else {
-        return Err(ApiError::Unauthorized);
-    };
-    let claims = &ctx
-        .authorizer
-        .as_ref()
-        .and_then(|a| a.jwt.as_ref())
-        .ok_or(ApiError::Unauthorized)?
-        .claims;
-    let client_id = claims.get(client_claim).ok_or(ApiError::Unauthorized)?;
-    check_id("client id claim", client_id, max_id_chars).map_err(|_| ApiError::Unauthorized)?;
-    let app_admin = admin
-        .as_ref()
-        .is_some_and(|(claim, value)| claims.get(claim).is_some_and(|v| claim_names(v, value)));
-    Ok(Caller {
-        app_id: app_id.to_owned(),
-        client_id: client_id.clone(),
-        app_admin,
-    })
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let max_id = state.config.limits.max_id_chars;
-        match &state.config.auth {
-            AuthMode::Tokens => {
-                let token = bearer(&parts.headers)?;
-                let kid = token_kid(token)?;
-                let key = state
-                    .keys
-                    .token_key(&kid)
-                    .await?
-                    .ok_or(ApiError::Unauthorized)?;
-                verify_with_key(token, &key, state.config.token_leeway_secs, max_id)
-            }
-            AuthMode::Authorizer {
-                app_id,
-                client_claim,
-                admin,
-            } => from_authorizer(parts, app_id, client_claim, admin, max_id),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,7 +129,7 @@ mod tests {
         }
     }
 
-    fn check(token: &str) -> Result<Caller, ApiError> {
+    fn check(token: &str) -> Result<Caller, Unauthorized> {
         let kid = token_kid(token)?;
         assert_eq!(kid, "k1");
         verify_with_key(token, &key(), 30, 64)
@@ -318,54 +228,6 @@ mod tests {
         )
         .unwrap();
         assert!(token_kid(&plain).is_err());
-    }
-
-    #[test]
-    fn admin_claims_match_whole_values_only() {
-        for yes in [
-            "admin",
-            "[admin]",
-            "[staff admin]",
-            "[admin staff]",
-            r#"["staff","admin"]"#,
-            r#"[ "admin" ]"#,
-        ] {
-            assert!(claim_names(yes, "admin"), "{yes}");
-        }
-        for no in [
-            "not an admin",
-            "admin staff",
-            "administrator",
-            "[administrators]",
-            "[staff,admin]",
-            r#"["admins"]"#,
-            r#"{"admin": true}"#,
-            "Admin",
-            "",
-            "[]",
-        ] {
-            assert!(!claim_names(no, "admin"), "{no}");
-        }
-    }
-
-    #[test]
-    fn authorization_header_forms() {
-        let mut h = HeaderMap::new();
-        assert!(bearer(&h).is_err());
-        h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
-        assert!(bearer(&h).is_err());
-        h.insert(header::AUTHORIZATION, "Bearer".parse().unwrap());
-        assert!(bearer(&h).is_err());
-        h.insert(
-            header::AUTHORIZATION,
-            "bearer  abc.def.ghi ".parse().unwrap(),
-        );
-        assert_eq!(bearer(&h).unwrap(), "abc.def.ghi");
-        h.insert(
-            header::AUTHORIZATION,
-            format!("Bearer {}", "a".repeat(5000)).parse().unwrap(),
-        );
-        assert!(bearer(&h).is_err());
     }
 
     proptest! {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use crate::signing::HistoryFormat;
+pub use crate::model::policy::UnlinkedConversations;
+pub use crate::model::signing::{HistoryFormat, TimestampUnit};
 
 /// DynamoDB allows 100 actions in one transaction. Creating a group writes the group
 /// item, the owner's membership, the idempotency record and the conversation link
@@ -26,25 +27,6 @@ pub enum AuthMode {
         /// A claim and the value (or one of the values) that marks an app admin.
         admin: Option<(String, String)>,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimestampUnit {
-    Seconds,
-    Milliseconds,
-}
-
-/// Who gets invite, kick, history and conversation-block signatures on a conversation that
-/// no group of the app claims (neither a group's linked `conversation_id` nor a group id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UnlinkedConversations {
-    /// Any client of the app, for itself: one-to-one chats and conversations the app
-    /// manages elsewhere keep working, but the service vouches for nothing about them.
-    #[default]
-    Allow,
-    /// Only the app's backend (`role: admin`): every conversation a client may act on
-    /// must be a group's.
-    Deny,
 }
 
 #[derive(Debug, Clone)]

@@ -1,28 +1,29 @@
-//! Everything the IM signing and group functions share. A map for newcomers:
+//! Everything the IM signing and group functions share. A map for newcomers (and
+//! `ARCHITECTURE.md` at the repository's root for the whole picture):
 //!
-//! - [`routes`]: the route list (path, method, function, event file, status);
-//! - [`api`]: the router built from it, and the handlers (`api/signature.rs`,
-//!   `api/group.rs`) where each route's rules are checked;
-//! - [`signing`]: the HMAC-SHA1 operation signatures;
-//! - [`policy`]: who may have which signature (pure rules the signature routes apply);
-//! - [`ids`], [`body`]: input validation and body parsing;
-//! - [`store`]: the DynamoDB model, where every item is written and every group rule
-//!   (owner, group admin, member) is enforced as a condition of the write;
-//! - [`error`]: the error type and its one mapping to HTTP;
-//! - [`auth`]: who is calling (bearer tokens, or API Gateway's JWT authorizer);
-//! - [`config`], [`secret`], [`keys`], [`telemetry`], [`lambda`]: plumbing.
+//! - [`model`]: the domain with no SDK or HTTP in it: callers, groups, member lists and
+//!   ids, the signed operations ([`model::signing`]) and who may have them
+//!   ([`model::policy`]);
+//! - [`store`]: the storage traits and their DynamoDB implementation, where every item is
+//!   written and every group rule is enforced as a condition of the write;
+//! - [`api`]: the HTTP layer: the route list ([`api::routes`]), the router built from it,
+//!   the handlers (`api/signature.rs`, `api/group/`), extractors and the one error type;
+//! - [`auth`]: bearer tokens, verified and minted;
+//! - [`config`], [`telemetry`], [`lambda`]: settings, logs, and the function binaries'
+//!   entry point.
 
 pub mod api;
 pub mod auth;
-pub mod body;
 pub mod config;
-pub mod error;
-pub mod ids;
-pub mod keys;
 pub mod lambda;
-pub mod policy;
-pub mod routes;
-pub mod secret;
-pub mod signing;
+pub mod model;
 pub mod store;
 pub mod telemetry;
+
+/// The route list, where newcomers look for it first.
+pub use api::routes;
+/// One entry type per Lambda function, for the binaries' `main.rs`.
+pub use api::routes::entry as functions;
+
+#[cfg(test)]
+mod architecture;

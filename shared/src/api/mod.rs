@@ -1,54 +1,31 @@
-//! The HTTP layer: state built once per process, the router built from the route list,
-//! and the middleware that renders every error in the one JSON shape.
+//! The HTTP layer: the router built from the route list ([`routes`]), the handlers
+//! ([`signature`], [`group`], [`health`]), what they extract from requests ([`extract`]),
+//! the state they share ([`state`]), and the middleware that renders every error in the
+//! one JSON shape ([`error`]).
 
+pub mod error;
+pub mod extract;
 mod group;
+mod health;
+mod respond;
+pub mod routes;
 mod signature;
+pub mod state;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Path, Request};
-use axum::http::{header, HeaderValue};
+use axum::extract::{MatchedPath, Request};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
-use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::config::Config;
-use crate::error::{ApiError, ErrorBody};
-use crate::keys::Keys;
-use crate::routes::{Function, ROUTES};
-use crate::store::{DynamoStore, Store};
-
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
-    pub keys: Keys,
-}
-
-impl AppState {
-    pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
-        let keys = Keys::new(store.clone(), config.app_cache_ttl);
-        Self {
-            config: Arc::new(config),
-            store,
-            keys,
-        }
-    }
-
-    /// Configuration and a DynamoDB client from the environment: done once at init and
-    /// reused by every warm invocation.
-    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let config = Config::from_env()?;
-        let client = DynamoStore::client_from_env().await;
-        let store = DynamoStore::new(client, config.table_name.clone());
-        Ok(Self::new(config, Arc::new(store)))
-    }
-}
+use self::error::{ApiError, ErrorBody};
+use self::routes::{Entry, Function, ROUTES};
+pub use self::state::AppState;
 
 fn method_filter(method: &str) -> MethodFilter {
     match method {
@@ -60,35 +37,24 @@ fn method_filter(method: &str) -> MethodFilter {
     }
 }
 
-fn handler(function: Function, filter: MethodFilter) -> MethodRouter<AppState> {
-    match function {
-        Function::LoginSignature => on(filter, signature::login),
-        Function::ConversationSignature => on(filter, signature::conversation),
-        Function::InviteSignature => on(filter, signature::invite),
-        Function::KickSignature => on(filter, signature::kick),
-        Function::HistorySignature => on(filter, signature::history),
-        Function::BlockSignature => on(filter, signature::block),
-        Function::UnblockSignature => on(filter, signature::unblock),
-        Function::ConversationBlockSignature => on(filter, signature::conversation_block),
-        Function::ConversationUnblockSignature => on(filter, signature::conversation_unblock),
-        Function::CreateGroup => on(filter, group::create),
-        Function::UpdateGroup => on(filter, group::update),
-        Function::GetGroup => on(filter, group::get_group),
-        Function::ListMembers => on(filter, group::list_members),
-        Function::ListUserGroups => on(filter, group::list_user_groups),
-        Function::DeleteGroup => on(filter, group::delete),
-        Function::AddMembers => on(filter, group::add_members),
-        Function::RemoveMembers => on(filter, group::remove_members),
-        Function::GrantAdmins => on(filter, group::grant_admins),
-        Function::RevokeAdmins => on(filter, group::revoke_admins),
-        Function::TransferOwner => on(filter, group::transfer_owner),
-        Function::Health => on(filter, health),
-    }
+/// A router serving every route of `functions` (the local server passes them all).
+/// Every handler is linked into the caller.
+pub fn router(state: AppState, functions: &[Function]) -> Router {
+    build(state, functions, Function::handler)
 }
 
-/// A router serving the routes of `functions` (all of them for the local server, one
-/// function's for a Lambda binary). Anything else is a JSON 404 or 405.
-pub fn router(state: AppState, functions: &[Function]) -> Router {
+/// A router serving one function's routes, and linking only that function's handler:
+/// what a function binary runs.
+pub fn router_for<E: Entry>(state: AppState) -> Router {
+    build(state, &[E::FUNCTION], |_, filter| E::handler(filter))
+}
+
+/// Anything outside `functions`' routes is a JSON 404 or 405.
+fn build(
+    state: AppState,
+    functions: &[Function],
+    handler: impl Fn(Function, MethodFilter) -> MethodRouter<AppState>,
+) -> Router {
     let mut by_path: BTreeMap<String, MethodRouter<AppState>> = BTreeMap::new();
     for route in ROUTES.iter().filter(|r| functions.contains(&r.function)) {
         let mut paths = vec![route.path.to_owned()];
@@ -119,14 +85,6 @@ pub fn router(state: AppState, functions: &[Function]) -> Router {
             tracing::error!("handler panicked");
             ApiError::Internal.into_response()
         }))
-}
-
-/// Liveness only: no data, no storage call, no authentication.
-async fn health() -> Response {
-    json(
-        axum::http::StatusCode::OK,
-        &serde_json::json!({"status": "ok"}),
-    )
 }
 
 /// Fills in the error body's `request` and writes one access-log line per request.
@@ -177,23 +135,6 @@ fn has_bad_escape(path: &str) -> bool {
             && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
                 && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
     })
-}
-
-/// Path parameters, with a decoding failure (say, invalid UTF-8) answered as a 400.
-fn path_params<T>(
-    path: Result<Path<T>, axum::extract::rejection::PathRejection>,
-) -> Result<T, ApiError> {
-    path.map(|Path(p)| p)
-        .map_err(|_| ApiError::bad("a path segment is not valid UTF-8 after URL decoding"))
-}
-
-fn json<T: Serialize>(status: axum::http::StatusCode, value: &T) -> Response {
-    let mut resp = (status, axum::Json(value)).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 #[cfg(test)]

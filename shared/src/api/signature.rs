@@ -8,13 +8,15 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use super::{json, path_params, AppState};
+use super::error::ApiError;
+use super::extract::path_params;
+use super::respond::json;
+use super::state::AppState;
 use crate::config::AuthMode;
-use crate::error::ApiError;
-use crate::ids::{check_id, MemberList};
-use crate::policy::{self, Check, GroupRule, Lookup};
-use crate::signing::{self, Operation};
-use crate::store::Caller;
+use crate::model::ids::{check_id, MemberList};
+use crate::model::policy::{self, Check, GroupRule, Lookup};
+use crate::model::signing::{self, Operation};
+use crate::model::Caller;
 
 /// Every signature route's parameters; axum has already URL-decoded them. The seed
 /// routes name the conversation `conversion_id`, the newer ones `conversation_id`.
@@ -191,13 +193,12 @@ async fn sign(
         &members,
     )
     .await?;
-    let key = match state.keys.master_key(&p.app_id).await {
+    let key = match state.keys.master_key(&p.app_id).await? {
+        Some(key) => key,
         // The caller's token was issued for this app (checked above): with the app gone,
         // the token speaks for nobody.
-        Err(ApiError::NotFound(_)) if state.config.auth == AuthMode::Tokens => {
-            return Err(ApiError::Unauthorized)
-        }
-        other => other?,
+        None if state.config.auth == AuthMode::Tokens => return Err(ApiError::Unauthorized),
+        None => return Err(ApiError::NotFound("app")),
     };
     let signed = signing::sign(
         &key,

@@ -1,4 +1,6 @@
-//! The one error type every route returns, and its mapping to HTTP. The JSON body is
+//! The one error type every route returns, and the one mapping to HTTP of every error
+//! below it (the model's [`Invalid`], authentication's [`Unauthorized`], the store's
+//! [`StoreError`]). The JSON body is
 //! `{"code": <int>, "msg": "...", "request": "METHOD /path"}`, the shape clients of the
 //! older service already parse. `request` is filled in by [`crate::api`]'s middleware,
 //! which is the only place that knows the request line.
@@ -7,6 +9,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use thiserror::Error;
+
+use crate::auth::Unauthorized;
+use crate::model::Invalid;
+use crate::store::StoreError;
 
 #[derive(Debug, Error)]
 pub enum ApiError {
@@ -80,6 +86,54 @@ impl ApiError {
             Self::Unprocessable(_) => 1022,
             Self::Unavailable => 1503,
             Self::Internal => 1500,
+        }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(err: Invalid) -> Self {
+        ApiError::BadRequest(err.0)
+    }
+}
+
+impl From<Unauthorized> for ApiError {
+    fn from(_: Unauthorized) -> Self {
+        ApiError::Unauthorized
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ApiError::NotFound("group"),
+            StoreError::Forbidden => ApiError::Forbidden,
+            StoreError::AlreadyExists => ApiError::Conflict("already exists".into()),
+            StoreError::NotMembers(ids) => {
+                ApiError::Conflict(format!("not members of the group: {}", ids.join(":")))
+            }
+            StoreError::Full { count, max, adding } => ApiError::Conflict(format!(
+                "the group has {count} of at most {max} members; adding {adding} would exceed that, so nobody was added"
+            )),
+            StoreError::Stale { current } => ApiError::PreconditionFailed(format!(
+                "the group changed since: its ETag is now \"{current}\""
+            )),
+            StoreError::ConversationTaken => ApiError::Conflict(
+                "conversation_id is already the conversation of another group".into(),
+            ),
+            StoreError::ConversationIsAGroupId(id) => ApiError::Conflict(format!(
+                "conversation_id {id} reads as a group id, which names that group's conversation; a group may link it only if it is its own id"
+            )),
+            StoreError::KeyReused => ApiError::Unprocessable(
+                "this Idempotency-Key was used with a different request".into(),
+            ),
+            StoreError::Contention => {
+                ApiError::Conflict("too many concurrent changes to this group; retry".into())
+            }
+            StoreError::Throttled => ApiError::Unavailable,
+            StoreError::Backend(detail) => {
+                tracing::error!(error = %detail, "storage failure");
+                ApiError::Internal
+            }
         }
     }
 }

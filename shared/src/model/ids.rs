@@ -3,24 +3,24 @@
 
 use std::collections::BTreeSet;
 
-use crate::error::ApiError;
+use super::Invalid;
 
 /// Checks one id (client, app or conversation id). A `:` would make the signed message
 /// ambiguous; control characters have no place in an id and would corrupt logs.
-pub fn check_id(field: &str, value: &str, max_chars: usize) -> Result<(), ApiError> {
+pub fn check_id(field: &str, value: &str, max_chars: usize) -> Result<(), Invalid> {
     if value.is_empty() {
-        return Err(ApiError::bad(format!("{field} must not be empty")));
+        return Err(Invalid::new(format!("{field} must not be empty")));
     }
     if value.chars().count() > max_chars {
-        return Err(ApiError::bad(format!(
+        return Err(Invalid::new(format!(
             "{field} is longer than {max_chars} characters"
         )));
     }
     if value.contains(':') {
-        return Err(ApiError::bad(format!("{field} must not contain ':'")));
+        return Err(Invalid::new(format!("{field} must not contain ':'")));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::bad(format!(
+        return Err(Invalid::new(format!(
             "{field} must not contain control characters"
         )));
     }
@@ -40,7 +40,7 @@ impl MemberList {
         joined: &str,
         max_ids: usize,
         max_chars: usize,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, Invalid> {
         if joined.is_empty() {
             return Ok(Self::default());
         }
@@ -52,19 +52,17 @@ impl MemberList {
         ids: impl IntoIterator<Item = &'a str>,
         max_ids: usize,
         max_chars: usize,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, Invalid> {
         let mut set = BTreeSet::new();
         for id in ids {
             if id.is_empty() {
-                return Err(ApiError::bad(format!(
-                    "{field} contains an empty client id"
-                )));
+                return Err(Invalid::new(format!("{field} contains an empty client id")));
             }
             check_id(field, id, max_chars)?;
             set.insert(id);
             // Checked while collecting so that a huge list is refused without sorting it.
             if set.len() > max_ids {
-                return Err(ApiError::bad(format!(
+                return Err(Invalid::new(format!(
                     "{field} may list at most {max_ids} client ids"
                 )));
             }
@@ -92,9 +90,9 @@ impl MemberList {
 
 /// Group ids are positive integers, written in plain decimal and small enough to be
 /// exact in a JSON number (2^53).
-pub fn parse_group_id(raw: &str) -> Result<u64, ApiError> {
+pub fn parse_group_id(raw: &str) -> Result<u64, Invalid> {
     const MAX: u64 = (1 << 53) - 1;
-    let bad = || ApiError::bad("group_id must be a positive integer");
+    let bad = || Invalid::new("group_id must be a positive integer");
     if raw.is_empty() || raw.len() > 16 || !raw.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
@@ -106,7 +104,7 @@ pub fn parse_group_id(raw: &str) -> Result<u64, ApiError> {
 
 /// A group may link a conversation id that reads as a group id only when it is its own
 /// id, written as the service writes it: such an id names that group's conversation
-/// (see `crate::policy`), so another group must not claim it.
+/// (see `super::policy`), so another group must not claim it.
 pub fn conversation_may_link(conversation_id: &str, group_id: u64) -> bool {
     parse_group_id(conversation_id).is_err() || conversation_id == group_id.to_string()
 }
@@ -116,7 +114,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn parse(s: &str) -> Result<MemberList, ApiError> {
+    fn parse(s: &str) -> Result<MemberList, Invalid> {
         MemberList::parse_joined("m", s, 100, 64)
     }
 

@@ -15,7 +15,7 @@
 //! (`app_id:client_id:member:timestamp:nonce`), so under it an open-conversation signature
 //! for member `X` is also a history signature for conversation `X`. That is why the
 //! signature routes hold such an open-conversation request to the history rule whenever
-//! `X` names a group's conversation, whichever layout is in use (`crate::policy`).
+//! `X` names a group's conversation, whichever layout is in use (`super::policy`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,9 +23,8 @@ use hmac::{Hmac, Mac};
 use rand::distr::{Alphanumeric, SampleString};
 use sha1::Sha1;
 
-use crate::config::TimestampUnit;
-use crate::ids::MemberList;
-use crate::secret::Secret;
+use super::ids::MemberList;
+use super::secret::Secret;
 
 /// Which published layout the history message follows (see the module notes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,6 +34,12 @@ pub enum HistoryFormat {
     Docs,
     /// `app_id:client_id:conversation_id:timestamp:nonce` (the vendor's signing demo).
     Demo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampUnit {
+    Seconds,
+    Milliseconds,
 }
 
 /// Length of the random nonce; the documented examples use eight letters and digits.

@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use mini_moka::sync::Cache;
 
-use crate::error::ApiError;
-use crate::secret::Secret;
-use crate::store::{KeyStore, StoreError, TokenKey};
+use super::{KeyStore, StoreError};
+use crate::model::{Secret, TokenKey};
 
 /// Bounded so that a flood of random ids cannot grow memory without limit.
 const MAX_CACHED: u64 = 10_000;
@@ -57,15 +56,13 @@ impl Keys {
         }
     }
 
-    /// The app's master key; 404 for an unknown app.
-    pub async fn master_key(&self, app_id: &str) -> Result<Secret, ApiError> {
-        cached(&self.master, app_id, self.store.master_key(app_id))
-            .await?
-            .ok_or(ApiError::NotFound("app"))
+    /// The app's master key, if the app exists.
+    pub async fn master_key(&self, app_id: &str) -> Result<Option<Secret>, StoreError> {
+        cached(&self.master, app_id, self.store.master_key(app_id)).await
     }
 
     /// The active token secret named `kid`, if there is one.
-    pub async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, ApiError> {
-        Ok(cached(&self.tokens, kid, self.store.token_key(kid)).await?)
+    pub async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError> {
+        cached(&self.tokens, kid, self.store.token_key(kid)).await
     }
 }

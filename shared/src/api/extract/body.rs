@@ -12,9 +12,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::api::AppState;
-use crate::error::ApiError;
-use crate::ids::MemberList;
+use crate::api::error::ApiError;
+use crate::api::state::AppState;
+use crate::model::MemberList;
 
 /// The raw body, refused with 413 past the configured limit.
 pub struct LimitedBody(pub Bytes);
@@ -136,10 +136,13 @@ impl MemberIds {
     pub fn normalize(&self, max_ids: usize, max_chars: usize) -> Result<MemberList, ApiError> {
         const FIELD: &str = "member_client_ids";
         match self {
-            Self::Joined(s) => MemberList::parse_joined(FIELD, s, max_ids, max_chars),
-            Self::List(v) => {
-                MemberList::from_ids(FIELD, v.iter().map(String::as_str), max_ids, max_chars)
-            }
+            Self::Joined(s) => Ok(MemberList::parse_joined(FIELD, s, max_ids, max_chars)?),
+            Self::List(v) => Ok(MemberList::from_ids(
+                FIELD,
+                v.iter().map(String::as_str),
+                max_ids,
+                max_chars,
+            )?),
         }
     }
 }

@@ -1,89 +1,93 @@
-//! The route list: the one place that says which paths exist, which Lambda function
-//! serves each, which `events/` file exercises it and what it answers on success.
-//! `template.yaml`, the local server and the function crates are all checked against
-//! this list by the e2e tests (`e2e/tests/routes_agree.rs`).
+//! The route list: the one place that says which Lambda functions exist (name, handler,
+//! entry type), which paths each serves, which `events/` file exercises a route and what
+//! it answers on success. `template.yaml`, the local server and the function crates are
+//! all checked against this list by the e2e tests (`routes_agree`).
 
-/// One Lambda function; its name is the function crate's package (and binary) name.
-/// The order of [`ROUTES`] is also the order the Lambda test replays `events/` in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Function {
-    LoginSignature,
-    ConversationSignature,
-    InviteSignature,
-    KickSignature,
-    HistorySignature,
-    BlockSignature,
-    UnblockSignature,
-    ConversationBlockSignature,
-    ConversationUnblockSignature,
-    CreateGroup,
-    UpdateGroup,
-    GetGroup,
-    ListMembers,
-    ListUserGroups,
-    DeleteGroup,
-    AddMembers,
-    RemoveMembers,
-    GrantAdmins,
-    RevokeAdmins,
-    TransferOwner,
-    Health,
+use axum::routing::{on, MethodFilter, MethodRouter};
+
+use super::health::health;
+use super::state::AppState;
+use super::{group, signature};
+
+/// A function's entry point: what a function binary runs (`im_shared::lambda::run`).
+/// One type per function, so that a binary names, and links, only its own handler.
+pub trait Entry {
+    const FUNCTION: Function;
+    /// The function's handler, for the routes of [`Entry::FUNCTION`].
+    fn handler(filter: MethodFilter) -> MethodRouter<AppState>;
 }
 
-impl Function {
-    pub const ALL: [Function; 21] = [
-        Function::LoginSignature,
-        Function::ConversationSignature,
-        Function::InviteSignature,
-        Function::KickSignature,
-        Function::HistorySignature,
-        Function::BlockSignature,
-        Function::UnblockSignature,
-        Function::ConversationBlockSignature,
-        Function::ConversationUnblockSignature,
-        Function::CreateGroup,
-        Function::UpdateGroup,
-        Function::GetGroup,
-        Function::ListMembers,
-        Function::ListUserGroups,
-        Function::DeleteGroup,
-        Function::AddMembers,
-        Function::RemoveMembers,
-        Function::GrantAdmins,
-        Function::RevokeAdmins,
-        Function::TransferOwner,
-        Function::Health,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Function::LoginSignature => "login-signature",
-            Function::ConversationSignature => "conversation-signature",
-            Function::InviteSignature => "invite-signature",
-            Function::KickSignature => "kick-signature",
-            Function::HistorySignature => "history-signature",
-            Function::BlockSignature => "block-signature",
-            Function::UnblockSignature => "unblock-signature",
-            Function::ConversationBlockSignature => "conversation-block-signature",
-            Function::ConversationUnblockSignature => "conversation-unblock-signature",
-            Function::CreateGroup => "create-group",
-            Function::UpdateGroup => "update-group",
-            Function::GetGroup => "get-group",
-            Function::ListMembers => "list-members",
-            Function::ListUserGroups => "list-user-groups",
-            Function::DeleteGroup => "delete-group",
-            Function::AddMembers => "add-members",
-            Function::RemoveMembers => "remove-members",
-            Function::GrantAdmins => "grant-admins",
-            Function::RevokeAdmins => "revoke-admins",
-            Function::TransferOwner => "transfer-owner",
-            Function::Health => "health",
+/// Writes the function list once: the [`Function`] enum, its names (each function
+/// crate's package and binary name), the handler of each (for the local server's
+/// router, which serves them all) and one [`Entry`] type per function in [`entry`].
+macro_rules! functions {
+    ($($function:ident = $name:literal => $handler:path,)*) => {
+        /// One Lambda function. The order of [`ROUTES`] is also the order the Lambda
+        /// test replays `events/` in.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Function {
+            $($function,)*
         }
-    }
 
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.name() == name)
-    }
+        impl Function {
+            pub const ALL: &'static [Function] = &[$(Function::$function,)*];
+
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Function::$function => $name,)*
+                }
+            }
+
+            pub fn from_name(name: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|f| f.name() == name)
+            }
+
+            /// The function's handler (every one of them is linked into the caller).
+            pub(crate) fn handler(self, filter: MethodFilter) -> MethodRouter<AppState> {
+                match self {
+                    $(Function::$function => on(filter, $handler),)*
+                }
+            }
+        }
+
+        /// The entry types, one per function, named as the [`Function`] variants.
+        pub mod entry {
+            use super::*;
+            $(
+                pub struct $function;
+                impl Entry for $function {
+                    const FUNCTION: Function = Function::$function;
+                    fn handler(filter: MethodFilter) -> MethodRouter<AppState> {
+                        on(filter, $handler)
+                    }
+                }
+            )*
+        }
+    };
+}
+
+functions! {
+    LoginSignature = "login-signature" => signature::login,
+    ConversationSignature = "conversation-signature" => signature::conversation,
+    InviteSignature = "invite-signature" => signature::invite,
+    KickSignature = "kick-signature" => signature::kick,
+    HistorySignature = "history-signature" => signature::history,
+    BlockSignature = "block-signature" => signature::block,
+    UnblockSignature = "unblock-signature" => signature::unblock,
+    ConversationBlockSignature = "conversation-block-signature" => signature::conversation_block,
+    ConversationUnblockSignature = "conversation-unblock-signature" => signature::conversation_unblock,
+    CreateGroup = "create-group" => group::create,
+    UpdateGroup = "update-group" => group::update,
+    GetGroup = "get-group" => group::get_group,
+    ListMembers = "list-members" => group::list_members,
+    ListUserGroups = "list-user-groups" => group::list_user_groups,
+    DeleteGroup = "delete-group" => group::delete,
+    AddMembers = "add-members" => group::add_members,
+    RemoveMembers = "remove-members" => group::remove_members,
+    GrantAdmins = "grant-admins" => group::grant_admins,
+    RevokeAdmins = "revoke-admins" => group::revoke_admins,
+    TransferOwner = "transfer-owner" => group::transfer_owner,
+    Health = "health" => health,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -153,7 +157,7 @@ mod tests {
 
     #[test]
     fn every_function_has_a_route_and_names_round_trip() {
-        for f in Function::ALL {
+        for &f in Function::ALL {
             assert!(routes_of(f).next().is_some(), "{f:?} has no route");
             assert_eq!(Function::from_name(f.name()), Some(f));
         }

@@ -9,9 +9,21 @@
 //! conversation is *unlinked*: the service knows nothing of who belongs to it, and
 //! [`UnlinkedConversations`] says who may have signatures on it.
 
-use crate::config::UnlinkedConversations;
-use crate::ids::{parse_group_id, MemberList};
-use crate::store::{GroupStatus, Standing};
+use super::group::{GroupStatus, Standing};
+use super::ids::{parse_group_id, MemberList};
+
+/// Who gets invite, kick, history and conversation-block signatures on a conversation that
+/// no group of the app claims (neither a group's linked `conversation_id` nor a group id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnlinkedConversations {
+    /// Any client of the app, for itself: one-to-one chats and conversations the app
+    /// manages elsewhere keep working, but the service vouches for nothing about them.
+    #[default]
+    Allow,
+    /// Only the app's backend (`role: admin`): every conversation a client may act on
+    /// must be a group's.
+    Deny,
+}
 
 /// What a caller must be in the conversation's group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,34 @@
+//! What every handler shares: configuration, storage and the key caches, built once per
+//! process (a function's init, or the local server's start) and reused warm.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::store::{DynamoStore, Keys, Store};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub keys: Keys,
+}
+
+impl AppState {
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
+        let keys = Keys::new(store.clone(), config.app_cache_ttl);
+        Self {
+            config: Arc::new(config),
+            store,
+            keys,
+        }
+    }
+
+    /// Configuration and a DynamoDB client from the environment: done once at init and
+    /// reused by every warm invocation.
+    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
+        let config = Config::from_env()?;
+        let client = DynamoStore::client_from_env().await;
+        let store = DynamoStore::new(client, config.table_name.clone());
+        Ok(Self::new(config, Arc::new(store)))
+    }
+}

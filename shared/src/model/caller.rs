@@ -1,0 +1,19 @@
+//! Who acts, as authentication established it.
+
+use super::secret::Secret;
+
+/// Who acts: the identity the token (or API Gateway's authorizer) vouches for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub app_id: String,
+    pub client_id: String,
+    /// The app's backend, acting for anyone in its app.
+    pub app_admin: bool,
+}
+
+/// An active token-signing secret and the app it speaks for.
+#[derive(Debug, Clone)]
+pub struct TokenKey {
+    pub app_id: String,
+    pub secret: Secret,
+}

@@ -1,0 +1,30 @@
+//! The domain: who acts, groups and member lists, the signed operations and the rules
+//! about who may have them. Nothing here knows DynamoDB or HTTP, so every rule can be
+//! read, and unit-tested, on its own; `store` persists these types and `api` serves them.
+
+pub mod caller;
+pub mod group;
+pub mod ids;
+pub mod policy;
+pub mod secret;
+pub mod signing;
+
+pub use caller::{Caller, TokenKey};
+pub use group::{
+    Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus, Idempotency, NewGroup, Page, Standing,
+    DEFAULT_MAX_MEMBERS, IDEMPOTENCY_WINDOW, MAX_MAX_MEMBERS,
+};
+pub use ids::MemberList;
+pub use secret::Secret;
+
+/// Input that breaks a rule of the model; the HTTP layer answers it with a 400 whose
+/// message is this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}

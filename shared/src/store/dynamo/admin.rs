@@ -1,0 +1,333 @@
+//! Apps (master keys) and token-signing secrets: written by the admin command and the
+//! local server only (no function may write these items), read by every function.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+
+use super::expr::Expr;
+use super::layout::*;
+use super::{build_err, is_condition_failure, sdk_err, DynamoStore, TxOutcome};
+use crate::model::{Secret, TokenKey};
+use crate::store::{KeyStore, StoreError};
+
+impl DynamoStore {
+    /// Registers a new app; `AlreadyExists` if the id is taken.
+    pub async fn create_app(&self, app_id: &str, master_key: &Secret) -> Result<(), StoreError> {
+        let now = now_rfc3339();
+        let mut item = key(APP_PK, app_id);
+        item.insert("master_key".into(), s(master_key.expose()));
+        item.insert("created_at".into(), s(now.clone()));
+        item.insert("updated_at".into(), s(now));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::AlreadyExists),
+            Err(e) => Err(sdk_err("PutItem(app)", e)),
+        }
+    }
+
+    /// Replaces an existing app's master key; `NotFound` for an unknown app.
+    pub async fn rotate_app(&self, app_id: &str, master_key: &Secret) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(APP_PK, app_id)))
+            .update_expression("SET master_key = :k, updated_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":k", s(master_key.expose()))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound),
+            Err(e) => Err(sdk_err("UpdateItem(app)", e)),
+        }
+    }
+
+    /// Removes an app and, in the same transaction, retires every token secret that
+    /// speaks for it: no token of a removed app verifies again (warm functions stop
+    /// within `IM_APP_CACHE_SECONDS`, as for `retire`). The app item counts the keys ever
+    /// added to it (`token_keys`), and the delete holds only at the count read, so a key
+    /// added meanwhile is not left active: the removal reads again and retries.
+    pub async fn remove_app(&self, app_id: &str) -> Result<(), StoreError> {
+        // DynamoDB takes 100 actions per transaction: the app item and 99 keys. Keys
+        // beyond that are retired first, on their own (retiring early is always safe).
+        const KEYS_PER_TRANSACTION: usize = 99;
+        for _ in 0..8 {
+            let app = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key(APP_PK, app_id)))
+                .projection_expression("token_keys")
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| sdk_err("GetItem(app)", e))?;
+            let Some(item) = app.item() else {
+                return Err(StoreError::NotFound);
+            };
+            let count = item.get("token_keys").and_then(|v| v.as_n().ok()).cloned();
+            let mut kids: Vec<String> = self
+                .query_partition(
+                    TOKEN_KEY_PK,
+                    "sk, app_id, #status",
+                    &[("#status", "status")],
+                )
+                .await?
+                .iter()
+                .filter(|i| {
+                    i.get("app_id")
+                        .and_then(|v| v.as_s().ok())
+                        .map(String::as_str)
+                        == Some(app_id)
+                        && i.get("status")
+                            .and_then(|v| v.as_s().ok())
+                            .map(String::as_str)
+                            == Some(ACTIVE)
+                })
+                .filter_map(|i| i.get(SK).and_then(|v| v.as_s().ok()).cloned())
+                .collect();
+            let early = kids.len().saturating_sub(KEYS_PER_TRANSACTION);
+            for kid in kids.drain(..early) {
+                self.retire_token_key(&kid).await?;
+            }
+            let unchanged = match &count {
+                Some(n) => Expr::new("attribute_exists(pk) AND token_keys = :n")
+                    .value(":n", AttributeValue::N(n.clone())),
+                None => Expr::new("attribute_exists(pk) AND attribute_not_exists(token_keys)"),
+            };
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(APP_PK, app_id)))
+                .condition_expression(&unchanged.text)
+                .set_expression_attribute_values(
+                    (!unchanged.values.is_empty()).then(|| unchanged.values.clone()),
+                )
+                .build()
+                .map_err(build_err)?;
+            let mut items = vec![TransactWriteItem::builder().delete(delete).build()];
+            let now = now_rfc3339();
+            for kid in &kids {
+                items.push(self.retire_item(kid, app_id, &now)?);
+            }
+            match self.transact(items).await? {
+                TxOutcome::Done => return Ok(()),
+                // A key was added (or the app removed) since the read: read again.
+                TxOutcome::Refused(_) => continue,
+            }
+        }
+        Err(StoreError::Contention)
+    }
+
+    /// Retires the token secret `kid`, on condition that it is `app_id`'s.
+    pub(super) fn retire_item(
+        &self,
+        kid: &str,
+        app_id: &str,
+        now: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(TOKEN_KEY_PK, kid)))
+            .update_expression("SET #status = :retired, retired_at = :now")
+            .condition_expression("app_id = :app")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":retired", s(RETIRED))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":app", s(app_id))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// App ids only: keys never leave the table through this.
+    pub async fn list_apps(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .query_partition(APP_PK, "sk", &[])
+            .await?
+            .into_iter()
+            .filter_map(|item| item.get(SK).and_then(|v| v.as_s().ok()).cloned())
+            .collect())
+    }
+
+    pub(super) async fn query_partition(
+        &self,
+        pk: &str,
+        projection: &str,
+        names: &[(&str, &str)],
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(pk))
+            .projection_expression(projection);
+        for (placeholder, name) in names {
+            query = query.expression_attribute_names(*placeholder, *name);
+        }
+        let mut pages = query.into_paginator().items().send();
+        let mut items = Vec::new();
+        while let Some(item) = pages.next().await {
+            items.push(item.map_err(|e| sdk_err("Query", e))?);
+        }
+        Ok(items)
+    }
+
+    /// Adds a token-signing secret for an existing app. `NotFound` for an unknown app,
+    /// `AlreadyExists` for a key id in use (key ids are never reused, even retired ones).
+    pub async fn create_token_key(
+        &self,
+        kid: &str,
+        app_id: &str,
+        secret: &Secret,
+    ) -> Result<(), StoreError> {
+        self.put_token_key(kid, app_id, secret, true).await
+    }
+
+    /// Sets `kid` to `secret` for `app_id`, whatever it was: for the development setup of
+    /// the local server only (operators use `create_token_key`, whose ids are never reused).
+    pub async fn upsert_token_key(
+        &self,
+        kid: &str,
+        app_id: &str,
+        secret: &Secret,
+    ) -> Result<(), StoreError> {
+        self.put_token_key(kid, app_id, secret, false).await
+    }
+
+    pub(super) async fn put_token_key(
+        &self,
+        kid: &str,
+        app_id: &str,
+        secret: &Secret,
+        only_new: bool,
+    ) -> Result<(), StoreError> {
+        let mut item = key(TOKEN_KEY_PK, kid);
+        item.insert("app_id".into(), s(app_id));
+        item.insert("secret".into(), s(secret.expose()));
+        item.insert("status".into(), s(ACTIVE));
+        item.insert("created_at".into(), s(now_rfc3339()));
+        // Counted on the app item, in the same transaction: `remove_app` holds its delete
+        // at the count it read, so no key can be added unseen while an app is removed.
+        let app_exists = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(APP_PK, app_id)))
+            .update_expression("ADD token_keys :one")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .build()
+            .map_err(build_err)?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .set_condition_expression(only_new.then(|| "attribute_not_exists(pk)".to_owned()))
+            .build()
+            .map_err(build_err)?;
+        let items = vec![
+            TransactWriteItem::builder().update(app_exists).build(),
+            TransactWriteItem::builder().put(put).build(),
+        ];
+        match self.transact(items).await? {
+            TxOutcome::Done => Ok(()),
+            TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => Err(StoreError::NotFound),
+            TxOutcome::Refused(_) => Err(StoreError::AlreadyExists),
+        }
+    }
+
+    /// Stops a token secret from verifying anything; the id stays taken.
+    pub async fn retire_token_key(&self, kid: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(TOKEN_KEY_PK, kid)))
+            .update_expression("SET #status = :retired, retired_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":retired", s(RETIRED))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound),
+            Err(e) => Err(sdk_err("UpdateItem(token key)", e)),
+        }
+    }
+
+    /// `(kid, app_id, status)` of every token secret; never the secrets.
+    pub async fn list_token_keys(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let text = |item: &Item, k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        Ok(self
+            .query_partition(
+                TOKEN_KEY_PK,
+                "sk, app_id, #status",
+                &[("#status", "status")],
+            )
+            .await?
+            .iter()
+            .map(|item| (text(item, SK), text(item, "app_id"), text(item, "status")))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl KeyStore for DynamoStore {
+    async fn master_key(&self, app_id: &str) -> Result<Option<Secret>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(APP_PK, app_id)))
+            .projection_expression("master_key")
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem(app)", e))?;
+        Ok(out
+            .item()
+            .and_then(|item| item.get("master_key"))
+            .and_then(|v| v.as_s().ok())
+            .map(|k| Secret::new(k.as_str())))
+    }
+
+    async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(TOKEN_KEY_PK, kid)))
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem(token key)", e))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok());
+        if text("status").map(String::as_str) != Some(ACTIVE) {
+            return Ok(None);
+        }
+        Ok(match (text("app_id"), text("secret")) {
+            (Some(app_id), Some(secret)) => Some(TokenKey {
+                app_id: app_id.clone(),
+                secret: Secret::new(secret.as_str()),
+            }),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! The table's items and keys: the one place that builds a key. One table, keyed
+//! `pk`/`sk` (its definition lives once, in `template.yaml`):
+//!
+//! | item | pk | sk | attributes |
+//! | --- | --- | --- | --- |
+//! | app | `APP` | app id | `master_key`, `created_at`, `updated_at` |
+//! | token secret | `TOKEN_KEY` | key id (`kid`) | `app_id`, `secret`, `status` (active, retired), `created_at` |
+//! | group-id counter | `COUNTER` | `GROUP_ID` | `next_id` |
+//! | group | `GROUP#<id>` | `META` | `group_id`, `app_id`, `group_name`, `owner`, `admins` (string set), `status` (active, deleting), `member_count`, `max_members`, `version`, `avatar_url`, `description`, `conversation_id`, `created_at`, `updated_at` |
+//! | member | `GROUP#<id>` | `MEMBER#<client id>` | `client_id`, `group_id`, `joined_at`, `gsi1pk` = `CLIENT#<app id>:<client id>`, `gsi1sk` = `GROUP#<id, 20 digits>` |
+//! | conversation link | `CONV#<app id>:<conversation id>` | `CONV` | `group_id`: the one group whose conversation this is |
+//! | idempotency record | `IDEM#<app id>:<client id>:<key>` | `IDEM` | `fingerprint`, the created group's `group_id`, `group_name`, `owner`, `member_client_ids`, `expires_at` (epoch seconds: the table's TTL attribute) |
+//!
+//! Ids never contain `:` (see [`crate::ids::check_id`]), so these keys cannot collide.
+//!
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::model::{Caller, GroupMeta, DEFAULT_MAX_MEMBERS};
+
+pub(super) const PK: &str = "pk";
+pub(super) const SK: &str = "sk";
+pub(super) const APP_PK: &str = "APP";
+pub(super) const TOKEN_KEY_PK: &str = "TOKEN_KEY";
+pub(super) const COUNTER_PK: &str = "COUNTER";
+pub(super) const COUNTER_SK: &str = "GROUP_ID";
+pub(super) const META_SK: &str = "META";
+pub(super) const LINK_SK: &str = "CONV";
+pub(super) const IDEM_SK: &str = "IDEM";
+pub(super) const MEMBER_PREFIX: &str = "MEMBER#";
+pub(super) const ACTIVE: &str = "active";
+pub(super) const DELETING: &str = "deleting";
+pub(super) const RETIRED: &str = "retired";
+pub(super) type Item = HashMap<String, AttributeValue>;
+
+pub(super) fn group_pk(id: u64) -> String {
+    format!("GROUP#{id}")
+}
+
+pub(super) fn member_sk(client_id: &str) -> String {
+    format!("{MEMBER_PREFIX}{client_id}")
+}
+
+pub(super) fn link_key(app_id: &str, conversation_id: &str) -> Item {
+    key(format!("CONV#{app_id}:{conversation_id}"), LINK_SK)
+}
+
+pub(super) fn idempotency_key(caller: &Caller, key_text: &str) -> Item {
+    key(
+        format!("IDEM#{}:{}:{key_text}", caller.app_id, caller.client_id),
+        IDEM_SK,
+    )
+}
+
+pub(super) fn number(n: u64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+pub(super) fn epoch_now() -> u64 {
+    OffsetDateTime::now_utc().unix_timestamp().max(0) as u64
+}
+
+pub(super) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(super) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
+}
+
+pub(super) fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+}
+
+pub(super) fn string_set(ids: &[String]) -> AttributeValue {
+    AttributeValue::Ss(ids.to_vec())
+}
+
+/// The group item's key.
+pub(super) fn meta_key(group_id: u64) -> Item {
+    key(group_pk(group_id), META_SK)
+}
+
+pub(super) fn member_item(app_id: &str, group_id: u64, client_id: &str, now: &str) -> Item {
+    let mut item = key(group_pk(group_id), member_sk(client_id));
+    item.insert("client_id".into(), s(client_id));
+    item.insert("group_id".into(), AttributeValue::N(group_id.to_string()));
+    item.insert("joined_at".into(), s(now));
+    item.insert("gsi1pk".into(), s(format!("CLIENT#{app_id}:{client_id}")));
+    item.insert("gsi1sk".into(), s(format!("GROUP#{group_id:020}")));
+    item
+}
+
+/// A group item as read back; `None` for anything that is not one.
+pub(super) fn meta_from_item(item: &HashMap<String, AttributeValue>) -> Option<GroupMeta> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let number = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    Some(GroupMeta {
+        group_id: number("group_id").unwrap_or_default(),
+        app_id: text("app_id")?,
+        group_name: text("group_name").unwrap_or_default(),
+        owner: text("owner").unwrap_or_default(),
+        admins: item
+            .get("admins")
+            .and_then(|v| v.as_ss().ok())
+            .map(|v| v.iter().cloned().collect())
+            .unwrap_or_default(),
+        live: text("status").as_deref() == Some(ACTIVE),
+        member_count: number("member_count").unwrap_or_default(),
+        max_members: number("max_members").unwrap_or(DEFAULT_MAX_MEMBERS),
+        version: number("version").unwrap_or_default(),
+        avatar_url: text("avatar_url"),
+        description: text("description"),
+        conversation_id: text("conversation_id"),
+        created_at: text("created_at").unwrap_or_default(),
+        updated_at: text("updated_at").unwrap_or_default(),
+    })
+}

@@ -1,0 +1,347 @@
+//! Members and admins of a group (adds and removals keep the count and the limit exact
+//! under any concurrency), and the pages of a group's members and a client's groups.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
+
+use super::expr::Expr;
+use super::layout::*;
+use super::{build_err, sdk_err, DynamoStore, TxOutcome};
+use crate::model::{Caller, GroupMeta, MemberList, Page};
+use crate::store::{GroupStore, MemberStore, StoreError};
+
+impl DynamoStore {
+    /// The group item and which of `clients` are members, in one consistent read.
+    pub(super) async fn meta_and_members(
+        &self,
+        group_id: u64,
+        clients: &[&str],
+    ) -> Result<(Option<GroupMeta>, BTreeSet<String>), StoreError> {
+        let mut keys = vec![meta_key(group_id)];
+        let unique: BTreeSet<&str> = clients.iter().copied().collect();
+        keys.extend(unique.iter().map(|c| key(group_pk(group_id), member_sk(c))));
+        let items = self.batch_get(keys).await?;
+        let sk_of = |i: &Item| {
+            i.get(SK)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let meta = items
+            .iter()
+            .find(|i| sk_of(i) == META_SK)
+            .and_then(meta_from_item);
+        let members = items
+            .iter()
+            .filter_map(|i| sk_of(i).strip_prefix(MEMBER_PREFIX).map(str::to_owned))
+            .collect();
+        Ok((meta, members))
+    }
+
+    /// Sort keys of every member item under the group, live or not.
+    pub(super) async fn member_keys(&self, group_id: u64) -> Result<Vec<String>, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :m)")
+            .expression_attribute_values(":pk", s(group_pk(group_id)))
+            .expression_attribute_values(":m", s(MEMBER_PREFIX))
+            .projection_expression("sk")
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut out = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| sdk_err("Query(members)", e))?;
+            if let Some(sk) = item.get(SK).and_then(|v| v.as_s().ok()) {
+                out.push(sk.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The current members of a group, in byte order.
+    pub async fn group_members(&self, group_id: u64) -> Result<Vec<String>, StoreError> {
+        let mut sks = self.member_keys(group_id).await?;
+        sks.sort();
+        Ok(sks
+            .into_iter()
+            .filter_map(|sk| sk.strip_prefix(MEMBER_PREFIX).map(str::to_owned))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl MemberStore for DynamoStore {
+    async fn add_members(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        members: &MemberList,
+    ) -> Result<(), StoreError> {
+        // Read, then write on condition: the count and the limit stay exact however many
+        // requests race, because each new member item must not exist yet and the count
+        // must leave room, both checked in the one transaction that changes them.
+        for _ in 0..8 {
+            let mut clients: Vec<&str> = members.ids().iter().map(String::as_str).collect();
+            clients.push(&caller.client_id);
+            let (meta, present) = self.meta_and_members(group_id, &clients).await?;
+            let meta = Self::visible(meta, caller, present.contains(&caller.client_id))?;
+            let new: Vec<&String> = members
+                .ids()
+                .iter()
+                .filter(|id| !present.contains(*id))
+                .collect();
+            if new.is_empty() {
+                return Ok(()); // all members already: nothing to write
+            }
+            let adding = new.len() as u64;
+            if meta.member_count + adding > meta.max_members {
+                return Err(StoreError::Full {
+                    count: meta.member_count,
+                    max: meta.max_members,
+                    adding,
+                });
+            }
+            let now = now_rfc3339();
+            let update = Expr::new("SET updated_at = :now ADD member_count :n, version :one")
+                .value(":now", s(now.as_str()))
+                .value(":n", AttributeValue::N(adding.to_string()))
+                .value(":one", AttributeValue::N("1".into()));
+            let cond = Expr::live_in_app(caller).and("member_count <= :cap").value(
+                ":cap",
+                AttributeValue::N((meta.max_members - adding).to_string()),
+            );
+            let mut items = vec![self.update_meta(group_id, &update, &cond)?];
+            if !caller.app_admin {
+                items.push(self.check_member(group_id, &caller.client_id)?);
+            }
+            for id in &new {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(member_item(&caller.app_id, group_id, id, &now)))
+                    .condition_expression("attribute_not_exists(sk)")
+                    .build()
+                    .map_err(build_err)?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            match self.transact(items).await? {
+                TxOutcome::Done => return Ok(()),
+                // Something changed since the read (a concurrent add or removal, the
+                // group deleted): read again and decide again.
+                TxOutcome::Refused(_) => continue,
+            }
+        }
+        Err(StoreError::Contention)
+    }
+
+    async fn remove_members(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        members: &MemberList,
+    ) -> Result<(), StoreError> {
+        let ids = members.ids();
+        let leaving = !caller.app_admin && ids.len() == 1 && ids[0] == caller.client_id;
+        let mut cond = Expr::live_in_app(caller);
+        if !leaving {
+            cond = cond.managed_by(caller);
+        }
+        // Never the owner: an owner hands the group over or deletes it.
+        let cond = cond.owner_not_in(ids);
+        for _ in 0..8 {
+            let clients: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let (meta, present) = self.meta_and_members(group_id, &clients).await?;
+            if leaving && meta.as_ref().is_some_and(|m| m.live) && present.is_empty() {
+                return Err(StoreError::NotFound); // not a member: nothing to leave
+            }
+            let gone: Vec<String> = ids
+                .iter()
+                .filter(|id| present.contains(*id))
+                .cloned()
+                .collect();
+            let mut items = Vec::new();
+            if gone.is_empty() {
+                // Nobody to remove: still answer as the write would have (404, 403).
+                items.push(self.check_meta(group_id, &cond)?);
+            } else {
+                // Whoever leaves the group stops being one of its admins.
+                let update = Expr::new("SET updated_at = :now ADD member_count :n, version :one DELETE #admins :removed")
+                    .name("#admins", "admins")
+                    .value(":now", s(now_rfc3339()))
+                    .value(":n", AttributeValue::N(format!("-{}", gone.len())))
+                    .value(":one", AttributeValue::N("1".into()))
+                    .value(":removed", string_set(&gone));
+                items.push(self.update_meta(group_id, &update, &cond)?);
+                for id in &gone {
+                    let delete = Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key(group_pk(group_id), member_sk(id))))
+                        // Counted once: a member removed meanwhile sends us round again.
+                        .condition_expression("attribute_exists(sk)")
+                        .build()
+                        .map_err(build_err)?;
+                    items.push(TransactWriteItem::builder().delete(delete).build());
+                }
+            }
+            match self.transact(items).await? {
+                TxOutcome::Done => return Ok(()),
+                TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => {
+                    return Err(self.refused(caller, group_id, r).await)
+                }
+                TxOutcome::Refused(_) => continue,
+            }
+        }
+        Err(StoreError::Contention)
+    }
+
+    async fn set_admins(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        members: &MemberList,
+        grant: bool,
+    ) -> Result<(), StoreError> {
+        let ids = members.ids();
+        let cond = Expr::live_in_app(caller).owned_by(caller).owner_not_in(ids);
+        let update = Expr::new(if grant {
+            "ADD #admins :ids, version :one"
+        } else {
+            "DELETE #admins :ids ADD version :one"
+        })
+        .name("#admins", "admins")
+        .value(":ids", string_set(ids))
+        .value(":one", AttributeValue::N("1".into()));
+        if !grant {
+            return self
+                .update_meta_alone(caller, group_id, &update, &cond, ReturnValue::None, None)
+                .await
+                .map(|_| ());
+        }
+        // Only members can be made admins: check each in the same transaction.
+        let mut items = vec![self.update_meta(group_id, &update, &cond)?];
+        for id in ids {
+            items.push(self.check_member(group_id, id)?);
+        }
+        match self.transact(items).await? {
+            TxOutcome::Done => Ok(()),
+            TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => {
+                Err(self.refused(caller, group_id, r).await)
+            }
+            TxOutcome::Refused(r) => Err(StoreError::NotMembers(
+                r.iter()
+                    .filter_map(|(i, _)| ids.get(i - 1).cloned())
+                    .collect(),
+            )),
+        }
+    }
+
+    async fn members_page(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<(GroupMeta, Page<(String, String), String>), StoreError> {
+        let meta = self.group_for(caller, group_id).await?;
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :m)")
+            .expression_attribute_values(":pk", s(group_pk(group_id)))
+            .expression_attribute_values(":m", s(MEMBER_PREFIX))
+            .projection_expression("sk, joined_at")
+            .consistent_read(true)
+            .limit(limit as i32);
+        if let Some(after) = after {
+            // The partition always comes from the group asked for: a cursor can only move
+            // within it, never into another group.
+            query = query.set_exclusive_start_key(Some(key(group_pk(group_id), member_sk(after))));
+        }
+        let out = query
+            .send()
+            .await
+            .map_err(|e| sdk_err("Query(members page)", e))?;
+        let text = |i: &Item, k: &str| {
+            i.get(k)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let items: Vec<(String, String)> = out
+            .items()
+            .iter()
+            .filter_map(|i| {
+                let id = text(i, SK).strip_prefix(MEMBER_PREFIX)?.to_owned();
+                Some((id, text(i, "joined_at")))
+            })
+            .collect();
+        let next = out
+            .last_evaluated_key()
+            .and_then(|k| k.get(SK))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|sk| sk.strip_prefix(MEMBER_PREFIX))
+            .map(str::to_owned);
+        Ok((meta, Page { items, next }))
+    }
+
+    async fn client_groups(
+        &self,
+        caller: &Caller,
+        client_id: &str,
+        limit: u32,
+        after: Option<u64>,
+    ) -> Result<Page<GroupMeta, u64>, StoreError> {
+        let gsi1pk = format!("CLIENT#{}:{client_id}", caller.app_id);
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :c")
+            .expression_attribute_values(":c", s(gsi1pk.as_str()))
+            .limit(limit as i32);
+        if let Some(g) = after {
+            let mut start = key(group_pk(g), member_sk(client_id));
+            start.insert("gsi1pk".into(), s(gsi1pk.as_str()));
+            start.insert("gsi1sk".into(), s(format!("GROUP#{g:020}")));
+            query = query.set_exclusive_start_key(Some(start));
+        }
+        let out = query
+            .send()
+            .await
+            .map_err(|e| sdk_err("Query(client groups)", e))?;
+        let group_of = |i: &Item| {
+            i.get("gsi1sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|g| g.strip_prefix("GROUP#"))
+                .and_then(|g| g.parse::<u64>().ok())
+        };
+        let ids: Vec<u64> = out.items().iter().filter_map(group_of).collect();
+        let metas = self
+            .batch_get(ids.iter().map(|g| meta_key(*g)).collect())
+            .await?;
+        let mut groups: Vec<GroupMeta> = metas
+            .iter()
+            .filter_map(meta_from_item)
+            // The index is eventually consistent and deletes finish in steps: only live
+            // groups of this app count.
+            .filter(|m| m.live && m.app_id == caller.app_id)
+            .collect();
+        groups.sort_by_key(|m| m.group_id);
+        let next = out
+            .last_evaluated_key()
+            .and_then(|k| k.get("gsi1sk").cloned())
+            .and_then(|v| v.as_s().ok().cloned())
+            .and_then(|g| g.strip_prefix("GROUP#").and_then(|g| g.parse::<u64>().ok()));
+        Ok(Page {
+            items: groups,
+            next,
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! Storage: the traits the routes use, by concern, and their DynamoDB implementation
+//! ([`dynamo`]). The HTTP layer maps [`StoreError`] to statuses (`api::error`); nothing
+//! here knows HTTP.
+
+pub mod cache;
+pub mod dynamo;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::model::{
+    Caller, Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus, Idempotency, MemberList, Page,
+    Secret, TokenKey,
+};
+
+pub use cache::Keys;
+pub use dynamo::DynamoStore;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// No such group for this caller (absent, deleted, another app's, or the caller is
+    /// not a member: a non-member learns nothing).
+    #[error("not found")]
+    NotFound,
+    /// The caller is a member but may not do this.
+    #[error("forbidden")]
+    Forbidden,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("not members of the group: {0:?}")]
+    NotMembers(Vec<String>),
+    /// Adding would take the group past its member limit; nothing was added.
+    #[error("the group is full")]
+    Full { count: u64, max: u64, adding: u64 },
+    /// `If-Match` named other versions than the group's current one.
+    #[error("the group is at version {current}")]
+    Stale { current: u64 },
+    /// The conversation id already belongs to another group of the app.
+    #[error("conversation already linked")]
+    ConversationTaken,
+    /// The conversation id reads as a group id other than the group's own.
+    #[error("conversation id {0} is a group id")]
+    ConversationIsAGroupId(String),
+    /// An idempotency key reused with a different request.
+    #[error("idempotency key reused")]
+    KeyReused,
+    /// Other transactions kept winning on the same group; the caller may retry.
+    #[error("too many concurrent writes to the same group")]
+    Contention,
+    #[error("throttled by DynamoDB")]
+    Throttled,
+    #[error("dynamodb: {0}")]
+    Backend(String),
+}
+
+/// The secrets the routes read on every request (and cache; see [`cache`]).
+#[async_trait]
+/// The secrets the routes read on every request (and cache; see [`crate::keys`]).
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// The app's master key, or `None` for an unknown app.
+    async fn master_key(&self, app_id: &str) -> Result<Option<Secret>, StoreError>;
+    /// The active token secret named `kid`, or `None`.
+    async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError>;
+}
+
+/// Groups as a whole: create, change, delete, hand over, read.
+#[async_trait]
+pub trait GroupStore: Send + Sync + 'static {
+    /// Creates a group owned by the caller, who is also a member, and links its
+    /// conversation. With an idempotency key, a repeat of an earlier create (same
+    /// caller, key and fingerprint, within [`IDEMPOTENCY_WINDOW`]) returns that group
+    /// and writes nothing; the key with another fingerprint is `KeyReused`.
+    async fn create_group(
+        &self,
+        caller: &Caller,
+        spec: &GroupSpec,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Created, StoreError>;
+    /// Owner or group admin: changes the fields the patch names; returns the group.
+    /// With `if_match`, only while the group's version is one of those.
+    async fn update_group(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        patch: &GroupPatch,
+        if_match: Option<&[u64]>,
+    ) -> Result<GroupMeta, StoreError>;
+    /// Owner. With `if_match`, only while the group's version is one of those.
+    async fn delete_group(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        if_match: Option<&[u64]>,
+    ) -> Result<(), StoreError>;
+    /// Owner: makes a member the owner; the old owner stays a plain member.
+    async fn transfer_owner(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        new_owner: &str,
+    ) -> Result<GroupMeta, StoreError>;
+    /// The group, for a member of it (or the app's backend).
+    async fn group_for(&self, caller: &Caller, group_id: u64) -> Result<GroupMeta, StoreError>;
+}
+
+/// A group's members and admins, and a client's groups.
+#[async_trait]
+pub trait MemberStore: Send + Sync + 'static {
+    /// Any member. Adding a client that is already a member keeps its `joined_at`.
+    async fn add_members(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        members: &MemberList,
+    ) -> Result<(), StoreError>;
+    /// Owner or group admin, never the owner; any member may remove itself.
+    async fn remove_members(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        members: &MemberList,
+    ) -> Result<(), StoreError>;
+    /// Owner: make members group admins (`grant`) or plain members again.
+    async fn set_admins(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        members: &MemberList,
+        grant: bool,
+    ) -> Result<(), StoreError>;
+    /// A page of the group's members (`client_id`, `joined_at`), in client-id order,
+    /// after `after`, for a member of it (or the app's backend).
+    async fn members_page(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<(GroupMeta, Page<(String, String), String>), StoreError>;
+    /// A page of the live groups `client_id` (of the caller's app) is in, by group id,
+    /// after group `after`.
+    async fn client_groups(
+        &self,
+        caller: &Caller,
+        client_id: &str,
+        limit: u32,
+        after: Option<u64>,
+    ) -> Result<Page<GroupMeta, u64>, StoreError>;
+}
+
+/// What the signature rules read: which group a conversation is, and a client's standing
+/// in it.
+#[async_trait]
+pub trait ConversationStore: Send + Sync + 'static {
+    /// The group whose conversation `conversation_id` is, in `app_id`.
+    async fn conversation_group(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Whether `group_id` is a group of `app_id` (live, or being deleted), and if live,
+    /// `client_id`'s standing in it.
+    async fn standing(
+        &self,
+        app_id: &str,
+        group_id: u64,
+        client_id: &str,
+    ) -> Result<GroupStatus, StoreError>;
+}
+
+/// Everything the routes need from storage; nothing else.
+pub trait Store: KeyStore + GroupStore + MemberStore + ConversationStore {}
+
+impl<T: KeyStore + GroupStore + MemberStore + ConversationStore> Store for T {}
