@@ -151,8 +151,8 @@ fn conversation_id(state: &AppState, caller: &Caller, raw: &str) -> Result<Strin
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MembersBody {
-    /// The seed document lists `group_id` among the parameters; accepted when it agrees
-    /// with the path.
+    /// The API's first version lists `group_id` among the parameters (openapi.yaml keeps
+    /// it); accepted when it agrees with the path.
     #[serde(default)]
     group_id: Option<Value>,
     member_client_ids: MemberIds,
