@@ -1,4 +1,5 @@
-# The two commands a newcomer needs: `make run` and `make test`. Everything they need
+# The two commands a newcomer needs: `make run` and `make test` (and `make check`, the
+# fast inner loop that `make test` starts with). Everything they need
 # that the machine does not have (DynamoDB Local, cargo-lambda, the SAM CLI, the arm64
 # Rust standard library) is installed on first use into git-ignored folders.
 
@@ -14,11 +15,12 @@ ARM_TARGET := aarch64-unknown-linux-gnu
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help run test bench lint fmt build sam-validate deploy tools clean token
+.PHONY: help run test check bench lint fmt build sam-validate deploy tools clean token
 
 help:
 	@echo "make run     serve every route on http://127.0.0.1:\$${PORT:-3000} (DynamoDB Local started for you)"
 	@echo "make test    run every test (unit, DynamoDB Local, HTTP, Lambda emulator, SAM validate/build)"
+	@echo "make check   the fast inner loop (no services): fmt --check, clippy -D warnings, im-shared unit tests"
 	@echo "make bench   measure binary sizes, start-up time and throughput into BENCHMARKS.md"
 	@echo "make build   sam build (arm64 release binaries under .aws-sam/)"
 	@echo "make deploy  sam build, then sam deploy (first time: sam deploy --guided)"
@@ -49,12 +51,16 @@ run: $(LOCAL)/dynamodb/.installed
 test: tools
 	bash scripts/test.sh
 
+# The first step of `make test`, and what to run after each change: no services needed.
+check: lint
+	cargo test --quiet -p im-shared --lib
+
 # --- the rest ----------------------------------------------------------------------
 # A development token from the secret `make run` registered (same defaults as make run).
 token:
 	@test -n "$(SUB)" || { echo "usage: make token SUB=<client id> [ADMIN=1]"; exit 2; }
 	@AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$${DYNAMODB_PORT:-8000} AWS_ACCESS_KEY_ID=local \
-	  AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 \
+	  AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
 	  cargo run -q -p im-admin -- --table $${TABLE_NAME:-im-local} token mint \
 	  --kid $${IM_DEV_TOKEN_KID:-dev} --sub "$(SUB)" $(if $(ADMIN),--admin)
 
@@ -63,7 +69,7 @@ bench: tools
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 fmt:
 	cargo fmt --all

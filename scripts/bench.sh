@@ -2,20 +2,15 @@
 # `make bench`: measures and rewrites BENCHMARKS.md. Sizes are of the arm64 release
 # binaries that `sam build` ships; timings run the x86_64 release build on this machine,
 # against DynamoDB Local, so they compare builds of this project, not AWS's hardware.
+# Services start and stop through scripts/lib.sh, as in test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 functions=(login-signature conversation-signature invite-signature kick-signature history-signature block-signature unblock-signature conversation-block-signature conversation-unblock-signature create-group update-group get-group list-members list-user-groups delete-group add-members remove-members grant-admins revoke-admins transfer-owner health)
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/im-bench.XXXXXX")
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-set -m
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+svc_init bench
 
 echo "== release builds"
 pkg_args=(); for f in "${functions[@]}"; do pkg_args+=(-p "$f"); done
@@ -42,14 +37,9 @@ PY
 cat "$sizes"
 
 echo "== local server (release) on DynamoDB Local in memory"
-PORT=0 DYNAMODB_PORT=0 IM_LOCAL_IN_MEMORY=1 IM_LOCAL_DIR="$work/local" RUST_LOG=warn \
-  target/release/im-local >"$work/local.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 600); do grep -q "im-local ready:" "$work/local.log" && break; sleep 0.2; done
-ready=$(grep "im-local ready:" "$work/local.log")
-url=$(sed -E 's/.*ready: ([^ ]+).*/\1/' <<<"$ready")
-ddb=$(sed -E 's/.*dynamodb=([^ ]+).*/\1/' <<<"$ready")
-export AWS_ENDPOINT_URL_DYNAMODB="$ddb" AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 TABLE_NAME=im-local
+start_local_server target/release/im-local RUST_LOG=warn
+local_aws_env "$ddb_url"
+export TABLE_NAME=im-local
 head -c 24 /dev/urandom | base64 | target/release/im-admin app add demo-app >/dev/null
 # The events carry a token signed with the fixture secret (events/README.md).
 target/release/im-admin token-key add events-fixture --app demo-app --key-file events/fixture-token-secret >/dev/null
@@ -61,11 +51,11 @@ startup=$(target/release/im-bench startup --binary target/release/login-signatur
 echo "$startup"
 
 echo "== HTTP load"
-login=$(target/release/im-bench load --url "$url/signature/login/dev-app/alice" --connections 16 --seconds 10)
+login=$(target/release/im-bench load --url "$http_url/signature/login/dev-app/alice" --connections 16 --seconds 10)
 echo "login: $login"
-group=$(curl -s -X POST "$url/im/group" -H "Authorization: Bearer $IM_BENCH_TOKEN" -H 'content-type: application/json' -d '{"group_name":"bench","member_client_ids":"owner","max_members":5000}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["group_id"])')
+group=$(curl -s -X POST "$http_url/im/group" -H "Authorization: Bearer $IM_BENCH_TOKEN" -H 'content-type: application/json' -d '{"group_name":"bench","member_client_ids":"owner","max_members":5000}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["group_id"])')
 # Each request adds a new member; the group's limit (5000) caps how long this can run.
-add=$(target/release/im-bench load --url "$url/im/group/$group/member" --method POST --body '{"member_client_ids":"member-{n}"}' --expect 201 --connections 16 --seconds 8)
+add=$(target/release/im-bench load --url "$http_url/im/group/$group/member" --method POST --body '{"member_client_ids":"member-{n}"}' --expect 201 --connections 16 --seconds 8)
 echo "add-member: $add"
 
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)

@@ -1,75 +1,30 @@
 #!/usr/bin/env bash
 # `make test`: every check, in the order that fails fastest. Starts what the tests need
 # (DynamoDB Local in memory and the local server via im-local, the Lambda emulator via
-# `cargo lambda watch`) on free ports, and stops all of it on exit, pass or fail.
+# `cargo lambda watch`) on free ports, and stops all of it on exit, pass or fail (the
+# start/stop functions are in scripts/lib.sh, shared with bench.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SAM_CLI_TELEMETRY=0
 export PATH="$PWD/.venv/bin:$PATH"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/im-test.XXXXXX")
-pids=()
-cleanup() {
-  local status=$?
-  for pid in "${pids[@]}"; do
-    # Each service runs in its own process group (set -m below): end the whole group.
-    kill -TERM -- "-$pid" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  if [ "$status" -ne 0 ]; then
-    echo "make test FAILED (status $status); service logs kept in $work"
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
-set -m
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+svc_init test keep-logs
 
 step() { printf '\n== %s\n' "$*"; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_for_line() { # pid file pattern seconds
-  local deadline=$((SECONDS + $4))
-  until grep -q "$3" "$2" 2>/dev/null; do
-    if ! kill -0 "$1" 2>/dev/null; then
-      echo "the process writing $2 exited:"; tail -n 30 "$2"; return 1
-    fi
-    if [ $SECONDS -ge $deadline ]; then
-      echo "timed out waiting for '$3' in $2:"; tail -n 30 "$2"; return 1
-    fi
-    sleep 0.2
-  done
-}
-
-wait_for_port() { # port seconds
-  local deadline=$((SECONDS + $2))
-  until python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; do
-    if [ $SECONDS -ge $deadline ]; then echo "timed out waiting for port $1"; return 1; fi
-    sleep 0.2
-  done
-}
-
-step "format and lints"
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+step "make check: format, lints, im-shared unit tests"
+make --no-print-directory check
 
 step "build"
 cargo build --workspace --all-targets --quiet
 
 step "start the local server on DynamoDB Local (in memory)"
-PORT=0 DYNAMODB_PORT=0 IM_LOCAL_IN_MEMORY=1 IM_LOCAL_DIR="$work/local" \
-  target/debug/im-local >"$work/local.log" 2>&1 &
-pids+=($!)
-wait_for_line "${pids[-1]}" "$work/local.log" "im-local ready:" 120
-ready=$(grep "im-local ready:" "$work/local.log")
-http_url=$(sed -E 's/.*ready: ([^ ]+).*/\1/' <<<"$ready")
-ddb_url=$(sed -E 's/.*dynamodb=([^ ]+).*/\1/' <<<"$ready")
+start_local_server target/debug/im-local
 echo "$ready"
 
-export AWS_ENDPOINT_URL_DYNAMODB="$ddb_url" AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1
+local_aws_env "$ddb_url"
 lambda_table=im-lambda
 authz_table=im-lambda-authorizer
 # The events' app and token key, registered as an operator would (master keys carry the
@@ -87,7 +42,7 @@ target/debug/im-admin --table "$lambda_table" token-key add events-fixture --app
 start_emulator() { # log table extra-env; sets $port
   port=$(free_port)
   cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes \
-    --env-var "TABLE_NAME=$2,AWS_ENDPOINT_URL_DYNAMODB=$ddb_url,AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,AWS_REGION=us-east-1$3" \
+    --env-var "TABLE_NAME=$2,$(local_aws_env_csv "$ddb_url")$3" \
     >"$1" 2>&1 &
   pids+=($!)
   wait_for_port "$port" 120

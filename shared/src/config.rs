@@ -31,7 +31,8 @@ pub enum AuthMode {
 
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// The vendor limits a client id to 64 characters; app and conversation ids share it.
+    /// The vendor limits a client id to 64 characters; app and conversation ids share it
+    /// (docs/protocol.md).
     pub max_id_chars: usize,
     pub max_name_chars: usize,
     /// Members in one signature request.

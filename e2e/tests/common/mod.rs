@@ -164,7 +164,7 @@ pub fn python_hmac_sha1(key: &str, message: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// Rebuilds the signed message from a signature response, per the protocol notes, and
+/// Rebuilds the signed message from a signature response, per docs/protocol.md, and
 /// checks the signature against Python's HMAC. Also checks the field formats.
 pub fn verify_signature_response(body: &serde_json::Value, key: &str) {
     let field = |name: &str| -> String {

@@ -116,7 +116,8 @@ macro_rules! route {
 
 pub const ROUTES: &[Route] = &[
     route!("GET" "/signature/login/{app_id}/{client_id}" => LoginSignature, "login-signature", 200),
-    // The seed API's spelling, and the correct one that some clients use.
+    // The first version's spelling, and the correct one that some clients use
+    // (docs/protocol.md).
     route!("GET" "/signature/conversion/{app_id}/{client_id}/{sorted_member_ids}" => ConversationSignature, "conversation-signature", 200),
     route!("GET" "/signature/conversation/{app_id}/{client_id}/{sorted_member_ids}" => ConversationSignature, "conversation-signature-alt-spelling", 200),
     // Without the member segment: a join, which signs an empty member list.

@@ -18,8 +18,9 @@ use crate::model::policy::{self, Check, GroupRule, Lookup};
 use crate::model::signing::{self, Operation};
 use crate::model::Caller;
 
-/// Every signature route's parameters; axum has already URL-decoded them. The seed
-/// routes name the conversation `conversion_id`, the newer ones `conversation_id`.
+/// Every signature route's parameters; axum has already URL-decoded them. The routes of
+/// the API's first version name the conversation `conversion_id`, the newer ones
+/// `conversation_id` (docs/protocol.md).
 #[derive(Debug, Deserialize)]
 pub struct SignaturePath {
     app_id: String,

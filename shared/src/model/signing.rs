@@ -11,6 +11,8 @@
 //! - `demo`: `app_id:client_id:conversation_id:timestamp:nonce`, what the vendor's signing
 //!   demo produces.
 //!
+//! `docs/protocol.md` records every message, where each comes from, and who may have it.
+//!
 //! The `demo` layout is byte-for-byte the open-conversation message with a single member
 //! (`app_id:client_id:member:timestamp:nonce`), so under it an open-conversation signature
 //! for member `X` is also a history signature for conversation `X`. That is why the
@@ -29,10 +31,12 @@ use super::secret::Secret;
 /// Which published layout the history message follows (see the module notes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HistoryFormat {
-    /// `app_id:client_id:conversation_id:nonce:timestamp` (the vendor's written guide).
+    /// `app_id:client_id:conversation_id:nonce:timestamp` (the vendor's written guide;
+    /// docs/protocol.md).
     #[default]
     Docs,
-    /// `app_id:client_id:conversation_id:timestamp:nonce` (the vendor's signing demo).
+    /// `app_id:client_id:conversation_id:timestamp:nonce` (the vendor's signing demo;
+    /// docs/protocol.md).
     Demo,
 }
 

@@ -69,8 +69,8 @@ pub(super) struct UpdateBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct MembersBody {
-    /// The seed document lists `group_id` among the parameters; accepted when it agrees
-    /// with the path.
+    /// The API's first version lists `group_id` among the parameters (openapi.yaml keeps
+    /// it); accepted when it agrees with the path.
     #[serde(default)]
     pub(super) group_id: Option<Value>,
     pub(super) member_client_ids: MemberIds,
