@@ -14,7 +14,7 @@ use serde_yaml_ng::Value;
 /// The partitions no function may write: master keys and token secrets.
 const SECRETS: [&str; 2] = ["APP", "TOKEN_KEY"];
 
-/// The table's partition keys, as patterns (see the item layout in `shared/src/store.rs`).
+/// The table's partition keys, as patterns (see the item layout in `shared/src/store/dynamo/layout.rs`).
 const TABLE_PARTITIONS: [&str; 6] = ["APP", "TOKEN_KEY", "COUNTER", "GROUP#*", "CONV#*", "IDEM#*"];
 
 /// The partition keys of the gsi1 index (`gsi1pk` of member items).

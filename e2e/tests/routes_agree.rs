@@ -1,4 +1,4 @@
-//! The route list in `shared/src/routes.rs` is the one source: `template.yaml`, the
+//! The route list in `shared/src/api/routes.rs` is the one source: `template.yaml`, the
 //! function crates, the `events/` files and the local server must all agree with it.
 
 mod common;

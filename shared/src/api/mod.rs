@@ -1,5 +1,5 @@
 //! The HTTP layer: the router built from the route list ([`routes`]), the handlers
-//! ([`signature`], [`group`], [`health`]), what they extract from requests ([`extract`]),
+//! (`signature`, `group`, `health`), what they extract from requests ([`extract`]),
 //! the state they share ([`state`]), and the middleware that renders every error in the
 //! one JSON shape ([`error`]).
 

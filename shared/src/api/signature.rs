@@ -59,7 +59,7 @@ enum Kind {
 }
 
 impl Kind {
-    /// The group check this request needs (see [`crate::policy`]); `None`: only the
+    /// The group check this request needs (see [`crate::model::policy`]); `None`: only the
     /// caller's identity matters.
     fn check<'a>(self, conversation_id: &'a str, members: &'a MemberList) -> Option<Check<'a>> {
         let on_conversation = |rule, acts_on_members| Check {
@@ -100,7 +100,7 @@ impl Kind {
 
 /// Who may have this signature: a client signs only for itself, within its own app (the
 /// app's backend for anyone in it, and every signature of its app); on a conversation
-/// that is one of the app's groups, the group's rules apply ([`crate::policy`]).
+/// that is one of the app's groups, the group's rules apply ([`crate::model::policy`]).
 async fn authorize(
     state: &AppState,
     caller: &Caller,

@@ -55,7 +55,7 @@ pub enum StoreError {
 
 /// The secrets the routes read on every request (and cache; see [`cache`]).
 #[async_trait]
-/// The secrets the routes read on every request (and cache; see [`crate::keys`]).
+/// The secrets the routes read on every request (and cache; see [`cache`]).
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     /// The app's master key, or `None` for an unknown app.
@@ -69,7 +69,7 @@ pub trait KeyStore: Send + Sync + 'static {
 pub trait GroupStore: Send + Sync + 'static {
     /// Creates a group owned by the caller, who is also a member, and links its
     /// conversation. With an idempotency key, a repeat of an earlier create (same
-    /// caller, key and fingerprint, within [`IDEMPOTENCY_WINDOW`]) returns that group
+    /// caller, key and fingerprint, within [`crate::model::IDEMPOTENCY_WINDOW`]) returns that group
     /// and writes nothing; the key with another fingerprint is `KeyReused`.
     async fn create_group(
         &self,

@@ -168,5 +168,4 @@ impl DynamoStore {
             _ => StoreError::NotFound,
         }
     }
-
 }

@@ -11,7 +11,7 @@
 //! | conversation link | `CONV#<app id>:<conversation id>` | `CONV` | `group_id`: the one group whose conversation this is |
 //! | idempotency record | `IDEM#<app id>:<client id>:<key>` | `IDEM` | `fingerprint`, the created group's `group_id`, `group_name`, `owner`, `member_client_ids`, `expires_at` (epoch seconds: the table's TTL attribute) |
 //!
-//! Ids never contain `:` (see [`crate::ids::check_id`]), so these keys cannot collide.
+//! Ids never contain `:` (see [`crate::model::ids::check_id`]), so these keys cannot collide.
 //!
 
 use std::collections::HashMap;

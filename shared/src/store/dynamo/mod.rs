@@ -2,8 +2,8 @@
 //! [`layout`] lists. Every write that touches several items is one transaction, and
 //! every rule about who may write (owner, group admin, member) is a condition of that
 //! same write, so no concurrent request can slip between a check and the change it
-//! guards ([`conditions`]). By concern: [`groups`], [`members`], [`links`] (conversation links and the
-//! facts the signature rules read), [`idempotency`], [`admin`] (apps and token keys).
+//! guards (`conditions`). By concern: `groups`, `members`, `links` (conversation links and the
+//! facts the signature rules read), `idempotency`, `admin` (apps and token keys).
 
 mod admin;
 mod conditions;
