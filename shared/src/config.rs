@@ -116,42 +116,30 @@ impl Config {
             )?,
             max_body_bytes: number("IM_MAX_BODY_BYTES", defaults.max_body_bytes, 1024 * 1024)?,
         };
-        let timestamp_unit = match lookup("IM_TIMESTAMP_UNIT").as_deref().map(str::trim) {
-            None | Some("") | Some("seconds") | Some("s") => TimestampUnit::Seconds,
-            Some("milliseconds") | Some("ms") => TimestampUnit::Milliseconds,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "IM_TIMESTAMP_UNIT",
-                    why: format!("{other:?} is neither seconds nor milliseconds"),
-                })
-            }
-        };
-        let history_format = match lookup("IM_HISTORY_SIGNATURE_FORMAT")
-            .as_deref()
-            .map(str::trim)
-        {
-            None | Some("") | Some("docs") => HistoryFormat::Docs,
-            Some("demo") => HistoryFormat::Demo,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "IM_HISTORY_SIGNATURE_FORMAT",
-                    why: format!("{other:?} is neither docs nor demo"),
-                })
-            }
-        };
-        let unlinked_conversations = match lookup("IM_UNLINKED_CONVERSATIONS")
-            .as_deref()
-            .map(str::trim)
-        {
-            None | Some("") | Some("allow") => UnlinkedConversations::Allow,
-            Some("deny") => UnlinkedConversations::Deny,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "IM_UNLINKED_CONVERSATIONS",
-                    why: format!("{other:?} is neither allow nor deny"),
-                })
-            }
-        };
+        let timestamp_unit = choice(
+            &lookup,
+            "IM_TIMESTAMP_UNIT",
+            &[
+                (&["seconds", "s"], TimestampUnit::Seconds),
+                (&["milliseconds", "ms"], TimestampUnit::Milliseconds),
+            ],
+        )?;
+        let history_format = choice(
+            &lookup,
+            "IM_HISTORY_SIGNATURE_FORMAT",
+            &[
+                (&["docs"], HistoryFormat::Docs),
+                (&["demo"], HistoryFormat::Demo),
+            ],
+        )?;
+        let unlinked_conversations = choice(
+            &lookup,
+            "IM_UNLINKED_CONVERSATIONS",
+            &[
+                (&["allow"], UnlinkedConversations::Allow),
+                (&["deny"], UnlinkedConversations::Deny),
+            ],
+        )?;
         let app_cache_ttl = Duration::from_secs(number("IM_APP_CACHE_SECONDS", 60, 3600)? as u64);
         let text = |name: &str| {
             lookup(name)
@@ -204,6 +192,35 @@ impl Config {
             token_leeway_secs,
         })
     }
+}
+
+/// A setting with a few named values (each with its spellings); unset or empty is the
+/// first one.
+fn choice<T: Copy>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    options: &[(&[&str], T)],
+) -> Result<T, ConfigError> {
+    let raw = lookup(name).unwrap_or_default();
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(options[0].1);
+    }
+    options
+        .iter()
+        .find(|(spellings, _)| spellings.contains(&raw))
+        .map(|(_, value)| *value)
+        .ok_or_else(|| ConfigError::Invalid {
+            name,
+            why: format!(
+                "{raw:?} is none of {}",
+                options
+                    .iter()
+                    .map(|(spellings, _)| spellings[0])
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
 }
 
 #[cfg(test)]
