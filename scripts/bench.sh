@@ -59,6 +59,15 @@ add=$(target/release/im-bench load --url "$http_url/im/group/$group/member" --me
 echo "add-member: $add"
 
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)
+# Sections after this marker are one-off measurements (with their own command and date);
+# a run keeps them as they are.
+marker='<!-- one-off measurements below: kept by make bench -->'
+kept="$work/kept.md"
+if grep -qF "$marker" BENCHMARKS.md 2>/dev/null; then
+  sed -n "/^$marker\$/,\$p" BENCHMARKS.md >"$kept"
+else
+  echo "$marker" >"$kept"
+fi
 cat >BENCHMARKS.md <<MD
 # Benchmarks
 
@@ -110,4 +119,5 @@ with \`max_members\` 5000), command:
 $add
 \`\`\`
 MD
+{ echo; cat "$kept"; } >>BENCHMARKS.md
 echo "== wrote BENCHMARKS.md"
