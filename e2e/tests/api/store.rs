@@ -1,7 +1,5 @@
 //! The DynamoDB store against DynamoDB Local, through the real SDK.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::*;
+use im_e2e::stack::{fresh_store, mark_deleting, test_key, test_token_secret};
 use im_shared::ids::MemberList;
 use im_shared::keys::Keys;
 use im_shared::secret::Secret;
@@ -370,18 +368,7 @@ async fn a_delete_interrupted_half_way_is_finished_by_the_next_delete() {
         .unwrap()
         .group_id;
     // What a crash right after step 1 of delete_group leaves behind.
-    store
-        .client()
-        .update_item()
-        .table_name(store.table())
-        .key("pk", AttributeValue::S(format!("GROUP#{group}")))
-        .key("sk", AttributeValue::S("META".into()))
-        .update_expression("SET #s = :d")
-        .expression_attribute_names("#s", "status")
-        .expression_attribute_values(":d", AttributeValue::S("deleting".into()))
-        .send()
-        .await
-        .unwrap();
+    mark_deleting(&store, group).await;
     // Already gone for every reader and writer...
     assert!(!store.group_meta(group).await.unwrap().unwrap().live);
     // ...though its conversation is not free yet: signatures on it are refused.

@@ -1,13 +1,11 @@
 //! The route list in `shared/src/routes.rs` is the one source: `template.yaml`, the
 //! function crates, the `events/` files and the local server must all agree with it.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use im_e2e::repo::{read_json, repo_root, template};
+use im_e2e::stack::env;
 use im_shared::routes::{Function, ROUTES};
-use serde_yaml_ng::Value;
 
 type RouteSet = BTreeSet<(String, String, String)>;
 
@@ -22,11 +20,6 @@ fn listed() -> RouteSet {
             )
         })
         .collect()
-}
-
-fn template() -> Value {
-    serde_yaml_ng::from_str(&std::fs::read_to_string(repo_root().join("template.yaml")).unwrap())
-        .unwrap()
 }
 
 #[test]
@@ -121,8 +114,7 @@ fn event_files(dir: &str) -> BTreeSet<String> {
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
             continue; // the fixture secret, the README, the authorizer/ folder
         }
-        let event: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let event = read_json(&path);
         assert_eq!(
             event["version"],
             "2.0",
