@@ -97,7 +97,7 @@ sed -n '/^=* SUMMARY =*$/,$p' "$work/schemathesis.txt"
 
 step "no secret in any service log"
 # Every master key and token secret the suite registers starts with a marker
-# (e2e/tests/common); the development and fixture secrets are in their files; every
+# (e2e/src/stack.rs); the development and fixture secrets are in their files; every
 # token is a JWT, whose header starts "eyJ". None may appear in what the services logged
 # (their JSON log lines; im-local's start-up banner prints the development token on purpose).
 leaks=0

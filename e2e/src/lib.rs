@@ -1,1 +1,20 @@
-//! Tests only: see `tests/`.
+//! What the end-to-end tests share. The tests themselves are one binary,
+//! `tests/api/main.rs`, with a module per subject. They talk to real services that
+//! `make test` starts (scripts/test.sh): DynamoDB Local, the local server and the Lambda
+//! emulator, whose addresses arrive in `IM_TEST_*` variables.
+//!
+//! - [`repo`]: files of the repository (`template.yaml`, event files, workspace binaries);
+//! - [`stack`]: the services: their addresses, DynamoDB, registered test apps and their
+//!   tokens, the service served in-process with other settings, the admin command;
+//! - [`http`]: the one HTTP client of the tests, every answer checked against
+//!   `openapi.yaml`;
+//! - [`openapi`]: that check;
+//! - [`lambda`]: a function binary invoked under the Lambda emulator;
+//! - [`signatures`]: signatures checked against Python's HMAC.
+
+pub mod http;
+pub mod lambda;
+pub mod openapi;
+pub mod repo;
+pub mod signatures;
+pub mod stack;

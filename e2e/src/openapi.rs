@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
 /// The document as it is in the repository, read at compile time.
-pub const OPENAPI_YAML: &str = include_str!("../../../openapi.yaml");
+pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
 
 /// Where a request landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,15 +186,6 @@ impl Spec {
             },
             Err(t) => t,
         }
-    }
-
-    /// The documented response statuses of an operation, by method and path template.
-    pub fn statuses(&self, method: &str, template: &str) -> Option<Vec<String>> {
-        let op = self
-            .ops
-            .iter()
-            .find(|o| o.method.eq_ignore_ascii_case(method) && o.template == template)?;
-        Some(op.op["responses"].as_object()?.keys().cloned().collect())
     }
 
     /// Checks one response; `Err` says what is wrong.
@@ -384,7 +375,7 @@ pub struct Checked {
 impl Checked {
     /// Reads `resp` (the answer to `method` on its URL) and checks it, panicking with the
     /// request, the status and what is wrong when it does not conform.
-    pub async fn new(method: &Method, resp: reqwest::Response) -> Checked {
+    async fn new(method: &Method, resp: reqwest::Response) -> Checked {
         let status = resp.status();
         let path = resp.url().path().to_owned();
         let headers = resp.headers().clone();

@@ -1,22 +1,17 @@
 //! The `im-admin` command, as an operator runs it, against DynamoDB Local.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use common::*;
-use im_shared::secret::Secret;
+use im_e2e::repo::bin;
+use im_e2e::stack::{admin_command, ddb, test_key, test_token_secret, unique};
+use im_shared::model::Secret;
 use im_shared::store::{DynamoStore, KeyStore};
 
 fn admin(table: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(bin("im-admin"))
+    let mut child = admin_command()
         .args(["--table", table])
         .args(args)
-        .env("AWS_ENDPOINT_URL_DYNAMODB", env("IM_TEST_DDB_ENDPOINT"))
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env("AWS_REGION", "us-east-1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -143,7 +138,7 @@ async fn operator_workflow_never_shows_a_key() {
         None,
         true,
     );
-    let key = im_shared::store::TokenKey {
+    let key = im_shared::model::TokenKey {
         app_id: "app-one".into(),
         secret: Secret::new(ts.clone()),
     };

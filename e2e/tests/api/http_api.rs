@@ -1,22 +1,21 @@
 //! Every route over HTTP against the local server (`im-local`), happy paths and bad
 //! input. Signatures are checked against Python's HMAC.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::openapi::{self, Checked};
-use common::*;
+use im_e2e::http::{self, created_group};
+use im_e2e::openapi::Checked;
+use im_e2e::signatures::verify_signature_response;
 use im_shared::store::DynamoStore;
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+/// The shared client acting as one client of its app: every request carries that
+/// client's token.
 #[derive(Clone)]
 struct Api {
-    http: Client,
-    base: String,
+    server: http::Api,
     store: DynamoStore,
-    test_app: TestApp,
     app: String,
     key: String,
     /// Sent as `Authorization: Bearer ...`.
@@ -26,16 +25,13 @@ struct Api {
 /// A client of the local server, with a new app registered in its table, acting as
 /// client `alice`.
 async fn api() -> Api {
-    let store = DynamoStore::new(ddb().await, env("IM_TEST_LOCAL_TABLE"));
-    let test_app = TestApp::register(&store, "http-app").await;
+    let server = http::Api::local("http-app").await;
     Api {
-        http: Client::new(),
-        base: env("IM_TEST_HTTP_URL"),
-        store,
-        app: test_app.app_id.clone(),
-        key: test_app.master_key.clone(),
-        token: test_app.token("alice"),
-        test_app,
+        store: server.store.clone(),
+        app: server.app.app_id.clone(),
+        key: server.app.master_key.clone(),
+        token: server.app.token("alice"),
+        server,
     }
 }
 
@@ -43,7 +39,7 @@ impl Api {
     /// The same app, acting as `client`.
     fn as_client(&self, client: &str) -> Api {
         Api {
-            token: self.test_app.token(client),
+            token: self.server.app.token(client),
             ..self.clone()
         }
     }
@@ -51,31 +47,27 @@ impl Api {
     /// The same app, acting as its backend (`role: admin`).
     fn as_app_admin(&self) -> Api {
         Api {
-            token: self.test_app.admin_token("backend"),
+            token: self.server.app.admin_token("backend"),
             ..self.clone()
         }
     }
 
     /// Every response is checked against openapi.yaml before a test sees it.
     async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Checked {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{}", self.base, path))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        openapi::send(&method, req).await
+        self.server
+            .request(method, path)
+            .bearer(&self.token)
+            .send_json(body)
+            .await
     }
 
     async fn raw(&self, method: Method, path: &str, content_type: &str, body: &str) -> Checked {
-        let req = self
-            .http
-            .request(method.clone(), format!("{}{}", self.base, path))
-            .bearer_auth(&self.token)
-            .header("content-type", content_type)
-            .body(body.to_owned());
-        openapi::send(&method, req).await
+        self.server
+            .request(method, path)
+            .bearer(&self.token)
+            .body(content_type, body)
+            .send()
+            .await
     }
 
     async fn get(&self, path: &str) -> Checked {
@@ -83,17 +75,8 @@ impl Api {
     }
 
     async fn create(&self, name: &str, members: &str) -> u64 {
-        let r = self
-            .send(
-                Method::POST,
-                "/im/group",
-                Some(json!({"group_name": name, "member_client_ids": members})),
-            )
-            .await;
-        assert_eq!(r.status(), 201);
-        r.json::<Value>().await.unwrap()["group_id"]
-            .as_u64()
-            .unwrap()
+        let body = json!({"group_name": name, "member_client_ids": members});
+        created_group(self.send(Method::POST, "/im/group", Some(body)).await).await
     }
 }
 
@@ -564,11 +547,11 @@ async fn bad_group_input() {
 #[tokio::test]
 async fn health_is_open_and_everything_else_needs_a_token() {
     let api = api().await;
-    let resp = openapi::send(&Method::GET, api.http.get(format!("{}/health", api.base))).await;
+    let resp = api.server.request(Method::GET, "/health").send().await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap(), json!({"status": "ok"}));
     let path = format!("/signature/login/{}/alice", api.app);
-    let resp = openapi::send(&Method::GET, api.http.get(format!("{}{path}", api.base))).await;
+    let resp = api.server.request(Method::GET, &path).send().await;
     assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"im\"");
     error(resp, 401, &format!("GET {path}")).await;
 }

@@ -7,8 +7,7 @@
 //! every partition key it names matches one of the statement's patterns; for the one-key
 //! requests checked here, that is a glob match of the key against the patterns.
 
-use std::path::PathBuf;
-
+use im_e2e::repo::template;
 use serde_yaml_ng::Value;
 
 /// The partitions no function may write: master keys and token secrets.
@@ -186,11 +185,6 @@ impl Function {
     fn may(&self, action: &str, key: &str) -> bool {
         self.statements.iter().any(|s| s.may(action, key))
     }
-}
-
-fn template() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
-    serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn yaml(v: &Value) -> String {

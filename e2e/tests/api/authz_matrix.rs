@@ -2,15 +2,12 @@
 //! kind of caller, answers the expected status. Each case gets a fresh group, owned by
 //! `owner`, with `gadmin` (a group admin), `member` and `target` as members.
 
-mod common;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::openapi;
-use common::*;
+use im_e2e::http::Api;
+use im_e2e::stack::{now_secs, test_token_secret, unique, TestApp};
 use im_shared::routes::{Route, ROUTES};
-use im_shared::store::DynamoStore;
-use reqwest::{Client, Method};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -201,10 +198,9 @@ fn request(route: &Route, app: &TestApp, who: Who, g: u64) -> (Method, String, O
     )
 }
 
+/// The local server, with a new app in its table.
 struct Fixture {
-    http: Client,
-    base: String,
-    app: TestApp,
+    api: Api,
 }
 
 impl Fixture {
@@ -215,17 +211,12 @@ impl Fixture {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some(auth) = who.authorization(&self.app) {
+        let mut req = self.api.request(method, path);
+        if let Some(auth) = who.authorization(&self.api.app) {
             req = req.header("authorization", auth);
         }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
         // Checked against openapi.yaml before anything else looks at it.
-        let resp = openapi::send(&method, req).await;
+        let resp = req.send_json(body).await;
         let status = resp.status().as_u16();
         if status == 401 {
             assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"im\"");
@@ -259,11 +250,8 @@ impl Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let store = DynamoStore::new(ddb().await, env("IM_TEST_LOCAL_TABLE"));
     Fixture {
-        http: Client::new(),
-        base: env("IM_TEST_HTTP_URL"),
-        app: TestApp::register(&store, "matrix-app").await,
+        api: Api::local("matrix-app").await,
     }
 }
 
@@ -275,7 +263,7 @@ async fn every_route_for_every_kind_of_caller() {
     for route in ROUTES {
         for who in EVERYONE {
             let g = f.group().await;
-            let (method, path, body) = request(route, &f.app, who, g);
+            let (method, path, body) = request(route, &f.api.app, who, g);
             let (status, reply) = f.send(who, method.clone(), &path, body).await;
             let want = expected(route.event, who);
             cases += 1;
@@ -361,11 +349,8 @@ async fn leaving_and_the_owner() {
         "only members become admins"
     );
     // Another app's caller sees nothing, even its admin.
-    let store = DynamoStore::new(ddb().await, env("IM_TEST_LOCAL_TABLE"));
     let other = Fixture {
-        http: f.http.clone(),
-        base: f.base.clone(),
-        app: TestApp::register(&store, "other-app").await,
+        api: Api::local("other-app").await,
     };
     assert_eq!(
         other

@@ -2,68 +2,13 @@
 //! started twice by `make test`: once per authentication mode), invoked with every
 //! `events/` file exactly as `sam local invoke -e events/<file>.json` would send it.
 
-mod common;
-
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use common::openapi;
-use common::*;
-use im_shared::routes::{Route, ROUTES};
+use im_e2e::lambda::{body, event_file, invoke, Data};
+use im_e2e::repo::{read_json, repo_root};
+use im_e2e::signatures::verify_signature_response;
+use im_e2e::stack::{ddb, env};
+use im_shared::routes::ROUTES;
 use im_shared::store::DynamoStore;
 use serde_json::Value;
-
-/// `cargo lambda invoke`, the emulator's own client; returns the API Gateway response,
-/// checked against openapi.yaml.
-fn invoke(port: &str, function: &str, data: Data<'_>) -> Value {
-    let mut cmd = Command::new("cargo");
-    cmd.args([
-        "lambda",
-        "invoke",
-        function,
-        "--invoke-address",
-        "127.0.0.1",
-    ])
-    .args(["--invoke-port", port, "--output-format", "json"]);
-    let event: Value = match data {
-        Data::File(path) => {
-            cmd.arg("--data-file").arg(path);
-            read(path)
-        }
-        Data::Inline(json) => {
-            cmd.args(["--data-ascii", json]);
-            serde_json::from_str(json).expect("the inline event is JSON")
-        }
-    };
-    let out = cmd.output().expect("cargo lambda invoke");
-    assert!(
-        out.status.success(),
-        "cargo lambda invoke {function} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let resp: Value = serde_json::from_slice(&out.stdout)
-        .expect("the invoke output is the function's JSON response");
-    // Every response is checked against openapi.yaml before a test sees it.
-    openapi::check_lambda(&event, &resp);
-    resp
-}
-
-enum Data<'a> {
-    File(&'a Path),
-    Inline(&'a str),
-}
-
-fn body(resp: &Value) -> Value {
-    serde_json::from_str(resp["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
-}
-
-fn event_file(dir: &str, route: &Route) -> PathBuf {
-    repo_root().join(dir).join(format!("{}.json", route.event))
-}
-
-fn read(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 /// The emulators' tables, where `make test` registered `demo-app` (the events' app)
 /// with the admin command, and the master key it gave it.
@@ -79,7 +24,7 @@ async fn demo_app(table: &str) -> (DynamoStore, String) {
 async fn replay(dir: &str, port: &str, store: &DynamoStore, key: &str) {
     for route in ROUTES {
         let path = event_file(dir, route);
-        let event = read(&path);
+        let event = read_json(&path);
         assert_eq!(
             event["routeKey"],
             format!("{} {}", route.method, route.path),
@@ -158,7 +103,7 @@ async fn authorizer_mode_key_cases() {
     let port = env("IM_TEST_AUTHZ_PORT");
     let call = |name: &str, claims: Option<Value>, path: &str, body: Option<Value>| -> u64 {
         let route = ROUTES.iter().find(|r| r.event == name).unwrap();
-        let mut e = read(&event_file("events/authorizer", route));
+        let mut e = read_json(&event_file("events/authorizer", route));
         e["rawPath"] = Value::from(path);
         e["requestContext"]["http"]["path"] = Value::from(path);
         match claims {
@@ -197,7 +142,7 @@ async fn authorizer_mode_key_cases() {
         &port,
         "create-group",
         Data::Inline(&{
-            let mut e = read(&event_file(
+            let mut e = read_json(&event_file(
                 "events/authorizer",
                 ROUTES.iter().find(|r| r.event == "create-group").unwrap(),
             ));
@@ -263,7 +208,7 @@ async fn authorizer_mode_key_cases() {
 /// Variants of the event files with bad input: JSON errors, never a 5xx.
 fn bad_input_through_the_lambda_path() {
     let port = env("IM_TEST_LAMBDA_PORT");
-    let read_event = |name: &str| read(&repo_root().join("events").join(name));
+    let read_event = |name: &str| read_json(&repo_root().join("events").join(name));
     let with_path = |mut e: Value, path: &str| {
         e["rawPath"] = Value::from(path);
         e["requestContext"]["http"]["path"] = Value::from(path);

@@ -1,13 +1,12 @@
 //! `openapi.yaml` against the route list, the document's own soundness, the local
 //! server's copy of it, and the response checker every HTTP and Lambda test goes
-//! through (`common/openapi.rs`).
-
-mod common;
+//! through (`im_e2e::openapi`, `e2e/src/openapi.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::openapi::{from_openapi, spec, Fallback, Spec, Target, OPENAPI_YAML};
-use common::*;
+use im_e2e::openapi::{from_openapi, spec, Fallback, Spec, Target, OPENAPI_YAML};
+use im_e2e::repo::repo_root;
+use im_e2e::stack::env;
 use im_shared::routes::{Function, ROUTES};
 use serde_json::{json, Value};
 

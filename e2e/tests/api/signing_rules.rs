@@ -4,171 +4,72 @@
 //! free port over the same DynamoDB Local. Every signature a test accepts is checked
 //! against Python's HMAC.
 
-mod common;
-
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::openapi::{self, Checked};
-use common::*;
-use im_shared::api::{router, AppState};
-use im_shared::config::Config;
-use im_shared::routes::Function;
-use im_shared::store::{DynamoStore, KeyStore};
-use reqwest::{Client, Method};
+use im_e2e::http::{Api, BACKEND};
+use im_e2e::signatures::{assert_signs, verify_signature_response};
+use im_e2e::stack::{admin_command, mark_deleting, serve, test_token_secret, unique};
+use im_shared::store::KeyStore;
+use reqwest::Method;
 use serde_json::{json, Value};
 
-/// Requests "as" this client carry a token of the app's backend (`role: admin`).
-const BACKEND: &str = "app-backend";
-
-#[derive(Clone)]
-struct Api {
-    http: Client,
-    base: String,
-    store: DynamoStore,
-    app: TestApp,
+/// The service with these settings (besides the table), on a free port, with a new app.
+async fn configured(prefix: &str, settings: &[(&str, &str)]) -> Api {
+    Api::at(serve(settings).await, prefix).await
 }
 
-/// A new app on the local server's table, reached through `base`.
-async fn api_at(base: String, prefix: &str) -> Api {
-    let store = DynamoStore::new(ddb().await, env("IM_TEST_LOCAL_TABLE"));
-    Api {
-        http: Client::new(),
-        base,
-        app: TestApp::register(&store, prefix).await,
-        store,
+/// A group owned by `owner` with `members`; with `conversation`, linked to it by the
+/// app's backend.
+async fn group(api: &Api, owner: &str, members: &str, conversation: Option<&str>) -> u64 {
+    let id = api
+        .create(
+            owner,
+            json!({"group_name": "g", "member_client_ids": members}),
+        )
+        .await;
+    if let Some(c) = conversation {
+        let resp = api
+            .send(
+                BACKEND,
+                Method::PUT,
+                &format!("/im/group/{id}"),
+                Some(json!({"conversation_id": c})),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
     }
+    id
 }
 
-/// The local server, as `make run` configures it.
-async fn local(prefix: &str) -> Api {
-    api_at(env("IM_TEST_HTTP_URL"), prefix).await
-}
-
-/// The service with these settings (besides the table), on a free port.
-async fn configured(prefix: &str, settings: &[(&'static str, &'static str)]) -> Api {
-    let table = env("IM_TEST_LOCAL_TABLE");
-    let settings = settings.to_vec();
-    let config = Config::from_lookup(|name| match name {
-        "TABLE_NAME" => Some(table.clone()),
-        other => settings
-            .iter()
-            .find(|(k, _)| *k == other)
-            .map(|(_, v)| v.to_string()),
-    })
-    .unwrap();
-    let store = DynamoStore::new(ddb().await, env("IM_TEST_LOCAL_TABLE"));
-    let service = router(AppState::new(config, Arc::new(store)), &Function::ALL);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+/// The group a conversation's link item names, if there is one.
+async fn link_item(api: &Api, conversation: &str) -> Option<u64> {
+    api.store
+        .client()
+        .get_item()
+        .table_name(api.store.table())
+        .key(
+            "pk",
+            AttributeValue::S(format!("CONV#{}:{conversation}", api.app.app_id)),
+        )
+        .key("sk", AttributeValue::S("CONV".into()))
+        .consistent_read(true)
+        .send()
         .await
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
-    api_at(base, prefix).await
-}
-
-impl Api {
-    fn token(&self, client: &str) -> String {
-        if client == BACKEND {
-            self.app.admin_token(client)
-        } else {
-            self.app.token(client)
-        }
-    }
-
-    async fn send(&self, client: &str, method: Method, path: &str, body: Option<Value>) -> Checked {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(self.token(client));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        openapi::send(&method, req).await
-    }
-
-    async fn get(&self, client: &str, path: &str) -> Checked {
-        self.send(client, Method::GET, path, None).await
-    }
-
-    /// `client`'s signature on `path` (below `/signature/`, after the app id): the status,
-    /// and for a 200 a check of the signature against Python's HMAC.
-    async fn sign(&self, client: &str, path: &str) -> u16 {
-        let resp = self
-            .get(
-                client,
-                &format!("/signature/{path}").replace("{a}", &self.app.app_id),
-            )
-            .await;
-        let status = resp.status().as_u16();
-        if status == 200 {
-            verify_signature_response(&resp.json().await.unwrap(), &self.app.master_key);
-        }
-        status
-    }
-
-    async fn create(&self, owner: &str, body: Value) -> u64 {
-        let resp = self
-            .send(owner, Method::POST, "/im/group", Some(body))
-            .await;
-        assert_eq!(resp.status(), 201);
-        resp.json::<Value>().await.unwrap()["group_id"]
-            .as_u64()
-            .unwrap()
-    }
-
-    /// A group owned by `owner` with `members`; with `conversation`, linked to it by the
-    /// app's backend.
-    async fn group(&self, owner: &str, members: &str, conversation: Option<&str>) -> u64 {
-        let id = self
-            .create(
-                owner,
-                json!({"group_name": "g", "member_client_ids": members}),
-            )
-            .await;
-        if let Some(c) = conversation {
-            let resp = self
-                .send(
-                    BACKEND,
-                    Method::PUT,
-                    &format!("/im/group/{id}"),
-                    Some(json!({"conversation_id": c})),
-                )
-                .await;
-            assert_eq!(resp.status(), 200);
-        }
-        id
-    }
-
-    async fn link_item(&self, conversation: &str) -> Option<u64> {
-        self.store
-            .client()
-            .get_item()
-            .table_name(self.store.table())
-            .key(
-                "pk",
-                AttributeValue::S(format!("CONV#{}:{conversation}", self.app.app_id)),
-            )
-            .key("sk", AttributeValue::S("CONV".into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item()
-            .and_then(|i| i.get("group_id"))
-            .and_then(|v| v.as_n().ok())
-            .map(|n| n.parse().unwrap())
-    }
+        .unwrap()
+        .item()
+        .and_then(|i| i.get("group_id"))
+        .and_then(|v| v.as_n().ok())
+        .map(|n| n.parse().unwrap())
 }
 
 // 1. One message, one meaning -------------------------------------------------------------
 
 #[tokio::test]
 async fn a_one_member_open_conversation_on_a_group_takes_membership() {
-    let api = local("open-one").await;
+    let api = Api::local("open-one").await;
     let conv = unique("conv");
-    let g = api.group("owner", "member", Some(&conv)).await;
+    let g = group(&api, "owner", "member", Some(&conv)).await;
     for target in [conv.clone(), g.to_string()] {
         // The same fields as this conversation's history: members only.
         assert_eq!(
@@ -214,7 +115,7 @@ async fn a_one_member_open_conversation_on_a_group_takes_membership() {
 
 #[tokio::test]
 async fn history_signs_the_docs_layout_by_default_and_demo_when_set() {
-    let docs = local("hist-docs").await;
+    let docs = Api::local("hist-docs").await;
     let demo = configured("hist-demo", &[("IM_HISTORY_SIGNATURE_FORMAT", "demo")]).await;
     for (api, layout) in [
         (&docs, "{a}:{c}:conv-1:{nonce}:{ts}"),
@@ -226,20 +127,8 @@ async fn history_signs_the_docs_layout_by_default_and_demo_when_set() {
             .await;
         assert_eq!(resp.status(), 200);
         let body: Value = resp.json().await.unwrap();
-        let (ts, nonce) = (
-            body["timestamp"].as_str().unwrap(),
-            body["nonce"].as_str().unwrap(),
-        );
-        let message = layout
-            .replace("{a}", a)
-            .replace("{c}", "carol")
-            .replace("{ts}", ts)
-            .replace("{nonce}", nonce);
-        assert_eq!(
-            body["signature"].as_str().unwrap(),
-            python_hmac_sha1(&api.app.master_key, &message),
-            "{message}"
-        );
+        let layout = layout.replace("{a}", a).replace("{c}", "carol");
+        assert_signs(&body, &api.app.master_key, &layout);
         assert_eq!(body["action"], "history");
     }
 }
@@ -248,9 +137,9 @@ async fn history_signs_the_docs_layout_by_default_and_demo_when_set() {
 
 #[tokio::test]
 async fn a_numeric_conversation_id_is_its_group_whatever_a_link_says() {
-    let api = local("numeric").await;
-    let victim = api.group("victim-owner", "victim-member", None).await;
-    let mine = api.group("mallory", "", None).await;
+    let api = Api::local("numeric").await;
+    let victim = group(&api, "victim-owner", "victim-member", None).await;
+    let mine = group(&api, "mallory", "", None).await;
     let path = |id: u64| format!("/im/group/{id}");
     // Nobody, not even the backend, links another group's id as a conversation.
     for (id, status) in [(mine, 409), (victim, 200)] {
@@ -313,7 +202,7 @@ async fn a_numeric_conversation_id_is_its_group_whatever_a_link_says() {
 
 #[tokio::test]
 async fn only_the_backend_links_a_conversation_and_a_refusal_writes_nothing() {
-    let api = local("link-priv").await;
+    let api = Api::local("link-priv").await;
     // A one-to-one chat's conversation, and another group's not yet linked.
     let chat = unique("chat");
     let resp = api
@@ -325,12 +214,12 @@ async fn only_the_backend_links_a_conversation_and_a_refusal_writes_nothing() {
         )
         .await;
     assert_eq!(resp.status(), 403);
-    assert_eq!(api.link_item(&chat).await, None, "no link was written");
+    assert_eq!(link_item(&api, &chat).await, None, "no link was written");
     let groups = api.get("mallory", "/im/user/mallory/groups").await;
     let groups: Value = groups.json().await.unwrap();
     assert_eq!(groups["groups"], json!([]), "no group was written");
 
-    let g = api.group("mallory", "friend", None).await;
+    let g = group(&api, "mallory", "friend", None).await;
     let before = api.get("mallory", &format!("/im/group/{g}")).await;
     let etag = before.headers()["etag"].clone();
     let resp = api
@@ -347,12 +236,12 @@ async fn only_the_backend_links_a_conversation_and_a_refusal_writes_nothing() {
     let after: Value = after.json().await.unwrap();
     assert_eq!(after["conversation_id"], Value::Null);
     assert_eq!(after["group_name"], "g");
-    assert_eq!(api.link_item(&chat).await, None);
+    assert_eq!(link_item(&api, &chat).await, None);
 
     // The backend links it; a client asking for the same conversation hears 403, never
     // the 409 that would tell it the conversation is taken.
-    let other = api.group("bob", "", Some(&chat)).await;
-    assert_eq!(api.link_item(&chat).await, Some(other));
+    let other = group(&api, "bob", "", Some(&chat)).await;
+    assert_eq!(link_item(&api, &chat).await, Some(other));
     let resp = api
         .send(
             "mallory",
@@ -382,7 +271,7 @@ async fn only_the_backend_links_a_conversation_and_a_refusal_writes_nothing() {
 
 #[tokio::test]
 async fn unlinked_conversations_allow_any_client_by_default() {
-    let api = local("unlinked-allow").await;
+    let api = Api::local("unlinked-allow").await;
     let free = unique("free");
     for op in [
         "invite",
@@ -438,7 +327,7 @@ async fn unlinked_conversations_deny_clients_when_set() {
     );
     // A group's conversation follows the group's rules.
     let conv = unique("conv");
-    let g = api.group("owner", "member", Some(&conv)).await;
+    let g = group(&api, "owner", "member", Some(&conv)).await;
     assert_eq!(
         api.sign("member", &format!("history/{{a}}/member/{conv}"))
             .await,
@@ -494,9 +383,9 @@ async fn unlinked_conversations_deny_clients_when_set() {
 
 #[tokio::test]
 async fn deleted_and_moved_conversations_are_unlinked_and_a_group_being_deleted_refuses() {
-    let api = local("unlinked-life").await;
+    let api = Api::local("unlinked-life").await;
     let conv = unique("conv");
-    let g = api.group("owner", "member", Some(&conv)).await;
+    let g = group(&api, "owner", "member", Some(&conv)).await;
     let history = |who: &'static str, c: String| {
         let api = api.clone();
         async move { api.sign(who, &format!("history/{{a}}/{who}/{c}")).await }
@@ -504,18 +393,7 @@ async fn deleted_and_moved_conversations_are_unlinked_and_a_group_being_deleted_
     assert_eq!(history("outsider", conv.clone()).await, 403);
     // Half-deleted (the first step of a delete marks the group; a crash may stop there):
     // its conversation is not free yet, and nobody but the backend has signatures on it.
-    api.store
-        .client()
-        .update_item()
-        .table_name(api.store.table())
-        .key("pk", AttributeValue::S(format!("GROUP#{g}")))
-        .key("sk", AttributeValue::S("META".into()))
-        .update_expression("SET #s = :d")
-        .expression_attribute_names("#s", "status")
-        .expression_attribute_values(":d", AttributeValue::S("deleting".into()))
-        .send()
-        .await
-        .unwrap();
+    mark_deleting(&api.store, g).await;
     for c in [conv.clone(), g.to_string()] {
         assert_eq!(history("outsider", c.clone()).await, 403, "{c}");
         assert_eq!(history("member", c.clone()).await, 403, "{c}");
@@ -531,7 +409,7 @@ async fn deleted_and_moved_conversations_are_unlinked_and_a_group_being_deleted_
         .send("owner", Method::DELETE, &format!("/im/group/{g}"), None)
         .await;
     assert_eq!(resp.status(), 404);
-    assert_eq!(api.link_item(&conv).await, None);
+    assert_eq!(link_item(&api, &conv).await, None);
     assert_eq!(history("outsider", conv.clone()).await, 200);
     assert_eq!(history("outsider", g.to_string()).await, 200);
 }
@@ -540,9 +418,9 @@ async fn deleted_and_moved_conversations_are_unlinked_and_a_group_being_deleted_
 
 #[tokio::test]
 async fn only_the_owner_and_the_backend_name_the_owner_in_a_kick_or_block() {
-    let api = local("never-owner").await;
+    let api = Api::local("never-owner").await;
     let conv = unique("conv");
-    let g = api.group("owner", "admin1:member", Some(&conv)).await;
+    let g = group(&api, "owner", "admin1:member", Some(&conv)).await;
     let resp = api
         .send(
             "owner",
@@ -578,8 +456,8 @@ async fn only_the_owner_and_the_backend_name_the_owner_in_a_kick_or_block() {
 async fn malformed_member_cursors_are_400() {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
-    let api = local("cursor").await;
-    let g = api.group("owner", "a:b:c", None).await;
+    let api = Api::local("cursor").await;
+    let g = group(&api, "owner", "a:b:c", None).await;
     for inner in [
         "x".repeat(2000),
         "x".repeat(65),
@@ -611,7 +489,7 @@ async fn malformed_member_cursors_are_400() {
 
 #[tokio::test]
 async fn an_undecodable_percent_escape_is_400_not_signed_literally() {
-    let api = local("escapes").await;
+    let api = Api::local("escapes").await;
     for path in [
         "history/{a}/alice/%ZZ",
         "history/{a}/alice/x%",
@@ -640,14 +518,14 @@ async fn removing_an_app_retires_its_token_keys_and_its_tokens_stop() {
         .create_token_key(
             &second_kid,
             &api.app.app_id,
-            &im_shared::secret::Secret::new(test_token_secret()),
+            &im_shared::model::Secret::new(test_token_secret()),
         )
         .await
         .unwrap();
-    let g = api.group("alice", "", None).await;
+    let g = group(&api, "alice", "", None).await;
     assert_eq!(api.sign("alice", "login/{a}/alice").await, 200);
     // The operator removes the app with the command they would use.
-    let out = std::process::Command::new(bin("im-admin"))
+    let out = admin_command()
         .args([
             "--table",
             api.store.table(),
@@ -655,10 +533,6 @@ async fn removing_an_app_retires_its_token_keys_and_its_tokens_stop() {
             "remove",
             &api.app.app_id,
         ])
-        .env("AWS_ENDPOINT_URL_DYNAMODB", env("IM_TEST_DDB_ENDPOINT"))
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env("AWS_REGION", "us-east-1")
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -683,7 +557,7 @@ async fn removing_an_app_retires_its_token_keys_and_its_tokens_stop() {
         .create_token_key(
             &unique("kid"),
             &api.app.app_id,
-            &im_shared::secret::Secret::new(test_token_secret())
+            &im_shared::model::Secret::new(test_token_secret())
         )
         .await
         .is_err());

@@ -1,13 +1,11 @@
 //! The route list in `shared/src/api/routes.rs` is the one source: `template.yaml`, the
 //! function crates, the `events/` files and the local server must all agree with it.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use im_e2e::repo::{read_json, repo_root, template};
+use im_e2e::stack::env;
 use im_shared::routes::{Function, ROUTES};
-use serde_yaml_ng::Value;
 
 type RouteSet = BTreeSet<(String, String, String)>;
 
@@ -22,11 +20,6 @@ fn listed() -> RouteSet {
             )
         })
         .collect()
-}
-
-fn template() -> Value {
-    serde_yaml_ng::from_str(&std::fs::read_to_string(repo_root().join("template.yaml")).unwrap())
-        .unwrap()
 }
 
 #[test]
@@ -99,15 +92,18 @@ fn function_crates_are_the_listed_functions() {
             manifest.contains(&format!("name = \"{name}\"")),
             "{name}: package name differs from its folder"
         );
+        let function = Function::from_name(&name)
+            .unwrap_or_else(|| panic!("{name} is not in the function list"));
+        // The binary names its own function's entry type (so it links only that
+        // handler), and the one whose name is the crate's.
         let main = std::fs::read_to_string(dir.join("src/main.rs")).unwrap();
+        let entry = format!("im_shared::lambda::run(im_shared::functions::{function:?})");
         assert!(
-            main.contains("im_shared::lambda::run(env!(\"CARGO_PKG_NAME\"))"),
-            "{name}: main.rs is not the thin entry point"
+            main.contains(&entry),
+            "{name}: main.rs is not the thin entry point `{entry}`"
         );
-        assert!(
-            Function::from_name(&name).is_some(),
-            "{name} is not in the route list"
-        );
+        let runs = main.matches("im_shared::lambda::run(").count();
+        assert_eq!(runs, 1, "{name}: main.rs runs {runs} functions");
         crates.insert(name);
     }
     assert_eq!(crates.len(), Function::ALL.len());
@@ -121,8 +117,7 @@ fn event_files(dir: &str) -> BTreeSet<String> {
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
             continue; // the fixture secret, the README, the authorizer/ folder
         }
-        let event: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let event = read_json(&path);
         assert_eq!(
             event["version"],
             "2.0",

@@ -2,127 +2,36 @@
 //! writes (`If-Match`), ownership transfer, idempotent creation and conversation links,
 //! each also under concurrent requests.
 
-mod common;
-
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::openapi::{self, Checked};
-use common::*;
 use futures::future::join_all;
-use im_shared::store::DynamoStore;
-use reqwest::{Client, Method, RequestBuilder};
+use im_e2e::http::{Api, BACKEND};
+use im_e2e::openapi::Checked;
+use im_e2e::signatures::verify_signature_response;
+use im_e2e::stack::{now_secs, unique};
+use reqwest::Method;
 use serde_json::{json, Value};
 
-/// A request being built; sending it checks the answer against openapi.yaml.
-struct Req {
-    method: Method,
-    builder: RequestBuilder,
+/// The group as `client` sees it, and its ETag.
+async fn group(api: &Api, client: &str, id: u64) -> (Value, String) {
+    let resp = api.get(client, format!("/im/group/{id}")).await;
+    assert_eq!(resp.status(), 200);
+    let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    (resp.json().await.unwrap(), etag)
 }
 
-impl Req {
-    fn header(self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        Self {
-            builder: self.builder.header(name, value.as_ref()),
-            ..self
-        }
-    }
-
-    fn json(self, body: &Value) -> Self {
-        Self {
-            builder: self.builder.json(body),
-            ..self
-        }
-    }
-
-    async fn send(self) -> Checked {
-        openapi::send(&self.method, self.builder).await
-    }
-}
-
-#[derive(Clone)]
-struct Api {
-    http: Client,
-    base: String,
-    store: DynamoStore,
-    app: TestApp,
-}
-
-async fn api(prefix: &str) -> Api {
-    let store = DynamoStore::new(ddb().await, env("IM_TEST_LOCAL_TABLE"));
-    Api {
-        http: Client::new(),
-        base: env("IM_TEST_HTTP_URL"),
-        app: TestApp::register(&store, prefix).await,
-        store,
-    }
-}
-
-/// Requests "as" this client carry a token of the app's backend (`role: admin`).
-const BACKEND: &str = "app-backend";
-
-impl Api {
-    /// A request as `client` of the app ([`BACKEND`]: as the app's backend).
-    fn req(&self, client: &str, method: Method, path: &str) -> Req {
-        let token = if client == BACKEND {
-            self.app.admin_token(client)
-        } else {
-            self.app.token(client)
-        };
-        Req {
-            builder: self
-                .http
-                .request(method.clone(), format!("{}{path}", self.base))
-                .bearer_auth(token),
-            method,
-        }
-    }
-
-    async fn send(
-        &self,
-        client: impl AsRef<str>,
-        method: Method,
-        path: impl AsRef<str>,
-        body: Value,
-    ) -> Checked {
-        self.req(client.as_ref(), method, path.as_ref())
-            .json(&body)
-            .send()
-            .await
-    }
-
-    async fn create(&self, owner: &str, body: Value) -> u64 {
-        let resp = self.send(owner, Method::POST, "/im/group", body).await;
-        assert_eq!(resp.status(), 201);
-        resp.json::<Value>().await.unwrap()["group_id"]
-            .as_u64()
-            .unwrap()
-    }
-
-    async fn get(&self, client: &str, path: impl AsRef<str>) -> Checked {
-        self.req(client, Method::GET, path.as_ref()).send().await
-    }
-
-    /// The group as `client` sees it, and its ETag.
-    async fn group(&self, client: &str, id: u64) -> (Value, String) {
-        let resp = self.get(client, &format!("/im/group/{id}")).await;
-        assert_eq!(resp.status(), 200);
-        let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
-        (resp.json().await.unwrap(), etag)
-    }
-
-    /// The ids of `client`'s groups.
-    async fn groups_of(&self, client: &str) -> Vec<u64> {
-        let resp = self
-            .get(client, &format!("/im/user/{client}/groups?limit=100"))
-            .await;
-        assert_eq!(resp.status(), 200);
-        let body: Value = resp.json().await.unwrap();
-        body["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["group_id"].as_u64().unwrap())
-            .collect()
-    }
+/// The ids of `client`'s groups.
+async fn groups_of(api: &Api, client: &str) -> Vec<u64> {
+    let resp = api
+        .get(client, format!("/im/user/{client}/groups?limit=100"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group_id"].as_u64().unwrap())
+        .collect()
 }
 
 /// The status and the error body's `code`.
@@ -136,7 +45,7 @@ async fn status_code(resp: Checked) -> (u16, u64) {
 
 #[tokio::test]
 async fn if_match_makes_update_and_delete_conditional() {
-    let api = api("ifmatch-app").await;
+    let api = Api::local("ifmatch-app").await;
     let id = api
         .create(
             "owner",
@@ -150,7 +59,7 @@ async fn if_match_makes_update_and_delete_conditional() {
             .json(&json!({"group_name": name}))
             .send()
     };
-    let (_, etag) = api.group("owner", id).await;
+    let (_, etag) = group(&api, "owner", id).await;
 
     let resp = put(&etag, "first").await;
     assert_eq!(resp.status(), 200);
@@ -165,7 +74,7 @@ async fn if_match_makes_update_and_delete_conditional() {
     for tag in [weak.as_str(), "\"nope\"", "\"0\""] {
         assert_eq!(put(tag, "x").await.status(), 412, "{tag}");
     }
-    assert_eq!(api.group("owner", id).await.0["group_name"], "first");
+    assert_eq!(group(&api, "owner", id).await.0["group_name"], "first");
     // A list naming the current ETag matches, and so does `*`.
     let listed = format!("\"999\", {fresh}");
     assert_eq!(put(&listed, "listed").await.status(), 200);
@@ -186,7 +95,7 @@ async fn if_match_makes_update_and_delete_conditional() {
     assert_eq!(stale("stranger").await.status(), 404);
 
     // DELETE: a stale ETag leaves the group; the current one deletes it.
-    let (_, current) = api.group("owner", id).await;
+    let (_, current) = group(&api, "owner", id).await;
     let delete = |etag: String| {
         api.req("owner", Method::DELETE, &path)
             .header("if-match", etag)
@@ -201,7 +110,7 @@ async fn if_match_makes_update_and_delete_conditional() {
 
 #[tokio::test]
 async fn concurrent_writes_with_the_same_etag_let_exactly_one_through() {
-    let api = api("ifmatch-race").await;
+    let api = Api::local("ifmatch-race").await;
     let id = api
         .create(
             "owner",
@@ -209,7 +118,7 @@ async fn concurrent_writes_with_the_same_etag_let_exactly_one_through() {
         )
         .await;
     let path = format!("/im/group/{id}");
-    let (_, etag) = api.group("owner", id).await;
+    let (_, etag) = group(&api, "owner", id).await;
     let names: Vec<String> = (0..8).map(|i| format!("name-{i}")).collect();
     let results = join_all(names.iter().map(|name| {
         api.req("owner", Method::PUT, &path)
@@ -227,7 +136,7 @@ async fn concurrent_writes_with_the_same_etag_let_exactly_one_through() {
         }
     }
     assert_eq!(winners.len(), 1, "exactly one write wins: {winners:?}");
-    let (group, _) = api.group("owner", id).await;
+    let (group, _) = group(&api, "owner", id).await;
     assert_eq!(group["group_name"], winners[0].as_str());
 }
 
@@ -235,7 +144,7 @@ async fn concurrent_writes_with_the_same_etag_let_exactly_one_through() {
 
 #[tokio::test]
 async fn the_owner_hands_the_group_to_a_member() {
-    let api = api("owner-app").await;
+    let api = Api::local("owner-app").await;
     let id = api
         .create(
             "alice",
@@ -250,7 +159,7 @@ async fn the_owner_hands_the_group_to_a_member() {
             "alice",
             Method::POST,
             &admin,
-            json!({"member_client_ids": "bob"})
+            Some(json!({"member_client_ids": "bob"}))
         )
         .await
         .status(),
@@ -258,7 +167,7 @@ async fn the_owner_hands_the_group_to_a_member() {
     );
 
     // Only the owner may hand it over, and only to a member.
-    let to = |client: &str| json!({"client_id": client});
+    let to = |client: &str| Some(json!({"client_id": client}));
     assert_eq!(
         api.send("bob", Method::POST, &owner, to("bob"))
             .await
@@ -279,7 +188,7 @@ async fn the_owner_hands_the_group_to_a_member() {
         json!({}),
     ] {
         assert_eq!(
-            api.send("alice", Method::POST, &owner, bad.clone())
+            api.send("alice", Method::POST, &owner, Some(bad.clone()))
                 .await
                 .status()
                 .as_u16()
@@ -288,7 +197,7 @@ async fn the_owner_hands_the_group_to_a_member() {
             "{bad}"
         );
     }
-    assert_eq!(api.group("alice", id).await.0["owner"], "alice");
+    assert_eq!(group(&api, "alice", id).await.0["owner"], "alice");
 
     // Bob, a group admin, becomes the owner (and no longer an admin); alice a member.
     let resp = api.send("alice", Method::POST, &owner, to("bob")).await;
@@ -324,7 +233,7 @@ async fn the_owner_hands_the_group_to_a_member() {
             "alice",
             Method::DELETE,
             &format!("{g}/member"),
-            json!({"member_client_ids": "alice"})
+            Some(json!({"member_client_ids": "alice"}))
         )
         .await
         .status(),
@@ -338,7 +247,7 @@ async fn the_owner_hands_the_group_to_a_member() {
 
 #[tokio::test]
 async fn concurrent_transfers_leave_one_owner() {
-    let api = api("owner-race").await;
+    let api = Api::local("owner-race").await;
     let heirs: Vec<String> = (0..6).map(|i| format!("heir{i}")).collect();
     let id = api
         .create(
@@ -347,11 +256,14 @@ async fn concurrent_transfers_leave_one_owner() {
         )
         .await;
     let owner = format!("/im/group/{id}/owner");
-    let results = join_all(
-        heirs
-            .iter()
-            .map(|h| api.send("founder", Method::POST, &owner, json!({"client_id": h}))),
-    )
+    let results = join_all(heirs.iter().map(|h| {
+        api.send(
+            "founder",
+            Method::POST,
+            &owner,
+            Some(json!({"client_id": h})),
+        )
+    }))
     .await;
     let statuses: Vec<u16> = results.iter().map(|r| r.status().as_u16()).collect();
     // The first transfer wins; the founder, a plain member by then, is refused the rest.
@@ -365,14 +277,14 @@ async fn concurrent_transfers_leave_one_owner() {
         "{statuses:?}"
     );
     let winner = &heirs[statuses.iter().position(|s| *s == 200).unwrap()];
-    assert_eq!(api.group("founder", id).await.0["owner"], winner.as_str());
+    assert_eq!(group(&api, "founder", id).await.0["owner"], winner.as_str());
 }
 
 // --- Idempotency-Key -------------------------------------------------------------------
 
 #[tokio::test]
 async fn a_retried_create_returns_the_first_group() {
-    let api = api("idem-app").await;
+    let api = Api::local("idem-app").await;
     let key = unique("key");
     let body = json!({"group_name": "once", "member_client_ids": ["b", "a"]});
     let create = |client: &str, key: &str, body: &Value| {
@@ -394,7 +306,7 @@ async fn a_retried_create_returns_the_first_group() {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap(), first);
     assert_eq!(
-        api.groups_of("alice").await,
+        groups_of(&api, "alice").await,
         [first["group_id"].as_u64().unwrap()]
     );
 
@@ -402,7 +314,7 @@ async fn a_retried_create_returns_the_first_group() {
     let other = json!({"group_name": "twice"});
     let (status, code) = status_code(create("alice", &key, &other).await).await;
     assert_eq!((status, code), (422, 1022));
-    assert_eq!(api.groups_of("alice").await.len(), 1);
+    assert_eq!(groups_of(&api, "alice").await.len(), 1);
 
     // Keys are per client: bob's identical key is his own.
     let bobs = create("bob", &key, &body).await;
@@ -425,7 +337,7 @@ async fn a_retried_create_returns_the_first_group() {
 
 #[tokio::test]
 async fn concurrent_retries_create_one_group() {
-    let api = api("idem-race").await;
+    let api = Api::local("idem-race").await;
     let key = unique("key");
     let results = join_all((0..8).map(|_| {
         api.req("carol", Method::POST, "/im/group")
@@ -442,12 +354,12 @@ async fn concurrent_retries_create_one_group() {
     }
     ids.dedup();
     assert_eq!(ids.len(), 1, "{ids:?}");
-    assert_eq!(api.groups_of("carol").await.len(), 1);
+    assert_eq!(groups_of(&api, "carol").await.len(), 1);
 }
 
 #[tokio::test]
 async fn idempotency_records_expire_through_dynamodb_ttl() {
-    let api = api("idem-ttl").await;
+    let api = Api::local("idem-ttl").await;
     let client = api.store.client();
     let table = api.store.table();
     let ttl = client
@@ -501,14 +413,14 @@ async fn idempotency_records_expire_through_dynamodb_ttl() {
     let resp = create("second").await;
     assert_eq!(resp.status(), 201);
     assert!(!resp.headers().contains_key("idempotent-replayed"));
-    assert_eq!(api.groups_of("dora").await.len(), 2);
+    assert_eq!(groups_of(&api, "dora").await.len(), 2);
 }
 
 // --- conversation links ----------------------------------------------------------------
 
 #[tokio::test]
 async fn a_conversation_belongs_to_one_group_and_its_rules_apply() {
-    let api = api("conv-app").await;
+    let api = Api::local("conv-app").await;
     let conv = unique("conv");
     let first = api
         .create(
@@ -521,7 +433,7 @@ async fn a_conversation_belongs_to_one_group_and_its_rules_apply() {
             client,
             Method::PUT,
             format!("/im/group/{id}"),
-            json!({"conversation_id": c}),
+            Some(json!({"conversation_id": c})),
         )
     };
     // Only the app's backend links conversations (the owner may not, see signing_rules.rs).
@@ -532,7 +444,7 @@ async fn a_conversation_belongs_to_one_group_and_its_rules_apply() {
             BACKEND,
             Method::POST,
             "/im/group",
-            json!({"group_name": "b", "conversation_id": conv}),
+            Some(json!({"group_name": "b", "conversation_id": conv})),
         )
         .await;
     assert_eq!(status_code(resp).await, (409, 1009));
@@ -583,14 +495,14 @@ async fn a_conversation_belongs_to_one_group_and_its_rules_apply() {
 
 #[tokio::test]
 async fn concurrent_claims_on_one_conversation_give_it_to_one_group() {
-    let api = api("conv-race").await;
+    let api = Api::local("conv-race").await;
     let conv = unique("conv");
     let results = join_all((0..6).map(|_| {
         api.send(
             BACKEND,
             Method::POST,
             "/im/group",
-            json!({"group_name": "g", "conversation_id": conv}),
+            Some(json!({"group_name": "g", "conversation_id": conv})),
         )
     }))
     .await;

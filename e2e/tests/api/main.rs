@@ -1,0 +1,15 @@
+//! The end-to-end tests, one binary with a module per subject; what they share is the
+//! `im_e2e` library (`e2e/src`). Most need the services `make test` starts. One module:
+//! `cargo test -p im-e2e --test api store::`.
+
+mod admin_cli;
+mod authz_matrix;
+mod group_lifecycle;
+mod http_api;
+mod iam_policies;
+mod lambda_events;
+mod openapi;
+mod routes_agree;
+mod signing_rules;
+mod store;
+mod timestamp_unit;
