@@ -89,6 +89,19 @@ impl Api {
         .await
     }
 
+    /// `client` sets (or moves) group `id`'s conversation with a `PUT`: the status.
+    pub async fn link(&self, client: &str, id: u64, conversation: &str) -> u16 {
+        self.send(
+            client,
+            Method::PUT,
+            format!("/im/group/{id}"),
+            Some(serde_json::json!({ "conversation_id": conversation })),
+        )
+        .await
+        .status()
+        .as_u16()
+    }
+
     /// `client`'s signature on `path` (below `/signature/`, with `{a}` for the app id): the
     /// status, and for a 200 a check of the signature against Python's HMAC.
     pub async fn sign(&self, client: &str, path: &str) -> u16 {

@@ -428,16 +428,8 @@ async fn a_conversation_belongs_to_one_group_and_its_rules_apply() {
             json!({"group_name": "a", "member_client_ids": "member"}),
         )
         .await;
-    let put_conv = |client: &'static str, id: u64, c: &str| {
-        api.send(
-            client,
-            Method::PUT,
-            format!("/im/group/{id}"),
-            Some(json!({"conversation_id": c})),
-        )
-    };
     // Only the app's backend links conversations (the owner may not, see signing_rules.rs).
-    assert_eq!(put_conv(BACKEND, first, &conv).await.status(), 200);
+    assert_eq!(api.link(BACKEND, first, &conv).await, 200);
     // Another group cannot take the same conversation, on create or update.
     let resp = api
         .send(
@@ -449,7 +441,7 @@ async fn a_conversation_belongs_to_one_group_and_its_rules_apply() {
         .await;
     assert_eq!(status_code(resp).await, (409, 1009));
     let second = api.create("other", json!({"group_name": "b"})).await;
-    assert_eq!(put_conv(BACKEND, second, &conv).await.status(), 409);
+    assert_eq!(api.link(BACKEND, second, &conv).await, 409);
 
     // The group's rules apply to the linked conversation's signatures.
     let a = api.app.app_id.clone();
@@ -471,8 +463,8 @@ async fn a_conversation_belongs_to_one_group_and_its_rules_apply() {
 
     // Moving the first group to another conversation frees the old one.
     let moved = unique("conv");
-    assert_eq!(put_conv(BACKEND, first, &moved).await.status(), 200);
-    assert_eq!(put_conv(BACKEND, second, &conv).await.status(), 200);
+    assert_eq!(api.link(BACKEND, first, &moved).await, 200);
+    assert_eq!(api.link(BACKEND, second, &conv).await, 200);
     assert_eq!(
         kick("owner").await.status(),
         403,

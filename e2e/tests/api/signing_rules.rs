@@ -29,15 +29,7 @@ async fn group(api: &Api, owner: &str, members: &str, conversation: Option<&str>
         )
         .await;
     if let Some(c) = conversation {
-        let resp = api
-            .send(
-                BACKEND,
-                Method::PUT,
-                &format!("/im/group/{id}"),
-                Some(json!({"conversation_id": c})),
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
+        assert_eq!(api.link(BACKEND, id, c).await, 200);
     }
     id
 }
@@ -242,24 +234,8 @@ async fn only_the_backend_links_a_conversation_and_a_refusal_writes_nothing() {
     // the 409 that would tell it the conversation is taken.
     let other = group(&api, "bob", "", Some(&chat)).await;
     assert_eq!(link_item(&api, &chat).await, Some(other));
-    let resp = api
-        .send(
-            "mallory",
-            Method::PUT,
-            &format!("/im/group/{g}"),
-            Some(json!({"conversation_id": chat})),
-        )
-        .await;
-    assert_eq!(resp.status(), 403);
-    let resp = api
-        .send(
-            BACKEND,
-            Method::PUT,
-            &format!("/im/group/{g}"),
-            Some(json!({"conversation_id": chat})),
-        )
-        .await;
-    assert_eq!(resp.status(), 409);
+    assert_eq!(api.link("mallory", g, &chat).await, 403);
+    assert_eq!(api.link(BACKEND, g, &chat).await, 409);
     assert_eq!(
         api.sign("mallory", &format!("kick/{{a}}/mallory/{chat}/bob"))
             .await,
@@ -345,15 +321,7 @@ async fn unlinked_conversations_deny_clients_when_set() {
     );
     // A link that moved away leaves the old conversation unlinked: denied.
     let moved = unique("conv");
-    let resp = api
-        .send(
-            BACKEND,
-            Method::PUT,
-            &format!("/im/group/{g}"),
-            Some(json!({"conversation_id": moved})),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
+    assert_eq!(api.link(BACKEND, g, &moved).await, 200);
     assert_eq!(
         api.sign("member", &format!("history/{{a}}/member/{conv}"))
             .await,
