@@ -172,3 +172,134 @@ async fn operator_workflow_never_shows_a_key() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn im_cloud_settings_are_kept_with_the_app_and_never_show_the_key() {
+    let table = unique("admin-imcloud");
+    let key = test_key();
+    let mut everything = String::new();
+    let mut run = |args: &[&str], stdin: Option<&str>, ok: bool| {
+        let out = admin(&table, args, stdin);
+        assert_eq!(
+            out.status.success(),
+            ok,
+            "im-admin {args:?}: {}",
+            text(&out)
+        );
+        everything.push_str(&text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["table", "create"], None, true);
+    run(&["app", "add", "im-app"], Some(&key), true);
+    let show = || ["app", "im-cloud", "show", "im-app"];
+
+    assert!(run(&show(), None, true).contains("has no IM cloud settings"));
+    // The first set needs the server; the defaults fill in the rest.
+    run(&["app", "im-cloud", "set", "im-app"], None, false);
+    let out = run(
+        &[
+            "app",
+            "im-cloud",
+            "set",
+            "im-app",
+            "--server",
+            "https://abc.example-shared.com/",
+        ],
+        None,
+        true,
+    );
+    assert!(
+        out.contains("server: https://abc.example-shared.com\n"),
+        "{out}"
+    );
+    assert_eq!(
+        run(&show(), None, true),
+        "server: https://abc.example-shared.com\nmirroring: on\nsystem messages: off\n\
+         system client: -\non delete: keep\n"
+    );
+    // Later sets change only what they name; rules are checked before anything is written.
+    run(
+        &[
+            "app",
+            "im-cloud",
+            "set",
+            "im-app",
+            "--system-messages",
+            "on",
+        ],
+        None,
+        false,
+    );
+    for bad_server in [
+        "http://abc.example-shared.com",
+        "https://abc.example-shared.com/1.2/rtm",
+        "ftp://abc.example-shared.com",
+    ] {
+        run(
+            &["app", "im-cloud", "set", "im-app", "--server", bad_server],
+            None,
+            false,
+        );
+    }
+    run(
+        &[
+            "app",
+            "im-cloud",
+            "set",
+            "im-app",
+            "--system-messages",
+            "on",
+            "--system-client",
+            "system",
+            "--on-delete",
+            "delete",
+            "--mirroring",
+            "off",
+        ],
+        None,
+        true,
+    );
+    assert_eq!(
+        run(&show(), None, true),
+        "server: https://abc.example-shared.com\nmirroring: off\nsystem messages: on\n\
+         system client: system\non delete: delete\n"
+    );
+    // Local runs and tests point it at a loopback stand-in.
+    run(
+        &[
+            "app",
+            "im-cloud",
+            "set",
+            "im-app",
+            "--server",
+            "http://127.0.0.1:9000",
+        ],
+        None,
+        true,
+    );
+    assert!(run(&show(), None, true).starts_with("server: http://127.0.0.1:9000\n"));
+    // Through the store as well, and for unknown apps.
+    let store = DynamoStore::new(ddb().await, table.clone());
+    let settings = store.im_cloud("im-app").await.unwrap().unwrap();
+    assert_eq!(settings.system_client(), Some("system"));
+    assert!(matches!(
+        store.im_cloud("nope").await,
+        Err(im_shared::store::StoreError::NotFound)
+    ));
+    run(&["app", "im-cloud", "show", "nope"], None, false);
+    run(
+        &[
+            "app",
+            "im-cloud",
+            "set",
+            "nope",
+            "--server",
+            "https://x.example.com",
+        ],
+        None,
+        false,
+    );
+    // The master key (the credential) is never printed.
+    assert!(!everything.contains(&key), "{everything}");
+    assert!(!everything.contains("mk-test-"), "{everything}");
+}

@@ -5,6 +5,7 @@
 pub mod caller;
 pub mod group;
 pub mod ids;
+pub mod im_cloud;
 pub mod policy;
 pub mod secret;
 pub mod signing;
@@ -15,6 +16,7 @@ pub use group::{
     DEFAULT_MAX_MEMBERS, IDEMPOTENCY_WINDOW, MAX_MAX_MEMBERS,
 };
 pub use ids::MemberList;
+pub use im_cloud::{ImCloud, OnDelete};
 pub use secret::Secret;
 
 /// Input that breaks a rule of the model; the HTTP layer answers it with a 400 whose

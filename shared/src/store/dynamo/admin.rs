@@ -1,13 +1,16 @@
 //! Apps (master keys) and token-signing secrets: written by the admin command and the
 //! local server only (no function may write these items), read by every function.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
 use super::expr::Expr;
 use super::layout::*;
 use super::{build_err, is_condition_failure, sdk_err, DynamoStore, TxOutcome};
-use crate::model::{Secret, TokenKey};
+
+use crate::model::{ImCloud, OnDelete, Secret, TokenKey};
 use crate::store::{KeyStore, StoreError};
 
 impl DynamoStore {
@@ -148,6 +151,74 @@ impl DynamoStore {
             .build()
             .map_err(build_err)?;
         Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Sets an existing app's IM cloud settings (`NotFound` for an unknown app). They are
+    /// kept on the app item, beside the master key that is their credential.
+    pub async fn set_im_cloud(&self, app_id: &str, settings: &ImCloud) -> Result<(), StoreError> {
+        let mut map = HashMap::from([
+            ("server".to_owned(), s(settings.server())),
+            (
+                "mirroring".to_owned(),
+                AttributeValue::Bool(settings.mirroring()),
+            ),
+            (
+                "system_messages".to_owned(),
+                AttributeValue::Bool(settings.system_messages()),
+            ),
+            ("on_delete".to_owned(), s(settings.on_delete().as_str())),
+        ]);
+        if let Some(client) = settings.system_client() {
+            map.insert("system_client".to_owned(), s(client));
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(APP_PK, app_id)))
+            .update_expression("SET im_cloud = :c, updated_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":c", AttributeValue::M(map))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound),
+            Err(e) => Err(sdk_err("UpdateItem(app im_cloud)", e)),
+        }
+    }
+
+    /// An app's IM cloud settings: `NotFound` for an unknown app, `None` when it has none.
+    pub async fn im_cloud(&self, app_id: &str) -> Result<Option<ImCloud>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(APP_PK, app_id)))
+            .projection_expression("pk, im_cloud")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem(app im_cloud)", e))?;
+        let item = out.item().ok_or(StoreError::NotFound)?;
+        let Some(map) = item.get("im_cloud").and_then(|v| v.as_m().ok()) else {
+            return Ok(None);
+        };
+        let text = |k: &str| map.get(k).and_then(|v| v.as_s().ok()).cloned();
+        let flag = |k: &str| map.get(k).and_then(|v| v.as_bool().ok()).copied();
+        let corrupt = |why: String| StoreError::Backend(format!("app {app_id} im_cloud: {why}"));
+        let on_delete = OnDelete::parse(&text("on_delete").unwrap_or_default())
+            .map_err(|e| corrupt(e.to_string()))?;
+        ImCloud::new(
+            &text("server").unwrap_or_default(),
+            flag("mirroring").unwrap_or_default(),
+            flag("system_messages").unwrap_or_default(),
+            text("system_client"),
+            on_delete,
+        )
+        .map(Some)
+        .map_err(|e| corrupt(e.to_string()))
     }
 
     /// App ids only: keys never leave the table through this.

@@ -3,7 +3,7 @@
 //!
 //! | item | pk | sk | attributes |
 //! | --- | --- | --- | --- |
-//! | app | `APP` | app id | `master_key`, `created_at`, `updated_at` |
+//! | app | `APP` | app id | `master_key`, `token_keys` (how many token keys were ever added), `im_cloud` (map: `server`, `mirroring`, `system_messages`, `system_client`, `on_delete`), `created_at`, `updated_at` |
 //! | token secret | `TOKEN_KEY` | key id (`kid`) | `app_id`, `secret`, `status` (active, retired), `created_at` |
 //! | group-id counter | `COUNTER` | `GROUP_ID` | `next_id` |
 //! | group | `GROUP#<id>` | `META` | `group_id`, `app_id`, `group_name`, `owner`, `admins` (string set), `status` (active, deleting), `member_count`, `max_members`, `version`, `avatar_url`, `description`, `conversation_id`, `created_at`, `updated_at` |
