@@ -33,22 +33,41 @@ fn text(o: &Output) -> String {
     )
 }
 
-#[tokio::test]
-async fn operator_workflow_never_shows_a_key() {
-    let table = unique("admin-cli");
-    let (k1, k2) = (test_key(), test_key());
-    let mut everything = String::new();
-    let mut run = |args: &[&str], stdin: Option<&str>, ok: bool| {
-        let out = admin(&table, args, stdin);
+/// An operator at the command line of one table: runs `im-admin`, checks that it
+/// succeeded or failed as expected, and keeps everything it printed.
+struct Operator {
+    table: String,
+    everything: String,
+}
+
+impl Operator {
+    fn new(table: &str) -> Self {
+        Self {
+            table: table.to_owned(),
+            everything: String::new(),
+        }
+    }
+
+    /// Standard output of `im-admin args` (with `stdin`), which must succeed iff `ok`.
+    fn run(&mut self, args: &[&str], stdin: Option<&str>, ok: bool) -> String {
+        let out = admin(&self.table, args, stdin);
         assert_eq!(
             out.status.success(),
             ok,
             "im-admin {args:?}: {}",
             text(&out)
         );
-        everything.push_str(&text(&out));
+        self.everything.push_str(&text(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    }
+}
+
+#[tokio::test]
+async fn operator_workflow_never_shows_a_key() {
+    let table = unique("admin-cli");
+    let (k1, k2) = (test_key(), test_key());
+    let mut operator = Operator::new(&table);
+    let mut run = |args: &[&str], stdin: Option<&str>, ok: bool| operator.run(args, stdin, ok);
 
     assert!(run(&["table", "create"], None, true).contains("created"));
     assert!(run(&["table", "create"], None, true).contains("already exists"));
@@ -160,7 +179,7 @@ async fn operator_workflow_never_shows_a_key() {
 
     for secret in [&k1, &k2, &ts] {
         assert!(
-            !everything.contains(secret.as_str()),
+            !operator.everything.contains(secret.as_str()),
             "a key or secret was printed"
         );
     }
@@ -177,18 +196,8 @@ async fn operator_workflow_never_shows_a_key() {
 async fn im_cloud_settings_are_kept_with_the_app_and_never_show_the_key() {
     let table = unique("admin-imcloud");
     let key = test_key();
-    let mut everything = String::new();
-    let mut run = |args: &[&str], stdin: Option<&str>, ok: bool| {
-        let out = admin(&table, args, stdin);
-        assert_eq!(
-            out.status.success(),
-            ok,
-            "im-admin {args:?}: {}",
-            text(&out)
-        );
-        everything.push_str(&text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let mut operator = Operator::new(&table);
+    let mut run = |args: &[&str], stdin: Option<&str>, ok: bool| operator.run(args, stdin, ok);
     run(&["table", "create"], None, true);
     run(&["app", "add", "im-app"], Some(&key), true);
     let show = || ["app", "im-cloud", "show", "im-app"];
@@ -300,6 +309,14 @@ async fn im_cloud_settings_are_kept_with_the_app_and_never_show_the_key() {
         false,
     );
     // The master key (the credential) is never printed.
-    assert!(!everything.contains(&key), "{everything}");
-    assert!(!everything.contains("mk-test-"), "{everything}");
+    assert!(
+        !operator.everything.contains(&key),
+        "{}",
+        operator.everything
+    );
+    assert!(
+        !operator.everything.contains("mk-test-"),
+        "{}",
+        operator.everything
+    );
 }

@@ -38,14 +38,27 @@ impl DynamoStore {
 
     /// Replaces an existing app's master key; `NotFound` for an unknown app.
     pub async fn rotate_app(&self, app_id: &str, master_key: &Secret) -> Result<(), StoreError> {
+        self.set_on_app(app_id, "master_key", s(master_key.expose()))
+            .await
+    }
+
+    /// Sets one attribute of an existing app item (and `updated_at`); `NotFound` for an
+    /// unknown app.
+    async fn set_on_app(
+        &self,
+        app_id: &str,
+        attribute: &'static str,
+        value: AttributeValue,
+    ) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(APP_PK, app_id)))
-            .update_expression("SET master_key = :k, updated_at = :now")
+            .update_expression("SET #a = :v, updated_at = :now")
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":k", s(master_key.expose()))
+            .expression_attribute_names("#a", attribute)
+            .expression_attribute_values(":v", value)
             .expression_attribute_values(":now", s(now_rfc3339()))
             .send()
             .await;
@@ -171,22 +184,8 @@ impl DynamoStore {
         if let Some(client) = settings.system_client() {
             map.insert("system_client".to_owned(), s(client));
         }
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(APP_PK, app_id)))
-            .update_expression("SET im_cloud = :c, updated_at = :now")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":c", AttributeValue::M(map))
-            .expression_attribute_values(":now", s(now_rfc3339()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound),
-            Err(e) => Err(sdk_err("UpdateItem(app im_cloud)", e)),
-        }
+        self.set_on_app(app_id, "im_cloud", AttributeValue::M(map))
+            .await
     }
 
     /// An app's IM cloud settings: `NotFound` for an unknown app, `None` when it has none.
