@@ -42,6 +42,22 @@ impl DynamoStore {
             .await
     }
 
+    /// The app item's `attributes` (a projection), read consistently; `NotFound` for an
+    /// unknown app. Never the master key unless asked for by name.
+    async fn app_item(&self, app_id: &str, attributes: &str) -> Result<Item, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(APP_PK, app_id)))
+            .projection_expression(format!("pk, {attributes}"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem(app)", e))?;
+        out.item().cloned().ok_or(StoreError::NotFound)
+    }
+
     /// Sets one attribute of an existing app item (and `updated_at`); `NotFound` for an
     /// unknown app.
     async fn set_on_app(
@@ -79,19 +95,7 @@ impl DynamoStore {
         // beyond that are retired first, on their own (retiring early is always safe).
         const KEYS_PER_TRANSACTION: usize = 99;
         for _ in 0..8 {
-            let app = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(key(APP_PK, app_id)))
-                .projection_expression("token_keys")
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| sdk_err("GetItem(app)", e))?;
-            let Some(item) = app.item() else {
-                return Err(StoreError::NotFound);
-            };
+            let item = self.app_item(app_id, "token_keys").await?;
             let count = item.get("token_keys").and_then(|v| v.as_n().ok()).cloned();
             let mut kids: Vec<String> = self
                 .query_partition(
@@ -190,17 +194,7 @@ impl DynamoStore {
 
     /// An app's IM cloud settings: `NotFound` for an unknown app, `None` when it has none.
     pub async fn im_cloud(&self, app_id: &str) -> Result<Option<ImCloud>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(APP_PK, app_id)))
-            .projection_expression("pk, im_cloud")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_err("GetItem(app im_cloud)", e))?;
-        let item = out.item().ok_or(StoreError::NotFound)?;
+        let item = self.app_item(app_id, "im_cloud").await?;
         let Some(map) = item.get("im_cloud").and_then(|v| v.as_m().ok()) else {
             return Ok(None);
         };
