@@ -1,6 +1,72 @@
 //! Mirrors groups into each app's IM cloud (the vendor's realtime REST API 1.2): the
-//! table's stream records in, conversation changes and system messages out.
-//! Work in progress (issue 10).
+//! table's stream records in, conversation changes and system messages out. The
+//! `sync-conversations` function runs [`Syncer::handle`] on AWS; the local server runs
+//! the same handler on DynamoDB Local's stream.
+//!
+//! - [`records`]: what a stream record means (pure);
+//! - [`mirror`]: the handler, its ordering and exactly-once rules;
+//! - [`vendor`]: the REST calls, retries and back-off;
+//! - [`message`]: the system messages.
+
+pub mod message;
+pub mod mirror;
+pub mod records;
+pub mod vendor;
+
+use std::time::Duration;
 
 pub use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 pub use aws_lambda_events::event::streams::DynamoDbEventResponse;
+pub use mirror::Syncer;
+
+use im_shared::store::DynamoStore;
+use vendor::{RetryPolicy, Vendor};
+
+/// Why the sync function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{0} must be a whole number of milliseconds")]
+    NotMillis(&'static str),
+    #[error("the HTTP client could not be built: {0}")]
+    Http(String),
+}
+
+fn millis(name: &'static str, default: Duration) -> Result<Duration, SetupError> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| SetupError::NotMillis(name)),
+        Err(_) => Ok(default),
+    }
+}
+
+/// The retry policy from the environment: `IM_SYNC_ATTEMPT_TIMEOUT_MS` (one HTTP
+/// attempt) and `IM_SYNC_RETRY_BUDGET_MS` (all attempts of one call).
+pub fn policy_from_env() -> Result<RetryPolicy, SetupError> {
+    let default = RetryPolicy::default();
+    Ok(RetryPolicy {
+        attempt_timeout: millis("IM_SYNC_ATTEMPT_TIMEOUT_MS", default.attempt_timeout)?,
+        budget: millis("IM_SYNC_RETRY_BUDGET_MS", default.budget)?,
+        ..default
+    })
+}
+
+impl Syncer {
+    /// The table (`TABLE_NAME`) and a DynamoDB client from the standard environment, and
+    /// the HTTP client: built once at init, reused warm.
+    pub async fn from_env() -> Result<Self, SetupError> {
+        let table = std::env::var("TABLE_NAME").map_err(|_| SetupError::Missing("TABLE_NAME"))?;
+        let client = DynamoStore::client_from_env().await;
+        Self::with_client(DynamoStore::new(client, table))
+    }
+
+    pub fn with_client(store: DynamoStore) -> Result<Self, SetupError> {
+        let vendor =
+            Vendor::new(policy_from_env()?).map_err(|e| SetupError::Http(e.to_string()))?;
+        Ok(Self::new(store, vendor))
+    }
+}

@@ -6,6 +6,7 @@ pub mod caller;
 pub mod group;
 pub mod ids;
 pub mod im_cloud;
+pub mod mirror;
 pub mod policy;
 pub mod secret;
 pub mod signing;
@@ -17,6 +18,7 @@ pub use group::{
 };
 pub use ids::MemberList;
 pub use im_cloud::{ImCloud, OnDelete};
+pub use mirror::{ChangeEvent, SyncReport, SyncStatus};
 pub use secret::Secret;
 
 /// Input that breaks a rule of the model; the HTTP layer answers it with a 400 whose

@@ -276,7 +276,11 @@ pub async fn get_group(
     path: Result<Path<GroupPath>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = group_id(path)?;
-    let meta = state.store.group_for(&caller, id).await?;
+    let mut meta = state.store.group_for(&caller, id).await?;
+    // The mirror's state is for those who can act on it (reconcile, relink).
+    if !meta.managed_by(&caller) {
+        meta.sync = None;
+    }
     Ok(group_response(StatusCode::OK, meta))
 }
 

@@ -21,6 +21,17 @@ pub(super) struct GroupView {
     pub(super) description: Option<String>,
     pub(super) created_at: String,
     pub(super) updated_at: String,
+    /// Only in a read by the owner, a group admin or the app's backend, once the IM cloud
+    /// mirror has touched the group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) sync: Option<SyncView>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct SyncView {
+    pub(super) status: &'static str,
+    pub(super) error: Option<String>,
+    pub(super) at: String,
 }
 
 /// The group with its version as a strong ETag.
@@ -38,6 +49,11 @@ pub(super) fn group_response(status: StatusCode, meta: GroupMeta) -> Response {
         description: meta.description,
         created_at: meta.created_at,
         updated_at: meta.updated_at,
+        sync: meta.sync.map(|s| SyncView {
+            status: s.status.as_str(),
+            error: s.error,
+            at: s.at,
+        }),
     };
     let mut resp = json(status, &view);
     if let Ok(v) = axum::http::HeaderValue::from_str(&etag) {

@@ -44,7 +44,11 @@ impl DynamoStore {
 
     /// The app item's `attributes` (a projection), read consistently; `NotFound` for an
     /// unknown app. Never the master key unless asked for by name.
-    async fn app_item(&self, app_id: &str, attributes: &str) -> Result<Item, StoreError> {
+    pub(super) async fn app_item(
+        &self,
+        app_id: &str,
+        attributes: &str,
+    ) -> Result<Item, StoreError> {
         let out = self
             .client
             .get_item()
@@ -195,6 +199,11 @@ impl DynamoStore {
     /// An app's IM cloud settings: `NotFound` for an unknown app, `None` when it has none.
     pub async fn im_cloud(&self, app_id: &str) -> Result<Option<ImCloud>, StoreError> {
         let item = self.app_item(app_id, "im_cloud").await?;
+        Self::im_cloud_from(app_id, &item)
+    }
+
+    /// The `im_cloud` settings of an app item, if it has them.
+    pub(super) fn im_cloud_from(app_id: &str, item: &Item) -> Result<Option<ImCloud>, StoreError> {
         let Some(map) = item.get("im_cloud").and_then(|v| v.as_m().ok()) else {
             return Ok(None);
         };

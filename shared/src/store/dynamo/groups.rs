@@ -10,7 +10,8 @@ use super::layout::*;
 use super::{build_err, is_condition_failure, sdk_err, DynamoStore, TxOutcome};
 use crate::model::ids::conversation_may_link;
 use crate::model::{
-    Caller, Created, GroupMeta, GroupPatch, GroupSpec, Idempotency, MemberList, NewGroup,
+    Caller, ChangeEvent, Created, GroupMeta, GroupPatch, GroupSpec, Idempotency, MemberList,
+    NewGroup,
 };
 use crate::store::{GroupStore, StoreError};
 
@@ -146,6 +147,10 @@ impl GroupStore for DynamoStore {
                 meta.insert(name.into(), s(v.as_str()));
             }
         }
+        meta.insert(
+            "last_change".into(),
+            last_change(ChangeEvent::Created, &caller.client_id, all.ids(), &now),
+        );
         meta.insert("created_at".into(), s(now.clone()));
         meta.insert("updated_at".into(), s(now.clone()));
         let mut items = vec![TransactWriteItem::builder()
@@ -237,6 +242,13 @@ impl GroupStore for DynamoStore {
                 update = update.value(&format!(":{attr}"), s(v.as_str()));
             }
         }
+        if patch.name.is_some() {
+            sets.push("last_change = :change".to_owned());
+            update = update.value(
+                ":change",
+                last_change(ChangeEvent::Renamed, &caller.client_id, &[], &now),
+            );
+        }
         update.text = format!("SET {} ADD version :one", sets.join(", "));
         let mut cond = Expr::live_in_app(caller).managed_by(caller);
         let precondition = if_match.map(|versions| Precondition {
@@ -316,9 +328,14 @@ impl GroupStore for DynamoStore {
         // 1. Mark the group as being deleted: from here on every read and write treats it
         //    as gone. A group already marked (a delete that crashed half-way) is finished
         //    below by any caller of its app, but answers NotFound: it was already deleted.
-        let update = Expr::new("SET #status = :deleting, updated_at = :now")
+        let now = now_rfc3339();
+        let update = Expr::new("SET #status = :deleting, updated_at = :now, last_change = :change")
             .value(":deleting", s(DELETING))
-            .value(":now", s(now_rfc3339()));
+            .value(":now", s(now.as_str()))
+            .value(
+                ":change",
+                last_change(ChangeEvent::Dismissed, &caller.client_id, &[], &now),
+            );
         let mut allowed = Expr::live_in_app(caller).owned_by(caller);
         if let Some(versions) = if_match {
             allowed = allowed.version_in(versions);
@@ -395,14 +412,24 @@ impl GroupStore for DynamoStore {
     ) -> Result<GroupMeta, StoreError> {
         // The new owner must be a member, checked in the same transaction; an owner is
         // never also listed as a group admin.
+        let now = now_rfc3339();
         let update = Expr::new(
-            "SET #owner = :new_owner, updated_at = :now ADD version :one DELETE #admins :new_owner_set",
+            "SET #owner = :new_owner, updated_at = :now, last_change = :change ADD version :one DELETE #admins :new_owner_set",
         )
         .name("#owner", "owner")
         .name("#admins", "admins")
         .value(":new_owner", s(new_owner))
         .value(":new_owner_set", string_set(&[new_owner.to_owned()]))
-        .value(":now", s(now_rfc3339()))
+        .value(":now", s(now.as_str()))
+        .value(
+            ":change",
+            last_change(
+                ChangeEvent::OwnerChanged,
+                &caller.client_id,
+                &[new_owner.to_owned()],
+                &now,
+            ),
+        )
         .value(":one", AttributeValue::N("1".into()));
         let cond = Expr::live_in_app(caller).owned_by(caller);
         let items = vec![
@@ -420,7 +447,7 @@ impl GroupStore for DynamoStore {
 
     async fn group_for(&self, caller: &Caller, group_id: u64) -> Result<GroupMeta, StoreError> {
         let (meta, present) = self
-            .meta_and_members(group_id, &[&caller.client_id])
+            .meta_and_members(group_id, &[&caller.client_id], true)
             .await?;
         Self::visible(meta, caller, present.contains(&caller.client_id))
     }

@@ -6,7 +6,8 @@
 //! | app | `APP` | app id | `master_key`, `token_keys` (how many token keys were ever added), `im_cloud` (map: `server`, `mirroring`, `system_messages`, `system_client`, `on_delete`), `created_at`, `updated_at` |
 //! | token secret | `TOKEN_KEY` | key id (`kid`) | `app_id`, `secret`, `status` (active, retired), `created_at` |
 //! | group-id counter | `COUNTER` | `GROUP_ID` | `next_id` |
-//! | group | `GROUP#<id>` | `META` | `group_id`, `app_id`, `group_name`, `owner`, `admins` (string set), `status` (active, deleting), `member_count`, `max_members`, `version`, `avatar_url`, `description`, `conversation_id`, `created_at`, `updated_at` |
+//! | group | `GROUP#<id>` | `META` | `group_id`, `app_id`, `group_name`, `owner`, `admins` (string set), `status` (active, deleting), `member_count`, `max_members`, `version`, `avatar_url`, `description`, `conversation_id`, `last_change` (map: `event`, `by`, `members`, `at`: the change the write made, for the IM cloud mirror's messages), `created_at`, `updated_at` |
+//! | group sync state | `GROUP#<id>` | `SYNC` | `seq` (the last stream record applied, 40 digits), `status` (ok, failed), `error`, `at`, `expires_at` once the group is gone |
 //! | member | `GROUP#<id>` | `MEMBER#<client id>` | `client_id`, `group_id`, `joined_at`, `gsi1pk` = `CLIENT#<app id>:<client id>`, `gsi1sk` = `GROUP#<id, 20 digits>` |
 //! | conversation link | `CONV#<app id>:<conversation id>` | `CONV` | `group_id`: the one group whose conversation this is |
 //! | idempotency record | `IDEM#<app id>:<client id>:<key>` | `IDEM` | `fingerprint`, the created group's `group_id`, `group_name`, `owner`, `member_client_ids`, `expires_at` (epoch seconds: the table's TTL attribute) |
@@ -32,6 +33,7 @@ pub(super) const META_SK: &str = "META";
 pub(super) const LINK_SK: &str = "CONV";
 pub(super) const IDEM_SK: &str = "IDEM";
 pub(super) const MEMBER_PREFIX: &str = "MEMBER#";
+pub(super) const SYNC_SK: &str = "SYNC";
 pub(super) const ACTIVE: &str = "active";
 pub(super) const DELETING: &str = "deleting";
 pub(super) const RETIRED: &str = "retired";
@@ -76,6 +78,25 @@ pub(super) fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+}
+
+/// The `last_change` a group write records: the event, who made it, the members it
+/// concerns, and when (which also makes two equal changes in a row differ).
+pub(super) fn last_change(
+    event: crate::model::ChangeEvent,
+    by: &str,
+    members: &[String],
+    now: &str,
+) -> AttributeValue {
+    AttributeValue::M(HashMap::from([
+        ("event".to_owned(), s(event.as_str())),
+        ("by".to_owned(), s(by)),
+        (
+            "members".to_owned(),
+            AttributeValue::L(members.iter().map(|m| s(m.as_str())).collect()),
+        ),
+        ("at".to_owned(), s(now)),
+    ]))
 }
 
 pub(super) fn string_set(ids: &[String]) -> AttributeValue {
@@ -124,5 +145,6 @@ pub(super) fn meta_from_item(item: &HashMap<String, AttributeValue>) -> Option<G
         conversation_id: text("conversation_id"),
         created_at: text("created_at").unwrap_or_default(),
         updated_at: text("updated_at").unwrap_or_default(),
+        sync: None,
     })
 }

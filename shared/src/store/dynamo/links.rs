@@ -76,7 +76,7 @@ impl ConversationStore for DynamoStore {
         group_id: u64,
         client_id: &str,
     ) -> Result<GroupStatus, StoreError> {
-        let (meta, present) = self.meta_and_members(group_id, &[client_id]).await?;
+        let (meta, present) = self.meta_and_members(group_id, &[client_id], false).await?;
         Ok(match meta.filter(|m| m.app_id == app_id) {
             None => GroupStatus::Absent,
             Some(m) if !m.live => GroupStatus::Deleting,

@@ -9,17 +9,22 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, Transact
 use super::expr::Expr;
 use super::layout::*;
 use super::{build_err, sdk_err, DynamoStore, TxOutcome};
-use crate::model::{Caller, GroupMeta, MemberList, Page};
+use crate::model::{Caller, ChangeEvent, GroupMeta, MemberList, Page};
 use crate::store::{GroupStore, MemberStore, StoreError};
 
 impl DynamoStore {
-    /// The group item and which of `clients` are members, in one consistent read.
+    /// The group item and which of `clients` are members, in one consistent read; with
+    /// `with_sync`, the group's sync state too.
     pub(super) async fn meta_and_members(
         &self,
         group_id: u64,
         clients: &[&str],
+        with_sync: bool,
     ) -> Result<(Option<GroupMeta>, BTreeSet<String>), StoreError> {
         let mut keys = vec![meta_key(group_id)];
+        if with_sync {
+            keys.push(super::sync::sync_key(group_id));
+        }
         let unique: BTreeSet<&str> = clients.iter().copied().collect();
         keys.extend(unique.iter().map(|c| key(group_pk(group_id), member_sk(c))));
         let items = self.batch_get(keys).await?;
@@ -29,10 +34,15 @@ impl DynamoStore {
                 .cloned()
                 .unwrap_or_default()
         };
+        let sync = items
+            .iter()
+            .find(|i| sk_of(i) == SYNC_SK)
+            .and_then(super::sync::report_from_item);
         let meta = items
             .iter()
             .find(|i| sk_of(i) == META_SK)
-            .and_then(meta_from_item);
+            .and_then(meta_from_item)
+            .map(|m| GroupMeta { sync, ..m });
         let members = items
             .iter()
             .filter_map(|i| sk_of(i).strip_prefix(MEMBER_PREFIX).map(str::to_owned))
@@ -89,7 +99,7 @@ impl MemberStore for DynamoStore {
         for _ in 0..8 {
             let mut clients: Vec<&str> = members.ids().iter().map(String::as_str).collect();
             clients.push(&caller.client_id);
-            let (meta, present) = self.meta_and_members(group_id, &clients).await?;
+            let (meta, present) = self.meta_and_members(group_id, &clients, false).await?;
             let meta = Self::visible(meta, caller, present.contains(&caller.client_id))?;
             let new: Vec<&String> = members
                 .ids()
@@ -108,10 +118,17 @@ impl MemberStore for DynamoStore {
                 });
             }
             let now = now_rfc3339();
-            let update = Expr::new("SET updated_at = :now ADD member_count :n, version :one")
-                .value(":now", s(now.as_str()))
-                .value(":n", AttributeValue::N(adding.to_string()))
-                .value(":one", AttributeValue::N("1".into()));
+            let added: Vec<String> = new.iter().map(|id| (*id).clone()).collect();
+            let update = Expr::new(
+                "SET updated_at = :now, last_change = :change ADD member_count :n, version :one",
+            )
+            .value(":now", s(now.as_str()))
+            .value(
+                ":change",
+                last_change(ChangeEvent::MembersAdded, &caller.client_id, &added, &now),
+            )
+            .value(":n", AttributeValue::N(adding.to_string()))
+            .value(":one", AttributeValue::N("1".into()));
             let cond = Expr::live_in_app(caller).and("member_count <= :cap").value(
                 ":cap",
                 AttributeValue::N((meta.max_members - adding).to_string()),
@@ -155,7 +172,7 @@ impl MemberStore for DynamoStore {
         let cond = cond.owner_not_in(ids);
         for _ in 0..8 {
             let clients: Vec<&str> = ids.iter().map(String::as_str).collect();
-            let (meta, present) = self.meta_and_members(group_id, &clients).await?;
+            let (meta, present) = self.meta_and_members(group_id, &clients, false).await?;
             if leaving && meta.as_ref().is_some_and(|m| m.live) && present.is_empty() {
                 return Err(StoreError::NotFound); // not a member: nothing to leave
             }
@@ -170,9 +187,16 @@ impl MemberStore for DynamoStore {
                 items.push(self.check_meta(group_id, &cond)?);
             } else {
                 // Whoever leaves the group stops being one of its admins.
-                let update = Expr::new("SET updated_at = :now ADD member_count :n, version :one DELETE #admins :removed")
+                let now = now_rfc3339();
+                let event = if leaving {
+                    ChangeEvent::MemberLeft
+                } else {
+                    ChangeEvent::MembersRemoved
+                };
+                let update = Expr::new("SET updated_at = :now, last_change = :change ADD member_count :n, version :one DELETE #admins :removed")
                     .name("#admins", "admins")
-                    .value(":now", s(now_rfc3339()))
+                    .value(":now", s(now.as_str()))
+                    .value(":change", last_change(event, &caller.client_id, &gone, &now))
                     .value(":n", AttributeValue::N(format!("-{}", gone.len())))
                     .value(":one", AttributeValue::N("1".into()))
                     .value(":removed", string_set(&gone));

@@ -13,6 +13,7 @@ mod idempotency;
 pub mod layout;
 mod links;
 mod members;
+mod sync;
 
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use rand::Rng;
+
+pub use self::sync::{padded_sequence, MirrorLink, SyncCursor};
 
 use self::layout::Item;
 use super::StoreError;

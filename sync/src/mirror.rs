@@ -1,0 +1,524 @@
+//! The handler: one batch of stream records in, the groups' conversations brought up to
+//! date, and the records that must be retried out.
+//!
+//! How it stays exactly-once in effect:
+//! - the records of one group are applied in stream order, one group at a time, while
+//!   different groups go on in parallel;
+//! - each group keeps a cursor (its `SYNC` item: the last record applied). A retried
+//!   batch skips what the cursor covers, so a member change or a system message is not
+//!   made twice; the cursor is saved right after each message, the one effect the vendor
+//!   cannot dedupe;
+//! - membership changes are set operations at the vendor (adding a member twice changes
+//!   nothing), and a create first looks for the conversation an earlier try made;
+//! - when a record cannot be applied yet, the batch reports it (and Lambda retries it and
+//!   everything after it on the shard, which the cursors of other groups then skip);
+//!   an answer no retry can fix marks the group `failed` instead, and the stream goes on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::streams::DynamoDbBatchItemFailure;
+use futures::StreamExt;
+use im_shared::model::{ImCloud, OnDelete, Secret, SyncStatus};
+use im_shared::store::dynamo::{padded_sequence, MirrorLink};
+use im_shared::store::{DynamoStore, StoreError};
+use tokio::sync::Mutex;
+
+use crate::message;
+use crate::records::{self, Change, GroupImage, Record};
+use crate::vendor::{AppApi, Vendor, VendorError};
+use crate::{DynamoDbEventResponse, StreamEvent};
+
+/// Groups synced at once within one batch.
+const PARALLEL_GROUPS: usize = 8;
+
+/// An app's mirror settings and credential, read once per batch.
+struct Target {
+    cloud: ImCloud,
+    key: Secret,
+}
+
+type Targets = Mutex<HashMap<String, Option<Arc<Target>>>>;
+
+pub struct Syncer {
+    store: DynamoStore,
+    vendor: Vendor,
+}
+
+/// Why a group's records stopped: retried from `seq` by the next try.
+#[derive(Debug)]
+struct Stopped {
+    seq: String,
+    why: String,
+}
+
+#[derive(Debug)]
+enum StepError {
+    Vendor(VendorError),
+    Store(StoreError),
+}
+
+impl From<VendorError> for StepError {
+    fn from(e: VendorError) -> Self {
+        Self::Vendor(e)
+    }
+}
+
+impl From<StoreError> for StepError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Vendor(e) => e.fmt(f),
+            Self::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl StepError {
+    fn permanent(&self) -> bool {
+        matches!(self, Self::Vendor(e) if e.is_permanent())
+    }
+}
+
+/// Consecutive records of one group that make one call.
+enum Step<'r> {
+    Members {
+        joined: bool,
+        ids: Vec<String>,
+        first: &'r str,
+        last: &'r str,
+    },
+    Group {
+        old: Option<&'r GroupImage>,
+        new: Option<&'r GroupImage>,
+        seq: &'r str,
+    },
+}
+
+impl<'r> Step<'r> {
+    fn first(&self) -> &'r str {
+        match self {
+            Step::Members { first, .. } => first,
+            Step::Group { seq, .. } => seq,
+        }
+    }
+
+    fn last(&self) -> &'r str {
+        match self {
+            Step::Members { last, .. } => last,
+            Step::Group { seq, .. } => seq,
+        }
+    }
+}
+
+fn steps<'r>(records: &[&'r Record]) -> Vec<Step<'r>> {
+    let mut out: Vec<Step<'r>> = Vec::new();
+    for r in records {
+        match &r.change {
+            Change::Member {
+                client_id, joined, ..
+            } => {
+                if let Some(Step::Members {
+                    joined: j,
+                    ids,
+                    last,
+                    ..
+                }) = out.last_mut()
+                {
+                    if *j == *joined {
+                        ids.push(client_id.clone());
+                        *last = &r.seq;
+                        continue;
+                    }
+                }
+                out.push(Step::Members {
+                    joined: *joined,
+                    ids: vec![client_id.clone()],
+                    first: &r.seq,
+                    last: &r.seq,
+                });
+            }
+            Change::Group { old, new } => out.push(Step::Group {
+                old: old.as_deref(),
+                new: new.as_deref(),
+                seq: &r.seq,
+            }),
+        }
+    }
+    out
+}
+
+impl Syncer {
+    pub fn new(store: DynamoStore, vendor: Vendor) -> Self {
+        Self { store, vendor }
+    }
+
+    pub fn store(&self) -> &DynamoStore {
+        &self.store
+    }
+
+    pub fn vendor(&self) -> &Vendor {
+        &self.vendor
+    }
+
+    /// Applies a batch; what it answers names the records to retry. Work stops being
+    /// started at `deadline` (the invocation's, less a margin), and what is left is
+    /// reported for retry rather than cut off by a time-out.
+    pub async fn handle(&self, event: StreamEvent, deadline: Instant) -> DynamoDbEventResponse {
+        let mut groups: BTreeMap<u64, Vec<Record>> = BTreeMap::new();
+        for raw in &event.records {
+            match records::read(raw) {
+                Ok(r) => groups.entry(r.group_id).or_default().push(r),
+                Err(skip) => tracing::debug!(event_id = %raw.event_id, ?skip, "record skipped"),
+            }
+        }
+        let targets: Targets = Mutex::new(HashMap::new());
+        let stopped: Vec<Stopped> = futures::stream::iter(groups)
+            .map(|(group_id, records)| {
+                let targets = &targets;
+                async move {
+                    self.sync_group(group_id, &records, targets, deadline)
+                        .await
+                        .err()
+                        .inspect(|s| {
+                            tracing::warn!(group_id, seq = %s.seq, why = %s.why, "group sync stopped; its records will be retried")
+                        })
+                }
+            })
+            .buffer_unordered(PARALLEL_GROUPS)
+            .filter_map(|s| async move { s })
+            .collect()
+            .await;
+        let mut response = DynamoDbEventResponse::default();
+        for s in stopped {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(s.seq);
+            response.batch_item_failures.push(failure);
+        }
+        response
+    }
+
+    async fn target(
+        &self,
+        app_id: &str,
+        targets: &Targets,
+    ) -> Result<Option<Arc<Target>>, StoreError> {
+        let mut known = targets.lock().await;
+        if let Some(t) = known.get(app_id) {
+            return Ok(t.clone());
+        }
+        let t = self
+            .store
+            .mirror_target(app_id)
+            .await?
+            .map(|(cloud, key)| Arc::new(Target { cloud, key }));
+        known.insert(app_id.to_owned(), t.clone());
+        Ok(t)
+    }
+
+    async fn sync_group(
+        &self,
+        group_id: u64,
+        records: &[Record],
+        targets: &Targets,
+        deadline: Instant,
+    ) -> Result<(), Stopped> {
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
+        let stop = |seq: &str, why: String| Stopped {
+            seq: seq.to_owned(),
+            why,
+        };
+        let cursor = self
+            .store
+            .sync_cursor(group_id)
+            .await
+            .map_err(|e| stop(&first.seq, e.to_string()))?;
+        // A retried batch: skip what was applied already.
+        let pending: Vec<&Record> = records
+            .iter()
+            .filter(|r| {
+                cursor
+                    .as_ref()
+                    .is_none_or(|c| padded_sequence(&r.seq) > c.seq)
+            })
+            .collect();
+        let Some(first) = pending.first() else {
+            return Ok(());
+        };
+        let Some(app_id) = pending.iter().find_map(|r| r.app_id()) else {
+            return Ok(());
+        };
+        let target = self
+            .target(app_id, targets)
+            .await
+            .map_err(|e| stop(&first.seq, e.to_string()))?;
+        let Some(target) = target.filter(|t| t.cloud.mirroring()) else {
+            return Ok(());
+        };
+        let mut run = GroupRun {
+            store: &self.store,
+            api: self.vendor.app(target.cloud.server(), app_id, &target.key),
+            cloud: &target.cloud,
+            app_id,
+            group_id,
+            conversation: None,
+            live: false,
+            gone: false,
+            rebuilt: false,
+            sticky: cursor
+                .filter(|c| c.report.status == SyncStatus::Failed)
+                .map(|c| c.report.error.unwrap_or_default()),
+        };
+        run.apply(&pending, deadline).await
+    }
+}
+
+/// One group's records in one batch.
+struct GroupRun<'a> {
+    store: &'a DynamoStore,
+    api: AppApi<'a>,
+    cloud: &'a ImCloud,
+    app_id: &'a str,
+    group_id: u64,
+    /// The group's conversation now.
+    conversation: Option<String>,
+    /// The group is live now (not being deleted, not gone).
+    live: bool,
+    gone: bool,
+    /// The conversation was made (or repaired) from the group's members as read after
+    /// every pending record was written: their member changes are in it already.
+    rebuilt: bool,
+    /// A failure no retry could fix, kept until a reconcile clears it.
+    sticky: Option<String>,
+}
+
+impl GroupRun<'_> {
+    async fn apply(&mut self, pending: &[&Record], deadline: Instant) -> Result<(), Stopped> {
+        let first = pending[0].seq.as_str();
+        let last = pending[pending.len() - 1].seq.as_str();
+        let stop = |seq: &str, why: String| Stopped {
+            seq: seq.to_owned(),
+            why,
+        };
+        let now = self
+            .store
+            .group_meta(self.group_id)
+            .await
+            .map_err(|e| stop(first, e.to_string()))?
+            .filter(|m| m.app_id == self.app_id);
+        self.gone = now.is_none();
+        self.live = now.as_ref().is_some_and(|m| m.live);
+        self.conversation = now.as_ref().and_then(|m| m.conversation_id.clone());
+        if let (true, None, Some(group)) = (self.live, &self.conversation, &now) {
+            if let Err(e) = self.make_conversation(&group.group_name).await {
+                return self.failed(e, first, last).await;
+            }
+        }
+        let mut done: Option<&str> = None;
+        for step in steps(pending) {
+            if Instant::now() >= deadline {
+                self.save(done).await;
+                return Err(stop(step.first(), "out of time in this invocation".into()));
+            }
+            match self.step(&step).await {
+                Ok(posted) => {
+                    done = Some(step.last());
+                    if posted {
+                        // A message cannot be deduped by the vendor: move the cursor
+                        // past it before anything else can fail.
+                        self.save(done).await;
+                    }
+                }
+                Err(e) if e.permanent() => return self.failed(e, step.first(), last).await,
+                Err(e) => {
+                    self.save(done).await;
+                    return Err(stop(step.first(), e.to_string()));
+                }
+            }
+        }
+        self.save(done).await;
+        Ok(())
+    }
+
+    /// Saves the cursor at `done`; a failed save only means a retry redoes set
+    /// operations, so it is logged, not fatal.
+    async fn save(&self, done: Option<&str>) {
+        let Some(seq) = done else { return };
+        let (status, error) = match &self.sticky {
+            Some(e) => (SyncStatus::Failed, Some(e.as_str())),
+            None => (SyncStatus::Ok, None),
+        };
+        if let Err(e) = self
+            .store
+            .save_sync(self.group_id, seq, status, error, self.gone)
+            .await
+        {
+            tracing::warn!(group_id = self.group_id, error = %e, "saving the sync cursor failed");
+        }
+    }
+
+    /// Ends the run on `e`: a permanent refusal marks the group failed and moves past
+    /// every pending record; anything else is retried from `at`.
+    async fn failed(&mut self, e: StepError, at: &str, last: &str) -> Result<(), Stopped> {
+        if !e.permanent() {
+            return Err(Stopped {
+                seq: at.to_owned(),
+                why: e.to_string(),
+            });
+        }
+        tracing::warn!(group_id = self.group_id, error = %e, "the IM cloud refused a change for good; the group is marked failed");
+        self.sticky = Some(e.to_string());
+        self.save(Some(last)).await;
+        Ok(())
+    }
+
+    /// Gives a live group without a conversation one: an earlier try's, or a new one,
+    /// with the group's members as they are now; then links it like any conversation.
+    async fn make_conversation(&mut self, name: &str) -> Result<(), StepError> {
+        let members = self.store.group_members(self.group_id).await?;
+        let (id, made) = self
+            .api
+            .ensure_group_conversation(self.group_id, name, &members)
+            .await?;
+        if !made {
+            // An earlier try's: its members are as they were then.
+            self.match_members(&id, &members).await?;
+        }
+        match self
+            .store
+            .link_mirrored(self.app_id, self.group_id, &id)
+            .await?
+        {
+            MirrorLink::Linked => {
+                self.conversation = Some(id);
+                self.rebuilt = true;
+            }
+            MirrorLink::AlreadyLinked(other) => {
+                // The backend linked one meanwhile; the link's own record brings the
+                // members there. Ours is nobody's: remove it.
+                if made && other != id {
+                    self.api.delete_conversation(&id).await?;
+                }
+                self.conversation = Some(other);
+            }
+            MirrorLink::GroupGone => {
+                self.live = false;
+                self.conversation = Some(id);
+            }
+            MirrorLink::Taken => {
+                return Err(StepError::Vendor(VendorError::Refused {
+                    status: 409,
+                    code: None,
+                    message: format!("conversation {id} is linked to another group of the app"),
+                }))
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the conversation's members exactly `members`.
+    async fn match_members(&self, conversation: &str, members: &[String]) -> Result<(), StepError> {
+        let have = self.api.members(conversation).await?;
+        let missing: Vec<String> = members
+            .iter()
+            .filter(|m| !have.contains(m))
+            .cloned()
+            .collect();
+        let extra: Vec<String> = have.into_iter().filter(|m| !members.contains(m)).collect();
+        if !missing.is_empty() {
+            self.api
+                .change_members(conversation, &missing, true)
+                .await?;
+        }
+        if !extra.is_empty() {
+            self.api.change_members(conversation, &extra, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one step; answers whether it posted a message.
+    async fn step(&mut self, step: &Step<'_>) -> Result<bool, StepError> {
+        match step {
+            Step::Members { joined, ids, .. } => {
+                // A group being deleted loses its member items with it: with `keep`, its
+                // conversation keeps them; with `delete`, it goes as a whole.
+                if !self.live || self.rebuilt {
+                    return Ok(false);
+                }
+                if let Some(conversation) = &self.conversation {
+                    self.api.change_members(conversation, ids, *joined).await?;
+                }
+                Ok(false)
+            }
+            Step::Group { old, new, .. } => self.group_step(*old, *new).await,
+        }
+    }
+
+    async fn group_step(
+        &mut self,
+        old: Option<&GroupImage>,
+        new: Option<&GroupImage>,
+    ) -> Result<bool, StepError> {
+        // The conversation the group had at the time of the change.
+        let then = new
+            .and_then(|g| g.conversation_id.clone())
+            .or_else(|| old.and_then(|g| g.conversation_id.clone()))
+            .or_else(|| self.conversation.clone());
+        if let (Some(o), Some(n)) = (old, new) {
+            // The backend moved the link: the new conversation gets every member.
+            let moved = n.conversation_id.is_some() && n.conversation_id != o.conversation_id;
+            if moved && self.live && !self.rebuilt && n.conversation_id == self.conversation {
+                let members = self.store.group_members(self.group_id).await?;
+                if let Some(c) = &self.conversation {
+                    self.api.change_members(c, &members, true).await?;
+                }
+            }
+            if n.live() && n.group_name != o.group_name && self.live {
+                if let Some(c) = &self.conversation {
+                    self.api.rename(c, &n.group_name).await?;
+                }
+            }
+        }
+        let mut posted = false;
+        let change = new.and_then(|g| g.last_change.as_ref());
+        let before = old.and_then(|g| g.last_change.as_ref());
+        if let (true, Some(change), Some(conversation), Some(from)) = (
+            self.cloud.system_messages(),
+            change.filter(|c| Some(*c) != before),
+            &then,
+            self.cloud.system_client(),
+        ) {
+            let name = new.map(|g| g.group_name.as_str()).unwrap_or_default();
+            let text = message::for_change(self.group_id, name, change);
+            self.api.send_message(conversation, from, &text).await?;
+            posted = true;
+        }
+        let dismissed = match (old, new) {
+            (Some(o), Some(n)) => o.live() && !n.live(),
+            (Some(o), None) => o.live(),
+            _ => false,
+        };
+        if dismissed && self.cloud.on_delete() == OnDelete::Delete {
+            let conversation = match then {
+                Some(c) => Some(c),
+                // Made by a try whose write-back never landed.
+                None => self.api.find_group_conversation(self.group_id).await?,
+            };
+            if let Some(c) = conversation {
+                self.api.delete_conversation(&c).await?;
+            }
+        }
+        Ok(posted)
+    }
+}
+
+/// The margin kept before an invocation's deadline.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);

@@ -1,0 +1,276 @@
+//! Stream records as the mirror reads them: which group, which item, what it was before
+//! and after. Pure, so every rule about what a record means is unit-tested here.
+
+use aws_lambda_events::event::dynamodb::EventRecord;
+use serde::Deserialize;
+
+/// The group item's fields that the mirror follows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GroupImage {
+    pub app_id: String,
+    #[serde(default)]
+    pub group_name: String,
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub status: String,
+    pub conversation_id: Option<String>,
+    pub last_change: Option<LastChange>,
+}
+
+impl GroupImage {
+    pub fn live(&self) -> bool {
+        self.status == "active"
+    }
+}
+
+/// What the write that made this image did (`last_change` on the group item).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LastChange {
+    pub event: String,
+    pub by: String,
+    #[serde(default)]
+    pub members: Vec<String>,
+    #[serde(default)]
+    pub at: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct MemberImage {
+    client_id: String,
+    gsi1pk: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The group item: absent before an insert, absent after a removal.
+    Group {
+        old: Option<Box<GroupImage>>,
+        new: Option<Box<GroupImage>>,
+    },
+    /// A member item came (`joined`) or went.
+    Member {
+        client_id: String,
+        joined: bool,
+        app_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The stream's sequence number: what a failure report names.
+    pub seq: String,
+    pub group_id: u64,
+    pub change: Change,
+}
+
+impl Record {
+    /// The app the group belongs to, as far as this record tells.
+    pub fn app_id(&self) -> Option<&str> {
+        match &self.change {
+            Change::Group { old, new } => new.as_ref().or(old.as_ref()).map(|g| g.app_id.as_str()),
+            Change::Member { app_id, .. } => app_id.as_deref(),
+        }
+    }
+}
+
+/// Why a record is not one the mirror acts on. Records of other items never get here on
+/// AWS (the event source mapping filters them); a record that cannot be read is skipped
+/// rather than retried forever, since no retry can make it readable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    NotAGroupItem,
+    /// A member item changed in place (nothing the conversation follows).
+    MemberModified,
+    Unreadable(String),
+}
+
+/// Reads one stream record.
+pub fn read(record: &EventRecord) -> Result<Record, Skip> {
+    let keys = &record.change.keys;
+    let key = |name: &str| -> Option<String> {
+        let item: serde_json::Value = serde_dynamo::from_item(keys.clone()).ok()?;
+        item.get(name)?.as_str().map(str::to_owned)
+    };
+    let (Some(pk), Some(sk)) = (key("pk"), key("sk")) else {
+        return Err(Skip::Unreadable("no pk/sk keys".into()));
+    };
+    let group_id = pk
+        .strip_prefix("GROUP#")
+        .and_then(|id| id.parse::<u64>().ok())
+        .ok_or(Skip::NotAGroupItem)?;
+    let seq = record
+        .change
+        .sequence_number
+        .clone()
+        .ok_or_else(|| Skip::Unreadable("no sequence number".into()))?;
+    let unreadable = |what: &str, e: serde_dynamo::Error| Skip::Unreadable(format!("{what}: {e}"));
+    let image = |item: &serde_dynamo::Item| -> Result<Option<Box<GroupImage>>, Skip> {
+        if item.is_empty() {
+            return Ok(None);
+        }
+        serde_dynamo::from_item(item.clone())
+            .map(|g| Some(Box::new(g)))
+            .map_err(|e| unreadable("group image", e))
+    };
+    let change = if sk == "META" {
+        Change::Group {
+            old: image(&record.change.old_image)?,
+            new: image(&record.change.new_image)?,
+        }
+    } else if sk.starts_with("MEMBER#") {
+        let joined = match record.event_name.as_str() {
+            "INSERT" => true,
+            "REMOVE" => false,
+            "MODIFY" => return Err(Skip::MemberModified),
+            other => return Err(Skip::Unreadable(format!("event {other}"))),
+        };
+        let item = if joined {
+            &record.change.new_image
+        } else {
+            &record.change.old_image
+        };
+        let member: MemberImage =
+            serde_dynamo::from_item(item.clone()).map_err(|e| unreadable("member image", e))?;
+        // gsi1pk is CLIENT#<app id>:<client id>; ids never contain ':'.
+        let app_id = member
+            .gsi1pk
+            .as_deref()
+            .and_then(|k| k.strip_prefix("CLIENT#"))
+            .and_then(|k| k.split_once(':'))
+            .map(|(app, _)| app.to_owned());
+        Change::Member {
+            client_id: member.client_id,
+            joined,
+            app_id,
+        }
+    } else {
+        return Err(Skip::NotAGroupItem);
+    };
+    Ok(Record {
+        seq,
+        group_id,
+        change,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(
+        name: &str,
+        keys: serde_json::Value,
+        old: serde_json::Value,
+        new: serde_json::Value,
+    ) -> EventRecord {
+        serde_json::from_value(json!({
+            "eventID": "1",
+            "eventName": name,
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": "us-east-1",
+            "dynamodb": {
+                "ApproximateCreationDateTime": 1_764_000_000,
+                "Keys": keys,
+                "OldImage": old,
+                "NewImage": new,
+                "SequenceNumber": "4200000000000000000001",
+                "SizeBytes": 100,
+                "StreamViewType": "NEW_AND_OLD_IMAGES"
+            }
+        }))
+        .unwrap()
+    }
+
+    fn group_image(status: &str, name: &str, change: &str) -> serde_json::Value {
+        json!({
+            "pk": {"S": "GROUP#7"}, "sk": {"S": "META"}, "group_id": {"N": "7"},
+            "app_id": {"S": "app"}, "group_name": {"S": name}, "owner": {"S": "alice"},
+            "status": {"S": status}, "version": {"N": "3"},
+            "admins": {"SS": ["bob"]},
+            "last_change": {"M": {"event": {"S": change}, "by": {"S": "alice"},
+                "members": {"L": [{"S": "bob"}]}, "at": {"S": "2026-11-26T00:00:00Z"}}}
+        })
+    }
+
+    #[test]
+    fn a_group_change_reads_both_images() {
+        let keys = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "META"}});
+        let r = read(&record(
+            "MODIFY",
+            keys,
+            group_image("active", "old", "created"),
+            group_image("deleting", "old", "dismissed"),
+        ))
+        .unwrap();
+        assert_eq!(r.group_id, 7);
+        assert_eq!(r.seq, "4200000000000000000001");
+        assert_eq!(r.app_id(), Some("app"));
+        let Change::Group {
+            old: Some(old),
+            new: Some(new),
+        } = r.change
+        else {
+            panic!("not a group change")
+        };
+        assert!(old.live() && !new.live());
+        let change = new.last_change.unwrap();
+        assert_eq!(
+            (change.event.as_str(), change.by.as_str()),
+            ("dismissed", "alice")
+        );
+        assert_eq!(change.members, ["bob"]);
+    }
+
+    #[test]
+    fn member_items_read_as_joins_and_departures_of_their_app() {
+        let keys = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "MEMBER#bob"}});
+        let image = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "MEMBER#bob"},
+            "client_id": {"S": "bob"}, "group_id": {"N": "7"},
+            "gsi1pk": {"S": "CLIENT#app-1:bob"}, "gsi1sk": {"S": "GROUP#00000000000000000007"}});
+        let joined = read(&record("INSERT", keys.clone(), json!({}), image.clone())).unwrap();
+        assert_eq!(
+            joined.change,
+            Change::Member {
+                client_id: "bob".into(),
+                joined: true,
+                app_id: Some("app-1".into())
+            }
+        );
+        let left = read(&record("REMOVE", keys.clone(), image.clone(), json!({}))).unwrap();
+        assert!(matches!(left.change, Change::Member { joined: false, .. }));
+        assert_eq!(
+            read(&record("MODIFY", keys, image.clone(), image)),
+            Err(Skip::MemberModified)
+        );
+    }
+
+    #[test]
+    fn other_items_are_skipped() {
+        for (pk, sk) in [
+            ("APP", "app"),
+            ("GROUP#7", "SYNC"),
+            ("CONV#a:b", "CONV"),
+            ("GROUP#x", "META"),
+        ] {
+            let keys = json!({"pk": {"S": pk}, "sk": {"S": sk}});
+            assert_eq!(
+                read(&record("INSERT", keys, json!({}), json!({}))),
+                Err(Skip::NotAGroupItem),
+                "{pk} {sk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_broken_image_is_unreadable_not_a_panic() {
+        let keys = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "META"}});
+        let broken = json!({"app_id": {"N": "12"}});
+        assert!(matches!(
+            read(&record("INSERT", keys, json!({}), broken)),
+            Err(Skip::Unreadable(_))
+        ));
+    }
+}

@@ -1,0 +1,463 @@
+//! The IM cloud's realtime REST API 1.2 (`/1.2/rtm/conversations`), as the vendor
+//! documents it (`../shared/notes/im-cloud-rest.md` in the workspace's notes): the calls
+//! the mirror makes, each retried on 429, 5xx, time-outs and dropped connections with
+//! capped, jittered back-off inside a bounded time.
+//!
+//! The app's master key is the credential (`X-LC-Key: <key>,master`). It is sent as a
+//! sensitive header and never enters an error, a log line or a panic message: errors
+//! carry the status, the vendor's `code` and its `error` text only.
+
+use std::time::{Duration, Instant};
+
+use im_shared::model::Secret;
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use thiserror::Error;
+
+/// The vendor documents no limit on `client_ids` per call; batches of this size keep each
+/// request small whatever it is.
+const CLIENT_IDS_PER_CALL: usize = 50;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum VendorError {
+    /// An answer that retrying cannot change (a conversation that no longer exists, a
+    /// rejected key, a request the vendor refuses).
+    #[error("the IM cloud refused the request: HTTP {status}{}: {message}", code.map(|c| format!(", code {c}")).unwrap_or_default())]
+    Refused {
+        status: u16,
+        code: Option<i64>,
+        message: String,
+    },
+    /// Still failing (429, 5xx, time-outs, dropped connections) when the time allowed
+    /// for retries ran out; a later try may succeed.
+    #[error("the IM cloud is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl VendorError {
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Refused { .. })
+    }
+}
+
+/// How hard one call tries.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Time-out of one HTTP attempt.
+    pub attempt_timeout: Duration,
+    /// All attempts of one call end within this.
+    pub budget: Duration,
+    /// Back-off before the second attempt; doubles up to `max_backoff`, with full jitter.
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempt_timeout: Duration::from_secs(5),
+            budget: Duration::from_secs(20),
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(4),
+        }
+    }
+}
+
+/// One HTTP client for every app (built once per process: connection pools and the TLS
+/// configuration are reused warm).
+#[derive(Clone)]
+pub struct Vendor {
+    http: reqwest::Client,
+    policy: RetryPolicy,
+}
+
+impl Vendor {
+    pub fn new(policy: RetryPolicy) -> Result<Self, reqwest::Error> {
+        // The AWS SDK already links aws-lc-rs for its TLS; make it rustls' provider for
+        // this client too, rather than linking a second one.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(policy.attempt_timeout)
+            .connect_timeout(policy.attempt_timeout.min(Duration::from_secs(3)))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { http, policy })
+    }
+
+    /// The calls for one app, at `server` (an origin: `https://host[:port]`).
+    pub fn app(&self, server: &str, app_id: &str, master_key: &Secret) -> AppApi<'_> {
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(app_id) {
+            headers.insert("X-LC-Id", v);
+        }
+        if let Ok(mut v) = HeaderValue::from_str(&format!("{},master", master_key.expose())) {
+            v.set_sensitive(true);
+            headers.insert("X-LC-Key", v);
+        }
+        AppApi {
+            vendor: self,
+            base: format!("{}/1.2/rtm/conversations", server.trim_end_matches('/')),
+            headers,
+        }
+    }
+}
+
+pub struct AppApi<'a> {
+    vendor: &'a Vendor,
+    base: String,
+    headers: HeaderMap,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: Option<i64>,
+    error: Option<String>,
+}
+
+fn path_segment(id: &str) -> String {
+    // Conversation ids are the vendor's own (24 hex digits), but a linked id comes from an
+    // app's backend: escape everything outside the unreserved set.
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl AppApi<'_> {
+    fn conversation_url(&self, id: &str, tail: &str) -> String {
+        format!("{}/{}{tail}", self.base, path_segment(id))
+    }
+
+    /// One call, retried while retrying can help. `what` names it in errors and logs.
+    async fn call(
+        &self,
+        what: &str,
+        method: Method,
+        url: &str,
+        query: Option<&[(&str, String)]>,
+        body: Option<&Value>,
+    ) -> Result<Value, VendorError> {
+        self.call_within(what, method, url, query, body, self.vendor.policy.budget)
+            .await
+    }
+
+    /// [`Self::call`] with its own time allowance; `Duration::ZERO` tries once.
+    async fn call_within(
+        &self,
+        what: &str,
+        method: Method,
+        url: &str,
+        query: Option<&[(&str, String)]>,
+        body: Option<&Value>,
+        budget: Duration,
+    ) -> Result<Value, VendorError> {
+        let policy = RetryPolicy {
+            budget,
+            ..self.vendor.policy
+        };
+        let started = Instant::now();
+        let mut backoff = policy.first_backoff;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut request = self
+                .vendor
+                .http
+                .request(method.clone(), url)
+                .headers(self.headers.clone());
+            if let Some(q) = query {
+                request = request.query(q);
+            }
+            if let Some(b) = body {
+                request = request
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(b.to_string());
+            }
+            let (why, retry_after) = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    match response.bytes().await {
+                        Ok(bytes) if status.is_success() => {
+                            return Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+                        }
+                        Ok(bytes) => {
+                            let parsed: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+                            let code = parsed.as_ref().and_then(|b| b.code);
+                            let text: String = parsed
+                                .and_then(|b| b.error)
+                                .unwrap_or_else(|| status.canonical_reason().unwrap_or("").into())
+                                .chars()
+                                .take(200)
+                                .collect();
+                            if !retryable(status) {
+                                return Err(VendorError::Refused {
+                                    status: status.as_u16(),
+                                    code,
+                                    message: text,
+                                });
+                            }
+                            (format!("HTTP {}: {text}", status.as_u16()), retry_after)
+                        }
+                        Err(e) => (format!("reading the answer: {}", describe(&e)), None),
+                    }
+                }
+                Err(e) => (describe(&e), None),
+            };
+            let elapsed = started.elapsed();
+            let wait =
+                retry_after.unwrap_or_else(|| rand::rng().random_range(Duration::ZERO..=backoff));
+            if elapsed + wait + policy.attempt_timeout / 4 > policy.budget {
+                return Err(VendorError::Unavailable(format!(
+                    "{what}: {why} (after {attempt} attempts in {} ms)",
+                    elapsed.as_millis()
+                )));
+            }
+            tracing::info!(call = what, attempt, wait_ms = wait.as_millis() as u64, why = %why, "IM cloud call failed; retrying");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(policy.max_backoff);
+        }
+    }
+
+    /// The conversation an earlier try made for `group_id`, if any (by the group id in
+    /// its attributes; the oldest, should there be several).
+    pub async fn find_group_conversation(
+        &self,
+        group_id: u64,
+    ) -> Result<Option<String>, VendorError> {
+        let filter = json!({ "attr.group_id": group_id }).to_string();
+        let query = [
+            ("where", filter),
+            ("limit", "10".to_owned()),
+            ("order", "createdAt".to_owned()),
+        ];
+        let answer = self
+            .call(
+                "query conversations",
+                Method::GET,
+                &self.base,
+                Some(&query),
+                None,
+            )
+            .await?;
+        let mut found: Vec<(String, String)> = answer["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                Some((
+                    c["createdAt"].as_str().unwrap_or_default().to_owned(),
+                    c["objectId"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        found.sort();
+        Ok(found.into_iter().next().map(|(_, id)| id))
+    }
+
+    /// The conversation of `group_id`: the one an earlier try made, or a new one with
+    /// `members`. Answers its id and whether it was made now. A create whose answer was
+    /// lost may still have happened, so it is never simply sent again: each new try
+    /// first looks for it.
+    pub async fn ensure_group_conversation(
+        &self,
+        group_id: u64,
+        name: &str,
+        members: &[String],
+    ) -> Result<(String, bool), VendorError> {
+        let policy = self.vendor.policy;
+        let started = Instant::now();
+        let mut backoff = policy.first_backoff;
+        loop {
+            if let Some(id) = self.find_group_conversation(group_id).await? {
+                return Ok((id, false));
+            }
+            let body = json!({
+                "name": name,
+                "m": members,
+                "attr": { "type": "group", "group_id": group_id },
+            });
+            let answer = self
+                .call_within(
+                    "create conversation",
+                    Method::POST,
+                    &self.base,
+                    None,
+                    Some(&body),
+                    Duration::ZERO,
+                )
+                .await;
+            match answer {
+                Ok(answer) => {
+                    return answer["objectId"]
+                        .as_str()
+                        .map(|id| (id.to_owned(), true))
+                        .ok_or_else(|| VendorError::Refused {
+                            status: 200,
+                            code: None,
+                            message: "the created conversation has no objectId".into(),
+                        })
+                }
+                Err(e) if e.is_permanent() => return Err(e),
+                Err(e) if started.elapsed() + backoff > policy.budget => return Err(e),
+                Err(_) => {
+                    tokio::time::sleep(rand::rng().random_range(Duration::ZERO..=backoff)).await;
+                    backoff = (backoff * 2).min(policy.max_backoff);
+                }
+            }
+        }
+    }
+
+    pub async fn rename(&self, conversation: &str, name: &str) -> Result<(), VendorError> {
+        let url = self.conversation_url(conversation, "");
+        self.call(
+            "rename conversation",
+            Method::PUT,
+            &url,
+            None,
+            Some(&json!({ "name": name })),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Deletes the conversation; one that is already gone is not an error.
+    pub async fn delete_conversation(&self, conversation: &str) -> Result<(), VendorError> {
+        let url = self.conversation_url(conversation, "");
+        match self
+            .call("delete conversation", Method::DELETE, &url, None, None)
+            .await
+        {
+            Err(VendorError::Refused { status: 404, .. }) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// Adds (`add`) or removes clients; the vendor treats members as a set, so a repeat
+    /// changes nothing.
+    pub async fn change_members(
+        &self,
+        conversation: &str,
+        ids: &[String],
+        add: bool,
+    ) -> Result<(), VendorError> {
+        let url = self.conversation_url(conversation, "/members");
+        let (what, method) = if add {
+            ("add members", Method::POST)
+        } else {
+            ("remove members", Method::DELETE)
+        };
+        for chunk in ids.chunks(CLIENT_IDS_PER_CALL) {
+            self.call(
+                what,
+                method.clone(),
+                &url,
+                None,
+                Some(&json!({ "client_ids": chunk })),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn members(&self, conversation: &str) -> Result<Vec<String>, VendorError> {
+        let url = self.conversation_url(conversation, "/members");
+        let answer = self
+            .call("list members", Method::GET, &url, None, None)
+            .await?;
+        Ok(answer["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Posts `message` (the vendor's typed-message JSON, as a string) from `from_client`.
+    pub async fn send_message(
+        &self,
+        conversation: &str,
+        from_client: &str,
+        message: &str,
+    ) -> Result<(), VendorError> {
+        let url = self.conversation_url(conversation, "/messages");
+        self.call(
+            "send message",
+            Method::POST,
+            &url,
+            None,
+            Some(&json!({ "from_client": from_client, "message": message })),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+}
+
+/// A transport error in words, without the URL's query (it can name a group id, never a
+/// key, but stays short) and without headers.
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "could not connect".into()
+    } else if e.is_body() || e.is_decode() {
+        "the answer broke off".into()
+    } else {
+        "the connection failed".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_escaped_as_one_path_segment() {
+        assert_eq!(path_segment("5f2a9c0e1b"), "5f2a9c0e1b");
+        assert_eq!(path_segment("a/b?c"), "a%2Fb%3Fc");
+        assert_eq!(path_segment("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn only_transient_statuses_are_retried() {
+        for s in [429, 408, 500, 502, 503, 504] {
+            assert!(retryable(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+        for s in [400, 401, 403, 404, 409, 422] {
+            assert!(!retryable(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+    }
+
+    #[test]
+    fn refusals_never_carry_more_than_the_vendors_words() {
+        let e = VendorError::Refused {
+            status: 401,
+            code: Some(401),
+            message: "Unauthorized.".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the IM cloud refused the request: HTTP 401, code 401: Unauthorized."
+        );
+        assert!(e.is_permanent());
+        assert!(!VendorError::Unavailable("x".into()).is_permanent());
+    }
+}
