@@ -14,6 +14,7 @@ use im_shared::auth;
 use im_shared::model::ids::check_id;
 use im_shared::model::{ImCloud, OnDelete};
 use im_shared::store::{DynamoStore, KeyStore, StoreError};
+use im_sync::Syncer;
 
 #[derive(Parser)]
 #[command(name = "im-admin", version, about)]
@@ -41,6 +42,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: TokenCommand,
+    },
+    /// The mirror of groups into each app's IM cloud.
+    Sync {
+        #[command(subcommand)]
+        action: SyncCommand,
     },
     /// The table itself.
     Table {
@@ -135,6 +141,23 @@ enum ImCloudCommand {
 }
 
 #[derive(Subcommand)]
+enum SyncCommand {
+    /// Compare each live group's members with its conversation's in the app's IM cloud
+    /// and report every difference; with --fix, repair them (add, remove, or make a new
+    /// conversation for one that is gone) and clear the group's failed state. Exits 1
+    /// while any group still differs.
+    Reconcile {
+        #[arg(long)]
+        app: String,
+        /// Only this group.
+        #[arg(long)]
+        group: Option<u64>,
+        #[arg(long)]
+        fix: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum TableCommand {
     /// Create the table from template.yaml's definition if it does not exist.
     Create,
@@ -202,6 +225,32 @@ async fn im_cloud(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
                 Ok(()) => println!("app {app_id}: IM cloud set\n{settings}"),
                 Err(StoreError::NotFound) => anyhow::bail!("no app {app_id}"),
                 Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn sync(store: DynamoStore, action: SyncCommand) -> Result<()> {
+    match action {
+        SyncCommand::Reconcile { app, group, fix } => {
+            valid_app_id(&app)?;
+            let syncer = Syncer::with_client(store)?;
+            let reports = syncer.reconcile(&app, group, fix).await?;
+            let mut differ = 0;
+            for r in &reports {
+                println!("{r}");
+                if !r.in_step() && r.fixed.is_none() {
+                    differ += 1;
+                }
+            }
+            println!(
+                "{} group(s) checked, {} fixed, {differ} still differ",
+                reports.len(),
+                reports.iter().filter(|r| r.fixed.is_some()).count()
+            );
+            if differ > 0 {
+                anyhow::bail!("{differ} group(s) differ from their conversations");
             }
         }
     }
@@ -313,6 +362,7 @@ async fn run(cli: Cli) -> Result<()> {
             },
             AppCommand::ImCloud { action } => im_cloud(&store, action).await?,
         },
+        Command::Sync { action } => sync(store, action).await?,
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 
 pub mod message;
 pub mod mirror;
+pub mod reconcile;
 pub mod records;
 pub mod vendor;
 

@@ -390,7 +390,7 @@ impl GroupRun<'_> {
             .await?;
         if !made {
             // An earlier try's: its members are as they were then.
-            self.match_members(&id, &members).await?;
+            self.api.set_members(&id, &members).await?;
         }
         match self
             .store
@@ -420,26 +420,6 @@ impl GroupRun<'_> {
                     message: format!("conversation {id} is linked to another group of the app"),
                 }))
             }
-        }
-        Ok(())
-    }
-
-    /// Makes the conversation's members exactly `members`.
-    async fn match_members(&self, conversation: &str, members: &[String]) -> Result<(), StepError> {
-        let have = self.api.members(conversation).await?;
-        let missing: Vec<String> = members
-            .iter()
-            .filter(|m| !have.contains(m))
-            .cloned()
-            .collect();
-        let extra: Vec<String> = have.into_iter().filter(|m| !members.contains(m)).collect();
-        if !missing.is_empty() {
-            self.api
-                .change_members(conversation, &missing, true)
-                .await?;
-        }
-        if !extra.is_empty() {
-            self.api.change_members(conversation, &extra, false).await?;
         }
         Ok(())
     }

@@ -372,6 +372,29 @@ impl AppApi<'_> {
         Ok(())
     }
 
+    /// Makes the conversation's members exactly `members`: adds the missing, removes
+    /// the others. Answers what it changed.
+    pub async fn set_members(
+        &self,
+        conversation: &str,
+        members: &[String],
+    ) -> Result<(Vec<String>, Vec<String>), VendorError> {
+        let have = self.members(conversation).await?;
+        let missing: Vec<String> = members
+            .iter()
+            .filter(|m| !have.contains(m))
+            .cloned()
+            .collect();
+        let extra: Vec<String> = have.into_iter().filter(|m| !members.contains(m)).collect();
+        if !missing.is_empty() {
+            self.change_members(conversation, &missing, true).await?;
+        }
+        if !extra.is_empty() {
+            self.change_members(conversation, &extra, false).await?;
+        }
+        Ok((missing, extra))
+    }
+
     pub async fn members(&self, conversation: &str) -> Result<Vec<String>, VendorError> {
         let url = self.conversation_url(conversation, "/members");
         let answer = self

@@ -175,4 +175,87 @@ impl DynamoStore {
         }
         Ok(MirrorLink::Taken)
     }
+
+    /// The live groups of an app, by id. A Scan: for the operator's reconcile only (no
+    /// function may Scan), since groups are keyed by id, not by app.
+    pub async fn app_group_ids(&self, app_id: &str) -> Result<Vec<u64>, StoreError> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :meta AND #app = :app AND #status = :active")
+            .expression_attribute_names("#app", "app_id")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":meta", s(META_SK))
+            .expression_attribute_values(":app", s(app_id))
+            .expression_attribute_values(":active", s(ACTIVE))
+            .projection_expression("group_id")
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut ids = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| sdk_err("Scan(groups)", e))?;
+            if let Some(id) = item
+                .get("group_id")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Moves a group from a conversation that no longer exists to one the mirror made:
+    /// the group (still naming `old`), the old link's removal and the new link, in one
+    /// transaction. False when the group moved on meanwhile.
+    pub async fn relink_mirrored(
+        &self,
+        app_id: &str,
+        group_id: u64,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let update = Expr::new("SET conversation_id = :new ADD version :one")
+            .value(":new", s(new))
+            .value(":one", AttributeValue::N("1".into()));
+        let cond = Expr::new("#app = :app AND #status = :active AND conversation_id = :old")
+            .name("#app", "app_id")
+            .name("#status", "status")
+            .value(":app", s(app_id))
+            .value(":active", s(ACTIVE))
+            .value(":old", s(old));
+        let items = vec![
+            self.update_meta(group_id, &update, &cond)?,
+            self.link_delete(app_id, old, group_id)?,
+            self.link_put(app_id, new, group_id)?,
+        ];
+        Ok(matches!(self.transact(items).await?, TxOutcome::Done))
+    }
+
+    /// Clears a group's failed state once a reconcile repaired it.
+    pub async fn clear_sync_failure(&self, group_id: u64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(sync_key(group_id)))
+            .update_expression("SET #status = :ok, #at = :now REMOVE #error")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":ok", s(SyncStatus::Ok.as_str()))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(sdk_err("UpdateItem(sync)", e)),
+        }
+    }
 }
