@@ -17,6 +17,11 @@ pub fn bin(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The functions that serve no route, by name (their crate, binary and `Binary` in
+/// `template.yaml`): the IM cloud mirror, fed by the table's stream through an event
+/// source mapping. The route list (`shared/src/api/routes.rs`) names all the others.
+pub const STREAM_FUNCTIONS: [&str; 1] = ["sync-conversations"];
+
 /// `template.yaml`, parsed.
 pub fn template() -> serde_yaml_ng::Value {
     serde_yaml_ng::from_str(&std::fs::read_to_string(repo_root().join("template.yaml")).unwrap())

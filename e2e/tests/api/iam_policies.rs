@@ -1,13 +1,17 @@
 //! The functions' IAM policies in `template.yaml`, checked without any service: every
-//! DynamoDB statement is narrowed with `dynamodb:LeadingKeys`, no function can write master
-//! keys (`APP` items) or token secrets (`TOKEN_KEY` items), the group functions cannot read
-//! master keys, and the signature functions can.
+//! DynamoDB statement on the table is narrowed with `dynamodb:LeadingKeys`, no function can
+//! write master keys (`APP` items) or token secrets (`TOKEN_KEY` items), the group functions
+//! cannot read master keys, and the signature functions can. The IM cloud mirror (the one
+//! stream function) reads its app's item, reads and writes groups, writes new conversation
+//! links and nothing else; it reads the table's stream only through its event source
+//! mapping, never from its own code, because the stream carries every item's images,
+//! master keys and token secrets included.
 //!
 //! A `ForAllValues:StringLike` condition on `dynamodb:LeadingKeys` allows a request only when
 //! every partition key it names matches one of the statement's patterns; for the one-key
 //! requests checked here, that is a glob match of the key against the patterns.
 
-use im_e2e::repo::template;
+use im_e2e::repo::{template, STREAM_FUNCTIONS};
 use serde_yaml_ng::Value;
 
 /// The partitions no function may write: master keys and token secrets.
@@ -44,6 +48,70 @@ const WRITE_ACTIONS: [&str; 9] = [
     "dynamodb:PartiQLInsert",
     "dynamodb:PartiQLUpdate",
     "dynamodb:PartiQLDelete",
+];
+
+/// What a stream consumer's event source mapping reads the stream with. `ListStreams`
+/// names no stream (IAM cannot narrow it to one), so it is not required, only allowed.
+const STREAM_READS: [&str; 3] = [
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+];
+
+/// The actions a statement on the stream may grant.
+const STREAM_ACTIONS: [&str; 4] = [
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+];
+
+/// SAM event types that read a stream or a queue: SAM attaches an AWS managed policy for
+/// them (`AWSLambdaDynamoDBExecutionRole` and the like) that reads every stream or queue
+/// of the account.
+const PULL_EVENTS: [&str; 7] = [
+    "DynamoDB",
+    "Kinesis",
+    "SQS",
+    "MSK",
+    "MQ",
+    "SelfManagedKafka",
+    "DocumentDB",
+];
+
+/// What the IM cloud mirror needs, on which partition, and why.
+const MIRROR_NEEDS: [(&str, &str, &str); 6] = [
+    (
+        "dynamodb:GetItem",
+        "APP",
+        "the app's IM cloud settings and master key",
+    ),
+    (
+        "dynamodb:GetItem",
+        "GROUP#1",
+        "the group as it is now, its sync state",
+    ),
+    ("dynamodb:Query", "GROUP#1", "the group's members"),
+    ("dynamodb:PutItem", "GROUP#1", "the group's sync state"),
+    (
+        "dynamodb:UpdateItem",
+        "GROUP#1",
+        "a created conversation, written back to its group",
+    ),
+    (
+        "dynamodb:PutItem",
+        "CONV#app:conversation",
+        "the created conversation's link",
+    ),
+];
+
+/// Partitions the mirror has no business with: token secrets, the group-id counter,
+/// create's idempotency records, the client index.
+const NOT_THE_MIRRORS: [&str; 4] = [
+    "TOKEN_KEY",
+    "COUNTER",
+    "IDEM#app:client:key",
+    "CLIENT#app:client",
 ];
 
 /// The signature functions whose signatures follow group rules: they read the
@@ -89,6 +157,10 @@ fn action_matches(granted: &str, action: &str) -> bool {
 enum Resource {
     Table,
     Index(String),
+    /// `!GetAtt Table.StreamArn`.
+    Stream,
+    /// `!GetAtt <logical id>.Arn` of another resource of the template (a queue).
+    Arn(String),
     Other(String),
 }
 
@@ -97,8 +169,18 @@ impl Resource {
         match self {
             Resource::Table => "!GetAtt Table.Arn".into(),
             Resource::Index(index) => format!("index {index}"),
+            Resource::Stream => "!GetAtt Table.StreamArn".into(),
+            Resource::Arn(id) => format!("!GetAtt {id}.Arn"),
             Resource::Other(text) => text.clone(),
         }
+    }
+
+    /// Whether requests on it name table items (the stream and a queue do not).
+    fn holds_items(&self) -> bool {
+        matches!(
+            self,
+            Resource::Table | Resource::Index(_) | Resource::Other(_)
+        )
     }
 }
 
@@ -114,6 +196,10 @@ struct Statement {
     /// The `ForAllValues:StringLike` patterns on `dynamodb:LeadingKeys`; `None` when the
     /// statement has no such condition, and so reaches every partition.
     leading_keys: Option<Vec<String>>,
+    /// Applies only to requests of the function's own code: those carrying
+    /// `lambda:SourceFunctionArn` (`Null: {lambda:SourceFunctionArn: "false"}`), which
+    /// Lambda's event source mappings do not.
+    own_code_only: bool,
 }
 
 impl Statement {
@@ -125,7 +211,16 @@ impl Statement {
             actions: vec!["*".into()],
             resources: vec![Resource::Other("*".into())],
             leading_keys: None,
+            own_code_only: false,
         }
+    }
+
+    fn denies(&self) -> bool {
+        self.effect == "Deny"
+    }
+
+    fn on_stream(&self) -> bool {
+        matches!(self.resources.as_slice(), [Resource::Stream])
     }
 
     fn allows(&self) -> bool {
@@ -135,6 +230,9 @@ impl Statement {
     /// Whether the statement lets a request reach items of partition `key`. A policy
     /// variable could become anything, so it counts as a wildcard.
     fn reaches(&self, key: &str) -> bool {
+        if !self.resources.iter().any(Resource::holds_items) {
+            return false;
+        }
         match &self.leading_keys {
             None => true,
             Some(patterns) => patterns.iter().any(|p| p.contains("${") || glob(p, key)),
@@ -157,12 +255,20 @@ impl Statement {
     }
 }
 
+/// An event source mapping of the template on the table's stream.
+struct StreamMapping {
+    /// The logical id of its on-failure destination (`!GetAtt <id>.Arn`), if any.
+    dead_letter: Option<String>,
+}
+
 struct Function {
     /// The logical id and the binary, for the messages.
     name: String,
     binary: String,
     paths: Vec<String>,
     statements: Vec<Statement>,
+    /// The mapping that feeds it the table's stream, if one does.
+    mapping: Option<StreamMapping>,
 }
 
 impl Function {
@@ -180,6 +286,11 @@ impl Function {
 
     fn is_health(&self) -> bool {
         self.paths == ["/health"]
+    }
+
+    /// Fed by the table's stream, and by nothing else.
+    fn is_stream(&self) -> bool {
+        self.paths.is_empty() && self.mapping.is_some()
     }
 
     fn may(&self, action: &str, key: &str) -> bool {
@@ -212,6 +323,14 @@ fn resource(v: &Value) -> Resource {
         if t.tag == "GetAtt" && text == "Table.Arn" {
             return Resource::Table;
         }
+        if t.tag == "GetAtt" && text == "Table.StreamArn" {
+            return Resource::Stream;
+        }
+        if t.tag == "GetAtt" {
+            if let Some(id) = text.strip_suffix(".Arn").filter(|id| *id != "Table") {
+                return Resource::Arn(id.to_owned());
+            }
+        }
         if t.tag == "Sub" {
             if let Some(index) = text.strip_prefix("${Table.Arn}/index/") {
                 return Resource::Index(index.to_owned());
@@ -243,6 +362,12 @@ fn leading_keys(condition: &Value) -> Option<Vec<String>> {
     })
 }
 
+/// Whether a condition limits a statement to requests carrying `lambda:SourceFunctionArn`.
+fn own_code_only(condition: &Value) -> bool {
+    let flag = &condition["Null"]["lambda:SourceFunctionArn"];
+    flag.as_str() == Some("false") || flag.as_bool() == Some(false)
+}
+
 fn statement(origin: String, st: &Value) -> Statement {
     if st.get("NotAction").is_some() || st.get("NotResource").is_some() {
         return Statement::broad(format!("{origin} (NotAction/NotResource)"));
@@ -254,13 +379,44 @@ fn statement(origin: String, st: &Value) -> Statement {
         actions: strings(&st["Action"]),
         resources: resources(&st["Resource"]),
         leading_keys: st.get("Condition").and_then(leading_keys),
+        own_code_only: st.get("Condition").is_some_and(own_code_only),
     }
 }
 
+/// The template's event source mappings on the table's stream, by the logical id of the
+/// function they feed.
+fn stream_mappings(template: &Value) -> Vec<(String, StreamMapping)> {
+    let mut mappings = Vec::new();
+    for (_, res) in template["Resources"].as_mapping().expect("no Resources") {
+        if res["Type"] != "AWS::Lambda::EventSourceMapping" {
+            continue;
+        }
+        let props = &res["Properties"];
+        if !matches!(resource(&props["EventSourceArn"]), Resource::Stream) {
+            continue;
+        }
+        let Value::Tagged(function) = &props["FunctionName"] else {
+            continue;
+        };
+        let dead_letter = match resource(&props["DestinationConfig"]["OnFailure"]["Destination"]) {
+            Resource::Arn(id) => Some(id),
+            _ => None,
+        };
+        if function.tag == "Ref" {
+            if let Some(id) = function.value.as_str() {
+                mappings.push((id.to_owned(), StreamMapping { dead_letter }));
+            }
+        }
+    }
+    mappings
+}
+
 /// The template's functions with their policy statements. Whatever is not an inline
-/// statement (a managed policy, a SAM policy template, a role) is kept as a statement that
-/// allows everything, so that every check below reports it.
+/// statement (a managed policy, a SAM policy template, a role, the managed policy SAM
+/// attaches for a stream or queue event) is kept as a statement that allows everything, so
+/// that every check below reports it.
 fn functions(template: &Value) -> Vec<Function> {
+    let mut mappings = stream_mappings(template);
     let mut functions = Vec::new();
     for (id, res) in template["Resources"].as_mapping().expect("no Resources") {
         if res["Type"] != "AWS::Serverless::Function" {
@@ -281,6 +437,16 @@ fn functions(template: &Value) -> Vec<Function> {
         let mut statements = Vec::new();
         if let Some(role) = props.get("Role") {
             statements.push(Statement::broad(format!("Role {}", yaml(role))));
+        }
+        for (event, ev) in props["Events"].as_mapping().into_iter().flatten() {
+            let kind = ev["Type"].as_str().unwrap_or_default();
+            if PULL_EVENTS.contains(&kind) {
+                statements.push(Statement::broad(format!(
+                    "event {} (Type {kind}: SAM attaches a managed policy on every \
+                     stream or queue of the account)",
+                    event.as_str().unwrap_or_default()
+                )));
+            }
         }
         let policies = match props.get("Policies") {
             None => Vec::new(),
@@ -307,13 +473,17 @@ fn functions(template: &Value) -> Vec<Function> {
             }
         }
         functions.push(Function {
-            name,
             binary: res["Metadata"]["BuildProperties"]["Binary"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
             paths,
             statements,
+            mapping: mappings
+                .iter()
+                .position(|(id, _)| *id == name)
+                .map(|at| mappings.swap_remove(at).1),
+            name,
         });
     }
     functions
@@ -327,9 +497,11 @@ fn assert_clean(what: &str, violations: Vec<String>) {
     );
 }
 
-/// Every statement is an inline Allow of keyed actions, on the table or the gsi1 index,
+/// Every statement is inline. An Allow is of keyed actions, on the table or the gsi1 index,
 /// narrowed by `ForAllValues:StringLike` on `dynamodb:LeadingKeys` to partitions the table
-/// (or the index) has.
+/// (or the index) has; or, for the stream's consumer only, of stream reads on the table's
+/// stream, or of `sqs:SendMessage` on its mapping's dead-letter queue. A Deny only takes
+/// access away.
 fn unnarrowed(functions: &[Function]) -> Vec<String> {
     let mut v = Vec::new();
     for f in functions {
@@ -352,8 +524,53 @@ fn unnarrowed(functions: &[Function]) -> Vec<String> {
                 ));
                 continue;
             }
+            if s.denies() {
+                continue;
+            }
             if s.effect != "Allow" {
-                v.push(format!("{at}: Effect {:?}, expected Allow", s.effect));
+                v.push(format!(
+                    "{at}: Effect {:?}, expected Allow or Deny",
+                    s.effect
+                ));
+            }
+            match s.resources.as_slice() {
+                [Resource::Stream] => {
+                    if !f.is_stream() {
+                        v.push(format!(
+                            "{at}: reads the table's stream, which carries every item's \
+                             images (master keys and token secrets included); only the \
+                             stream's consumer may"
+                        ));
+                    }
+                    for a in &s.actions {
+                        if !STREAM_ACTIONS.iter().any(|k| k.eq_ignore_ascii_case(a)) {
+                            v.push(format!(
+                                "{at}: action {a} on the stream is not one of {STREAM_ACTIONS:?}"
+                            ));
+                        }
+                    }
+                    continue;
+                }
+                [Resource::Arn(queue)] => {
+                    let own = f.mapping.as_ref().and_then(|m| m.dead_letter.as_deref());
+                    if own != Some(queue.as_str()) {
+                        v.push(format!(
+                            "{at}: {queue} is not the on-failure destination of this \
+                             function's stream mapping"
+                        ));
+                    }
+                    if s.actions
+                        .iter()
+                        .any(|a| !a.eq_ignore_ascii_case("sqs:SendMessage"))
+                    {
+                        v.push(format!(
+                            "{at}: only sqs:SendMessage on the dead-letter queue, not {:?}",
+                            s.actions
+                        ));
+                    }
+                    continue;
+                }
+                _ => {}
             }
             for a in &s.actions {
                 if !KEYED_ACTIONS.iter().any(|k| k.eq_ignore_ascii_case(a)) {
@@ -389,7 +606,8 @@ fn unnarrowed(functions: &[Function]) -> Vec<String> {
                     let named: Vec<String> = other.iter().map(Resource::describe).collect();
                     v.push(format!(
                         "{at}: Resource {named:?}: expected one resource, !GetAtt Table.Arn \
-                         or !Sub \"${{Table.Arn}}/index/gsi1\""
+                         or !Sub \"${{Table.Arn}}/index/gsi1\" (or, for the stream's consumer, \
+                         !GetAtt Table.StreamArn or its dead-letter queue)"
                     ));
                     continue;
                 }
@@ -498,11 +716,13 @@ fn signature_access(functions: &[Function]) -> Vec<String> {
     v
 }
 
-/// Every function but health authenticates bearer tokens with a token secret.
+/// Every function that answers requests, but health, authenticates bearer tokens with a
+/// token secret.
 fn token_reads(functions: &[Function]) -> Vec<String> {
     functions
         .iter()
-        .filter(|f| !f.is_health() && !f.may("dynamodb:GetItem", "TOKEN_KEY"))
+        .filter(|f| !f.is_health() && !f.is_stream())
+        .filter(|f| !f.may("dynamodb:GetItem", "TOKEN_KEY"))
         .map(|f| {
             format!(
                 "{} ({}): cannot GetItem token secrets (TOKEN_KEY)",
@@ -510,6 +730,102 @@ fn token_reads(functions: &[Function]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// The IM cloud mirror can do its job and no more: its app's item by GetItem only, groups
+/// read and written, new conversation links written (never moved or removed), nothing of
+/// token secrets, the counter, idempotency records or the client index; the stream read by
+/// its mapping and denied to its own code; its dead-letter queue written to.
+fn mirror_access(functions: &[Function]) -> Vec<String> {
+    let mut v = Vec::new();
+    for f in functions.iter().filter(|f| f.is_stream()) {
+        let who = format!("{} ({})", f.name, f.binary);
+        for (action, key, why) in MIRROR_NEEDS {
+            if !f.may(action, key) {
+                v.push(format!("{who}: cannot {action} on {key}: {why}"));
+            }
+        }
+        for s in f.statements.iter().filter(|s| s.allows()) {
+            let at = format!("{who}, {}", s.origin);
+            for key in NOT_THE_MIRRORS.into_iter().filter(|k| s.reaches(k)) {
+                v.push(format!("{at}: reaches {key} items with {:?}", s.actions));
+            }
+            if s.reaches("APP") {
+                for a in s.actions.iter() {
+                    if !a.eq_ignore_ascii_case("dynamodb:GetItem") {
+                        v.push(format!("{at}: reaches APP items with {a}; only GetItem"));
+                    }
+                }
+            }
+            let writes = s.writes();
+            if writes.is_empty() || !s.resources.iter().any(Resource::holds_items) {
+                continue;
+            }
+            let beyond: Vec<String> = match &s.leading_keys {
+                None => vec!["(every partition)".into()],
+                Some(p) => p
+                    .iter()
+                    .filter(|p| !["GROUP#*", "CONV#*"].contains(&p.as_str()))
+                    .cloned()
+                    .collect(),
+            };
+            if !beyond.is_empty() {
+                v.push(format!(
+                    "{at}: writes ({writes:?}) beyond groups and links: {beyond:?}"
+                ));
+            }
+            if s.reaches("CONV#app:conversation") {
+                let moves: Vec<&str> = writes
+                    .into_iter()
+                    .filter(|w| *w != "dynamodb:PutItem")
+                    .collect();
+                if !moves.is_empty() {
+                    v.push(format!(
+                        "{at}: {moves:?} on links: the mirror only writes a new one; moving \
+                         or removing one is the group functions' work"
+                    ));
+                }
+            }
+        }
+        for read in STREAM_READS {
+            let allowed = f
+                .statements
+                .iter()
+                .any(|s| s.allows() && s.on_stream() && s.grants(read));
+            if !allowed {
+                v.push(format!(
+                    "{who}: its mapping cannot {read} on the table's stream"
+                ));
+            }
+            let denied = f
+                .statements
+                .iter()
+                .any(|s| s.denies() && s.on_stream() && s.own_code_only && s.grants(read));
+            if !denied {
+                v.push(format!(
+                    "{who}: its own code may {read} on the stream, which carries every \
+                     item's images (master keys and token secrets included): deny it to \
+                     requests carrying lambda:SourceFunctionArn"
+                ));
+            }
+        }
+        match f.mapping.as_ref().and_then(|m| m.dead_letter.as_deref()) {
+            None => v.push(format!("{who}: its mapping has no dead-letter queue")),
+            Some(queue) => {
+                let sends = f.statements.iter().any(|s| {
+                    s.allows()
+                        && matches!(s.resources.as_slice(), [Resource::Arn(q)] if q == queue)
+                        && s.grants("sqs:SendMessage")
+                });
+                if !sends {
+                    v.push(format!(
+                        "{who}: its mapping cannot send failed batches to {queue}"
+                    ));
+                }
+            }
+        }
+    }
+    v
 }
 
 #[test]
@@ -538,11 +854,17 @@ fn the_functions_are_classified() {
     let signatures = fns.iter().filter(|f| f.is_signature()).count();
     let groups = fns.iter().filter(|f| f.is_group()).count();
     let health = fns.iter().filter(|f| f.is_health()).count();
+    let streams: Vec<&str> = fns
+        .iter()
+        .filter(|f| f.is_stream())
+        .map(|f| f.binary.as_str())
+        .collect();
     assert_eq!(
-        (signatures, groups, health, fns.len()),
-        (9, 11, 1, 21),
-        "signature, group, health functions and all of them"
+        (signatures, groups, health, streams.len(), fns.len()),
+        (9, 11, 1, 1, 22),
+        "signature, group, health, stream functions and all of them"
     );
+    assert_eq!(streams, STREAM_FUNCTIONS);
 }
 
 #[test]
@@ -581,6 +903,13 @@ fn signature_functions_read_master_keys_and_only_what_their_rules_need() {
         "signature functions",
         signature_access(&functions(&template())),
     );
+}
+
+#[test]
+fn the_mirror_reaches_what_it_needs_and_no_more() {
+    let fns = functions(&template());
+    assert!(fns.iter().any(Function::is_stream), "no stream function");
+    assert_clean("the IM cloud mirror's access", mirror_access(&fns));
 }
 
 #[test]
@@ -673,4 +1002,131 @@ fn the_checks_catch_widened_access() {
     let mut t = template();
     statements(&mut t, "RevokeAdminsFunction").remove(0);
     assert_eq!(token_reads(&functions(&t)).len(), 1);
+}
+
+/// The mirror's checks are not vacuous either.
+#[test]
+fn the_checks_catch_a_widened_mirror() {
+    const MIRROR: &str = "SyncConversationsFunction";
+    fn parse(text: &str) -> Value {
+        serde_yaml_ng::from_str(text).unwrap()
+    }
+    fn statements(t: &mut Value) -> &mut Vec<Value> {
+        t["Resources"][MIRROR]["Properties"]["Policies"][0]["Statement"]
+            .as_sequence_mut()
+            .unwrap()
+    }
+    fn sid<'a>(t: &'a mut Value, sid: &str) -> &'a mut Value {
+        statements(t)
+            .iter_mut()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("no statement {sid} in {MIRROR}"))
+    }
+    fn leading_keys<'a>(t: &'a mut Value, id: &str) -> &'a mut Value {
+        &mut sid(t, id)["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    }
+    fn push(list: &mut Value, item: &str) {
+        list.as_sequence_mut().unwrap().push(parse(item));
+    }
+
+    // Token secrets with its app's item.
+    let mut t = template();
+    push(leading_keys(&mut t, "ReadAppsAndGroups"), "TOKEN_KEY");
+    assert!(!mirror_access(&functions(&t)).is_empty());
+
+    // Writes to idempotency records, to the counter, to apps.
+    for key in ["\"IDEM#*\"", "COUNTER", "APP"] {
+        let mut t = template();
+        push(leading_keys(&mut t, "WriteSyncState"), key);
+        let fns = functions(&t);
+        assert!(!mirror_access(&fns).is_empty(), "{key}");
+        if key == "APP" {
+            assert!(!secret_access(&fns).is_empty());
+        }
+    }
+
+    // Removing or updating links.
+    for action in ["dynamodb:DeleteItem", "dynamodb:UpdateItem"] {
+        let mut t = template();
+        push(
+            &mut sid(&mut t, "LinkCreatedConversation")["Action"],
+            action,
+        );
+        assert!(!mirror_access(&functions(&t)).is_empty(), "{action}");
+    }
+
+    // A Scan of the groups, and a table-wide read.
+    let mut t = template();
+    statements(&mut t).push(parse(
+        "Effect: Allow\nAction: [dynamodb:Scan]\nResource: !GetAtt Table.Arn\n\
+         Condition: {ForAllValues:StringLike: {dynamodb:LeadingKeys: [\"GROUP#*\"]}}",
+    ));
+    assert!(!unnarrowed(&functions(&t)).is_empty());
+    let mut t = template();
+    sid(&mut t, "ListMembers")
+        .as_mapping_mut()
+        .unwrap()
+        .remove("Condition");
+    let fns = functions(&t);
+    assert!(!unnarrowed(&fns).is_empty());
+    assert!(!mirror_access(&fns).is_empty());
+
+    // The stream: any stream, any action, read by its own code, or not at all.
+    let mut t = template();
+    sid(&mut t, "ReadStream")["Resource"] = parse("\"*\"");
+    let fns = functions(&t);
+    assert!(!unnarrowed(&fns).is_empty());
+    assert!(!mirror_access(&fns).is_empty());
+    let mut t = template();
+    push(&mut sid(&mut t, "ReadStream")["Action"], "dynamodb:*");
+    assert!(!unnarrowed(&functions(&t)).is_empty());
+    let mut t = template();
+    statements(&mut t).retain(|s| s["Sid"] != "StreamOnlyThroughTheMapping");
+    assert!(!mirror_access(&functions(&t)).is_empty());
+    let mut t = template();
+    sid(&mut t, "StreamOnlyThroughTheMapping")
+        .as_mapping_mut()
+        .unwrap()
+        .remove("Condition");
+    assert!(!mirror_access(&functions(&t)).is_empty());
+    let mut t = template();
+    statements(&mut t).retain(|s| s["Sid"] != "ReadStream");
+    assert!(!mirror_access(&functions(&t)).is_empty());
+
+    // SAM's own stream event, which brings AWSLambdaDynamoDBExecutionRole.
+    let mut t = template();
+    t["Resources"][MIRROR]["Properties"]["Events"] = parse(
+        "Stream: {Type: DynamoDB, Properties: {Stream: !GetAtt Table.StreamArn, \
+         StartingPosition: TRIM_HORIZON}}",
+    );
+    let fns = functions(&t);
+    assert!(!unnarrowed(&fns).is_empty());
+    assert!(!secret_access(&fns).is_empty());
+
+    // A group function reading the stream, or writing to the queue.
+    for st in [
+        "Effect: Allow\nAction: [dynamodb:GetRecords]\nResource: !GetAtt Table.StreamArn",
+        "Effect: Allow\nAction: [sqs:SendMessage]\n\
+         Resource: !GetAtt SyncConversationsDeadLetterQueue.Arn",
+    ] {
+        let mut t = template();
+        t["Resources"]["GetGroupFunction"]["Properties"]["Policies"][0]["Statement"]
+            .as_sequence_mut()
+            .unwrap()
+            .push(parse(st));
+        assert!(!unnarrowed(&functions(&t)).is_empty(), "{st}");
+    }
+
+    // More than sending to its own dead-letter queue, or no way to.
+    let mut t = template();
+    push(
+        &mut sid(&mut t, "DeadLetter")["Action"],
+        "sqs:ReceiveMessage",
+    );
+    assert!(!unnarrowed(&functions(&t)).is_empty());
+    let mut t = template();
+    sid(&mut t, "DeadLetter")["Resource"] = parse("\"*\"");
+    let fns = functions(&t);
+    assert!(!unnarrowed(&fns).is_empty());
+    assert!(!mirror_access(&fns).is_empty());
 }
