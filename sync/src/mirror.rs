@@ -453,8 +453,11 @@ impl GroupRun<'_> {
             .or_else(|| old.and_then(|g| g.conversation_id.clone()))
             .or_else(|| self.conversation.clone());
         if let (Some(o), Some(n)) = (old, new) {
-            // The backend moved the link: the new conversation gets every member.
-            let moved = n.conversation_id.is_some() && n.conversation_id != o.conversation_id;
+            // The backend moved the link: the new conversation gets every member. (The
+            // mirror's own write-back of a conversation it made is not a move.)
+            let moved = n.conversation_id.is_some()
+                && n.conversation_id != o.conversation_id
+                && n.conversation_id != n.mirrored_conversation;
             if moved && self.live && !self.rebuilt && n.conversation_id == self.conversation {
                 let members = self.store.group_members(self.group_id).await?;
                 if let Some(c) = &self.conversation {

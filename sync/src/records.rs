@@ -15,6 +15,8 @@ pub struct GroupImage {
     #[serde(default)]
     pub status: String,
     pub conversation_id: Option<String>,
+    /// Set with `conversation_id` when the mirror linked a conversation it made.
+    pub mirrored_conversation: Option<String>,
     pub last_change: Option<LastChange>,
 }
 

@@ -80,7 +80,7 @@ const PULL_EVENTS: [&str; 7] = [
 ];
 
 /// What the IM cloud mirror needs, on which partition, and why.
-const MIRROR_NEEDS: [(&str, &str, &str); 6] = [
+const MIRROR_NEEDS: [(&str, &str, &str); 5] = [
     (
         "dynamodb:GetItem",
         "APP",
@@ -92,11 +92,10 @@ const MIRROR_NEEDS: [(&str, &str, &str); 6] = [
         "the group as it is now, its sync state",
     ),
     ("dynamodb:Query", "GROUP#1", "the group's members"),
-    ("dynamodb:PutItem", "GROUP#1", "the group's sync state"),
     (
         "dynamodb:UpdateItem",
         "GROUP#1",
-        "a created conversation, written back to its group",
+        "the group's sync state, and a created conversation written back to its group",
     ),
     (
         "dynamodb:PutItem",
@@ -772,6 +771,11 @@ fn mirror_access(functions: &[Function]) -> Vec<String> {
             if !beyond.is_empty() {
                 v.push(format!(
                     "{at}: writes ({writes:?}) beyond groups and links: {beyond:?}"
+                ));
+            }
+            if s.reaches("GROUP#1") && writes.contains(&"dynamodb:PutItem") {
+                v.push(format!(
+                    "{at}: PutItem on groups: the mirror updates group items, never replaces one"
                 ));
             }
             if s.reaches("CONV#app:conversation") {

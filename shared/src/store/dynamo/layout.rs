@@ -6,7 +6,7 @@
 //! | app | `APP` | app id | `master_key`, `token_keys` (how many token keys were ever added), `im_cloud` (map: `server`, `mirroring`, `system_messages`, `system_client`, `on_delete`), `created_at`, `updated_at` |
 //! | token secret | `TOKEN_KEY` | key id (`kid`) | `app_id`, `secret`, `status` (active, retired), `created_at` |
 //! | group-id counter | `COUNTER` | `GROUP_ID` | `next_id` |
-//! | group | `GROUP#<id>` | `META` | `group_id`, `app_id`, `group_name`, `owner`, `admins` (string set), `status` (active, deleting), `member_count`, `max_members`, `version`, `avatar_url`, `description`, `conversation_id`, `last_change` (map: `event`, `by`, `members`, `at`: the change the write made, for the IM cloud mirror's messages), `created_at`, `updated_at` |
+//! | group | `GROUP#<id>` | `META` | `group_id`, `app_id`, `group_name`, `owner`, `admins` (string set), `status` (active, deleting), `member_count`, `max_members`, `version`, `avatar_url`, `description`, `conversation_id`, `mirrored_conversation` (the conversation the IM cloud mirror made and linked, if it did), `last_change` (map: `event`, `by`, `members`, `at`: the change the write made, for the IM cloud mirror's messages), `created_at`, `updated_at` |
 //! | group sync state | `GROUP#<id>` | `SYNC` | `seq` (the last stream record applied, 40 digits), `status` (ok, failed), `error`, `at`, `expires_at` once the group is gone |
 //! | member | `GROUP#<id>` | `MEMBER#<client id>` | `client_id`, `group_id`, `joined_at`, `gsi1pk` = `CLIENT#<app id>:<client id>`, `gsi1sk` = `GROUP#<id, 20 digits>` |
 //! | conversation link | `CONV#<app id>:<conversation id>` | `CONV` | `group_id`: the one group whose conversation this is |

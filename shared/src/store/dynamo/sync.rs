@@ -100,29 +100,43 @@ impl DynamoStore {
         error: Option<&str>,
         group_gone: bool,
     ) -> Result<(), StoreError> {
-        let mut item = sync_key(group_id);
-        item.insert("seq".into(), s(padded_sequence(seq)));
-        item.insert("status".into(), s(status.as_str()));
-        item.insert("at".into(), s(now_rfc3339()));
+        // An update that creates the item when needed: the function may update group
+        // items but put none (template.yaml).
+        let mut sets = vec!["seq = :seq", "#status = :status", "#at = :now"];
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(sync_key(group_id)))
+            .condition_expression("attribute_not_exists(seq) OR seq <= :seq")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":seq", s(padded_sequence(seq)))
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":now", s(now_rfc3339()));
         if let Some(e) = error {
-            item.insert("error".into(), s(e));
+            sets.push("#error = :error");
+            update = update.expression_attribute_values(":error", s(e));
         }
         if group_gone {
-            item.insert("expires_at".into(), number(epoch_now() + 24 * 60 * 60));
+            sets.push("expires_at = :expires");
+            update =
+                update.expression_attribute_values(":expires", number(epoch_now() + 24 * 60 * 60));
         }
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(seq) OR seq <= :seq")
-            .expression_attribute_values(":seq", s(padded_sequence(seq)))
+        let remove = if error.is_none() {
+            " REMOVE #error"
+        } else {
+            ""
+        };
+        let result = update
+            .update_expression(format!("SET {}{remove}", sets.join(", ")))
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(sdk_err("PutItem(sync)", e)),
+            Err(e) => Err(sdk_err("UpdateItem(sync)", e)),
         }
     }
 
@@ -136,9 +150,12 @@ impl DynamoStore {
         group_id: u64,
         conversation_id: &str,
     ) -> Result<MirrorLink, StoreError> {
-        let update = Expr::new("SET conversation_id = :c ADD version :one")
-            .value(":c", s(conversation_id))
-            .value(":one", AttributeValue::N("1".into()));
+        // `mirrored_conversation` tells the stream record of this write from a link the
+        // backend set: the mirror has nothing to do for its own.
+        let update =
+            Expr::new("SET conversation_id = :c, mirrored_conversation = :c ADD version :one")
+                .value(":c", s(conversation_id))
+                .value(":one", AttributeValue::N("1".into()));
         let cond = Expr::new(
             "attribute_exists(pk) AND #app = :app AND #status = :active AND attribute_not_exists(conversation_id)",
         )
@@ -219,9 +236,10 @@ impl DynamoStore {
         old: &str,
         new: &str,
     ) -> Result<bool, StoreError> {
-        let update = Expr::new("SET conversation_id = :new ADD version :one")
-            .value(":new", s(new))
-            .value(":one", AttributeValue::N("1".into()));
+        let update =
+            Expr::new("SET conversation_id = :new, mirrored_conversation = :new ADD version :one")
+                .value(":new", s(new))
+                .value(":one", AttributeValue::N("1".into()));
         let cond = Expr::new("#app = :app AND #status = :active AND conversation_id = :old")
             .name("#app", "app_id")
             .name("#status", "status")
