@@ -10,9 +10,12 @@
 //!   `openapi.yaml`;
 //! - [`openapi`]: that check;
 //! - [`lambda`]: a function binary invoked under the Lambda emulator;
-//! - [`signatures`]: signatures checked against Python's HMAC.
+//! - [`signatures`]: signatures checked against Python's HMAC;
+//! - [`im_cloud`]: a stand-in for an app's IM cloud (the vendor's realtime REST API 1.2),
+//!   with faults on demand; it needs no service.
 
 pub mod http;
+pub mod im_cloud;
 pub mod lambda;
 pub mod openapi;
 pub mod repo;

@@ -7,6 +7,7 @@ mod authz_matrix;
 mod group_lifecycle;
 mod http_api;
 mod iam_policies;
+mod im_cloud_standin;
 mod lambda_events;
 mod openapi;
 mod routes_agree;
