@@ -54,6 +54,35 @@ pub fn invoke(port: &str, function: &str, data: Data<'_>) -> Value {
     resp
 }
 
+/// `cargo lambda invoke` with an event that is not an API Gateway request (a stream
+/// batch): the function's own JSON answer, unchecked.
+pub fn invoke_event(port: &str, function: &str, file: &Path) -> Value {
+    let out = Command::new("cargo")
+        .args([
+            "lambda",
+            "invoke",
+            function,
+            "--invoke-address",
+            "127.0.0.1",
+        ])
+        .args([
+            "--invoke-port",
+            port,
+            "--output-format",
+            "json",
+            "--data-file",
+        ])
+        .arg(file)
+        .output()
+        .expect("cargo lambda invoke");
+    assert!(
+        out.status.success(),
+        "cargo lambda invoke {function} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the invoke output is the function's JSON answer")
+}
+
 /// The JSON body of a function's response (`null` when there is none).
 pub fn body(resp: &Value) -> Value {
     serde_json::from_str(resp["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)

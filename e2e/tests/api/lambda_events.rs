@@ -286,3 +286,71 @@ fn bad_input_through_the_lambda_path() {
             .starts_with(event["requestContext"]["http"]["method"].as_str().unwrap()));
     }
 }
+
+/// The stream batch of `events/sync-conversations.json` (a group created with two
+/// members) through the `sync-conversations` binary under the emulator: with the items
+/// the batch reports written to the table first, as the write that made them would, and
+/// `demo-app` mirrored into a stand-in of its IM cloud, the group gets its conversation
+/// and one message. The same batch again changes nothing: its records are behind the
+/// group's cursor.
+#[tokio::test]
+async fn the_stream_event_mirrors_its_group_under_the_emulator() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use im_e2e::im_cloud::ImCloudStandIn;
+    use im_shared::model::{ImCloud, OnDelete};
+    use std::collections::HashMap;
+
+    let (store, key) = demo_app(&env("IM_TEST_LAMBDA_TABLE")).await;
+    let path = repo_root().join("events/sync-conversations.json");
+    let event = read_json(&path);
+    let mut group_id = 0;
+    for record in event["Records"].as_array().unwrap() {
+        let image: serde_dynamo::Item =
+            serde_json::from_value(record["dynamodb"]["NewImage"].clone()).unwrap();
+        let item: HashMap<String, AttributeValue> = image.into();
+        if let Some(AttributeValue::N(id)) = item.get("group_id") {
+            group_id = id.parse().unwrap();
+        }
+        store
+            .client()
+            .put_item()
+            .table_name(store.table())
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
+    let cloud = ImCloudStandIn::start("demo-app", &key).await;
+    store
+        .set_im_cloud(
+            "demo-app",
+            &ImCloud::new(
+                cloud.url(),
+                true,
+                true,
+                Some("imsystem".into()),
+                OnDelete::Keep,
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let port = env("IM_TEST_LAMBDA_PORT");
+    let answer = im_e2e::lambda::invoke_event(&port, "sync-conversations", &path);
+    assert_eq!(answer, serde_json::json!({"batchItemFailures": []}));
+    let made = cloud.conversations_for_group(group_id);
+    assert_eq!(made.len(), 1, "{:?}", cloud.requests());
+    let members: Vec<&str> = made[0].members.iter().map(String::as_str).collect();
+    assert_eq!(members, ["alice", "bob"]);
+    let meta = store.group_meta(group_id).await.unwrap().unwrap();
+    assert_eq!(meta.conversation_id.as_deref(), Some(made[0].id.as_str()));
+    assert_eq!(cloud.messages(&made[0].id).len(), 1);
+    let before = cloud.requests().len();
+    let again = im_e2e::lambda::invoke_event(&port, "sync-conversations", &path);
+    assert_eq!(again, serde_json::json!({"batchItemFailures": []}));
+    assert_eq!(
+        cloud.requests().len(),
+        before,
+        "a replayed batch calls nothing"
+    );
+}

@@ -9,6 +9,7 @@ mod http_api;
 mod iam_policies;
 mod im_cloud_standin;
 mod lambda_events;
+mod mirror;
 mod openapi;
 mod routes_agree;
 mod signing_rules;

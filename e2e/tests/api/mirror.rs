@@ -1,0 +1,540 @@
+//! Groups mirrored into the app's IM cloud, end to end: HTTP writes on the local server,
+//! DynamoDB Local's stream, the local server's poller, the same handler the
+//! `sync-conversations` function runs, and a stand-in of the vendor's REST API
+//! (`im_e2e::im_cloud`) that holds conversations and can fail on purpose.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use im_e2e::http::{Api, BACKEND};
+use im_e2e::im_cloud::{Conversation, FaultKind, ImCloudStandIn};
+use im_e2e::stack::{admin_command, env};
+use im_shared::model::{ImCloud, OnDelete};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// The client id the apps of these tests send system messages as.
+const SYSTEM: &str = "imsystem";
+
+/// An app on the local server whose groups are mirrored into its own stand-in.
+struct Mirrored {
+    api: Api,
+    cloud: ImCloudStandIn,
+}
+
+async fn mirrored(prefix: &str, system_messages: bool, on_delete: OnDelete) -> Mirrored {
+    let api = Api::local(prefix).await;
+    let cloud = ImCloudStandIn::start(&api.app.app_id, &api.app.master_key).await;
+    // Slow answers come later than the local server's attempt time-out (scripts/test.sh).
+    cloud.set_slow_delay(Duration::from_millis(1500));
+    let settings = ImCloud::new(
+        cloud.url(),
+        true,
+        system_messages,
+        Some(SYSTEM.to_owned()),
+        on_delete,
+    )
+    .unwrap();
+    api.store
+        .set_im_cloud(&api.app.app_id, &settings)
+        .await
+        .unwrap();
+    Mirrored { api, cloud }
+}
+
+/// Waits (up to two minutes: the stream is shared by every test, and a poisoned record
+/// holds it while it is retried) until `done` holds.
+async fn eventually<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !done().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl Mirrored {
+    async fn create(&self, owner: &str, name: &str, members: &str) -> u64 {
+        self.api
+            .create(
+                owner,
+                json!({"group_name": name, "member_client_ids": members}),
+            )
+            .await
+    }
+
+    async fn add(&self, by: &str, id: u64, members: &str) {
+        let resp = self
+            .api
+            .send(
+                by,
+                Method::POST,
+                format!("/im/group/{id}/member"),
+                Some(json!({ "member_client_ids": members })),
+            )
+            .await;
+        assert_eq!(resp.status(), 201);
+    }
+
+    async fn remove(&self, by: &str, id: u64, members: &str) {
+        let resp = self
+            .api
+            .send(
+                by,
+                Method::DELETE,
+                format!("/im/group/{id}/member?member_client_ids={members}"),
+                None,
+            )
+            .await;
+        assert_eq!(resp.status(), 204);
+    }
+
+    async fn group(&self, client: &str, id: u64) -> Value {
+        let resp = self.api.get(client, format!("/im/group/{id}")).await;
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    async fn members(&self, id: u64) -> BTreeSet<String> {
+        self.api
+            .store
+            .group_members(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    /// The group's one conversation, when the group names it and its members are the
+    /// group's; `None` otherwise (not yet, or never).
+    async fn in_step(&self, id: u64) -> Option<Conversation> {
+        let meta = self.api.store.group_meta(id).await.unwrap()?;
+        let linked = meta.conversation_id?;
+        let conversation = self.cloud.conversation(&linked)?;
+        let members = self.members(id).await;
+        (conversation.members == members).then_some(conversation)
+    }
+
+    async fn wait_in_step(&self, id: u64) -> Conversation {
+        eventually(
+            &format!("group {id} and its conversation agree"),
+            || async { self.in_step(id).await.is_some() },
+        )
+        .await;
+        self.in_step(id).await.unwrap()
+    }
+
+    /// The system messages' attributes in conversation `c`, in order.
+    fn events(&self, c: &str) -> Vec<Value> {
+        self.cloud
+            .messages(c)
+            .into_iter()
+            .map(|m| {
+                assert_eq!(m.from_client, SYSTEM);
+                assert_eq!(m.message["_lctype"], -1);
+                m.message["_lcattrs"].clone()
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_group_and_every_change_to_it_reach_its_conversation() {
+    let m = mirrored("mirror-life", true, OnDelete::Keep).await;
+    let id = m.create("alice", "crew", "bob:carol").await;
+    let c = m.wait_in_step(id).await;
+    assert_eq!(c.name.as_deref(), Some("crew"));
+    assert_eq!(c.attr, json!({"type": "group", "group_id": id}));
+    assert_eq!(m.cloud.conversations_for_group(id).len(), 1);
+    // The owner sees the link and the sync state; a member sees the link only.
+    let seen = m.group("alice", id).await;
+    assert_eq!(seen["conversation_id"], c.id.as_str());
+    assert_eq!(seen["sync"]["status"], "ok");
+    assert!(m.group("bob", id).await.get("sync").is_none());
+
+    m.add("alice", id, "dave").await;
+    m.remove("alice", id, "carol").await;
+    m.remove("bob", id, "bob").await;
+    let resp = m
+        .api
+        .send(
+            "alice",
+            Method::PUT,
+            format!("/im/group/{id}"),
+            Some(json!({"group_name": "crew2"})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let resp = m
+        .api
+        .send(
+            "alice",
+            Method::POST,
+            format!("/im/group/{id}/owner"),
+            Some(json!({"client_id": "dave"})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    eventually("every change reached the conversation", || async {
+        m.events(&c.id).len() == 6
+    })
+    .await;
+    let c = m.wait_in_step(id).await;
+    assert_eq!(
+        c.members,
+        BTreeSet::from(["alice".to_owned(), "dave".to_owned()])
+    );
+    assert_eq!(c.name.as_deref(), Some("crew2"));
+    let g = json!(id);
+    assert_eq!(
+        m.events(&c.id),
+        [
+            json!({"event": "created", "group_id": g, "members": ["alice", "bob", "carol"], "by": "alice"}),
+            json!({"event": "members_added", "group_id": g, "members": ["dave"], "by": "alice"}),
+            json!({"event": "members_removed", "group_id": g, "members": ["carol"], "by": "alice"}),
+            json!({"event": "member_left", "group_id": g, "members": ["bob"], "by": "bob"}),
+            json!({"event": "renamed", "group_id": g, "members": [], "by": "alice"}),
+            json!({"event": "owner_changed", "group_id": g, "members": ["dave"], "by": "alice"}),
+        ]
+    );
+
+    // keep (the default): the conversation and its history stay; its members hear why.
+    let resp = m
+        .api
+        .send("dave", Method::DELETE, format!("/im/group/{id}"), None)
+        .await;
+    assert_eq!(resp.status(), 204);
+    eventually("the dismissal reached the conversation", || async {
+        m.events(&c.id).len() == 7
+    })
+    .await;
+    assert_eq!(m.events(&c.id)[6]["event"], "dismissed");
+    assert_eq!(m.events(&c.id)[6]["by"], "dave");
+    let kept = m.cloud.conversation(&c.id).expect("kept");
+    assert_eq!(kept.members, c.members);
+    assert!(m.cloud.deleted_conversations().is_empty());
+}
+
+#[tokio::test]
+async fn on_delete_delete_removes_the_conversation() {
+    let m = mirrored("mirror-del", false, OnDelete::Delete).await;
+    let id = m.create("alice", "short-lived", "bob").await;
+    let c = m.wait_in_step(id).await;
+    let resp = m
+        .api
+        .send("alice", Method::DELETE, format!("/im/group/{id}"), None)
+        .await;
+    assert_eq!(resp.status(), 204);
+    eventually("the conversation is deleted", || async {
+        m.cloud.conversation(&c.id).is_none()
+    })
+    .await;
+    assert_eq!(m.cloud.deleted_conversations().len(), 1);
+    // System messages off: none was sent.
+    assert!(m.cloud.messages(&c.id).is_empty());
+}
+
+#[tokio::test]
+async fn a_linked_conversation_gets_the_groups_members_and_follows_a_moved_link() {
+    let m = mirrored("mirror-link", false, OnDelete::Keep).await;
+    let existing = m
+        .cloud
+        .create_conversation_directly("made elsewhere", &["zed"], Value::Null);
+    let id = m
+        .api
+        .create(
+            BACKEND,
+            json!({"group_name": "linked", "member_client_ids": "alice:bob", "conversation_id": existing}),
+        )
+        .await;
+    eventually(
+        "the linked conversation has the group's members",
+        || async {
+            m.cloud.conversation(&existing).is_some_and(|c| {
+                ["alice", "bob", BACKEND]
+                    .iter()
+                    .all(|x| c.members.contains(*x))
+            })
+        },
+    )
+    .await;
+    // Linked: no conversation was made for it.
+    assert!(m.cloud.conversations_for_group(id).is_empty());
+    let other = m
+        .cloud
+        .create_conversation_directly("another", &[], Value::Null);
+    assert_eq!(m.api.link(BACKEND, id, &other).await, 200);
+    let members = m.members(id).await;
+    eventually("the new link has every member", || async {
+        m.cloud
+            .conversation(&other)
+            .is_some_and(|c| c.members == members)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_app_without_mirroring_gets_no_conversation() {
+    let api = Api::local("mirror-off").await;
+    let id = api
+        .create(
+            "alice",
+            json!({"group_name": "plain", "member_client_ids": "bob"}),
+        )
+        .await;
+    // Give the poller time to see it (it would link a conversation within ~1 s).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let g: Value = api
+        .get("alice", format!("/im/group/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(g["conversation_id"], Value::Null);
+    assert!(g.get("sync").is_none());
+}
+
+#[tokio::test]
+async fn fifty_concurrent_writes_converge_while_a_third_of_the_answers_fail() {
+    let m = mirrored("mirror-chaos", true, OnDelete::Keep).await;
+    let mut groups = Vec::new();
+    for g in 0..5 {
+        let members: Vec<String> = (0..6).map(|i| format!("g{g}m{i}")).collect();
+        groups.push(
+            m.create("owner", &format!("chaos{g}"), &members.join(":"))
+                .await,
+        );
+    }
+    m.cloud.set_fault_kinds(&FaultKind::ALL);
+    m.cloud.set_failure_rate(0.3);
+    let writes = (0..50).map(|i| {
+        let m = &m;
+        let id = groups[i % 5];
+        let g = i % 5;
+        async move {
+            let status = match i / 5 {
+                0 | 1 => {
+                    let who = format!("g{g}new{i}");
+                    m.api
+                        .send("owner", Method::POST, format!("/im/group/{id}/member"), Some(json!({"member_client_ids": who})))
+                        .await
+                        .status()
+                }
+                2 | 3 => {
+                    let who = format!("g{g}m{}", i / 5 - 2);
+                    m.api
+                        .send("owner", Method::DELETE, format!("/im/group/{id}/member?member_client_ids={who}"), None)
+                        .await
+                        .status()
+                }
+                4 => {
+                    let who = format!("g{g}m5");
+                    m.api
+                        .send(&who, Method::DELETE, format!("/im/group/{id}/member?member_client_ids={who}"), None)
+                        .await
+                        .status()
+                }
+                5 | 6 => m
+                    .api
+                    .send("owner", Method::PUT, format!("/im/group/{id}"), Some(json!({"group_name": format!("chaos{g}-{i}")})))
+                    .await
+                    .status(),
+                7 | 8 => m
+                    .api
+                    .send("owner", Method::POST, "/im/group", Some(json!({"group_name": format!("new{i}"), "member_client_ids": format!("n{i}a:n{i}b")})))
+                    .await
+                    .status(),
+                _ if g == 0 => m
+                    .api
+                    .send("owner", Method::DELETE, format!("/im/group/{id}"), None)
+                    .await
+                    .status(),
+                _ => m
+                    .api
+                    .send("owner", Method::POST, format!("/im/group/{id}/member"), Some(json!({"member_client_ids": format!("g{g}late")})))
+                    .await
+                    .status(),
+            };
+            assert!(status.is_success(), "write {i}: {status}");
+        }
+    });
+    join_all(writes).await;
+    let live: Vec<u64> = m.api.store.app_group_ids(&m.api.app.app_id).await.unwrap();
+    assert_eq!(
+        live.len(),
+        5 - 1 + 10,
+        "four of the five groups and ten new ones are live"
+    );
+    for id in &live {
+        let c = m.wait_in_step(*id).await;
+        assert_eq!(m.cloud.conversations_for_group(*id).len(), 1, "group {id}");
+        let meta = m.api.store.group_meta(*id).await.unwrap().unwrap();
+        eventually(
+            &format!("group {id}'s name reached its conversation"),
+            || async {
+                m.cloud.conversation(&c.id).unwrap().name.as_deref()
+                    == Some(meta.group_name.as_str())
+            },
+        )
+        .await;
+    }
+    // The dismissed group kept its one conversation.
+    assert_eq!(m.cloud.conversations_for_group(groups[0]).len(), 1);
+    let failed = m
+        .cloud
+        .requests()
+        .iter()
+        .filter(|r| r.fault.is_some())
+        .count();
+    assert!(failed > 10, "the stand-in failed only {failed} requests");
+}
+
+#[tokio::test]
+async fn a_record_that_always_fails_is_dead_lettered_and_holds_no_other_group_back() {
+    let m = mirrored("mirror-poison", false, OnDelete::Keep).await;
+    let healthy = m.create("alice", "first", "bob").await;
+    m.wait_in_step(healthy).await;
+    // Every request about the next group fails with a 500, for good. (Group ids come from
+    // one counter that other tests use too: poison a range, so that whichever id the next
+    // create gets, it is poisoned before its record is read.)
+    let next = m
+        .api
+        .store
+        .group_meta(healthy)
+        .await
+        .unwrap()
+        .unwrap()
+        .group_id
+        + 1;
+    for id in next..next + 200 {
+        m.cloud.fail_always_for_group(id, 500);
+    }
+    let poisoned = m.create("alice", "poisoned", "bob").await;
+    assert!(poisoned < next + 200, "the poisoned range was used up");
+    m.cloud.clear_faults();
+    m.cloud.fail_always_for_group(poisoned, 500);
+    let after = m.create("carol", "after", "dave").await;
+    m.wait_in_step(after).await;
+    let dead_letters = env("IM_TEST_SYNC_DEAD_LETTERS");
+    let marker = format!("GROUP#{poisoned}");
+    eventually("the poisoned record is dead-lettered", || async {
+        std::fs::read_to_string(&dead_letters).is_ok_and(|t| t.contains(&marker))
+    })
+    .await;
+    assert!(m.cloud.conversations_for_group(poisoned).is_empty());
+    // Repaired by the operator once the IM cloud answers again.
+    m.cloud.clear_faults();
+    let out = admin_command()
+        .args([
+            "--table",
+            &env("IM_TEST_LOCAL_TABLE"),
+            "sync",
+            "reconcile",
+            "--app",
+            &m.api.app.app_id,
+            "--group",
+            &poisoned.to_string(),
+            "--fix",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m.wait_in_step(poisoned).await;
+}
+
+#[tokio::test]
+async fn reconcile_reports_a_difference_made_behind_the_services_back_and_fix_repairs_it() {
+    let m = mirrored("mirror-recon", false, OnDelete::Keep).await;
+    let id = m.create("alice", "watched", "bob:carol").await;
+    let c = m.wait_in_step(id).await;
+    m.cloud.remove_member_directly(&c.id, "bob");
+    m.cloud.add_member_directly(&c.id, "mallory");
+    let reconcile = |fix: bool| {
+        let mut cmd = admin_command();
+        cmd.args([
+            "--table",
+            &env("IM_TEST_LOCAL_TABLE"),
+            "sync",
+            "reconcile",
+            "--app",
+            &m.api.app.app_id,
+        ]);
+        if fix {
+            cmd.arg("--fix");
+        }
+        cmd.output().unwrap()
+    };
+    let report = reconcile(false);
+    let text = String::from_utf8_lossy(&report.stdout).into_owned();
+    assert!(!report.status.success(), "a difference exits 1: {text}");
+    assert!(
+        text.contains("missing from the conversation: bob"),
+        "{text}"
+    );
+    assert!(
+        text.contains("in the conversation but not the group: mallory"),
+        "{text}"
+    );
+    let fixed = reconcile(true);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&fixed.stdout),
+        String::from_utf8_lossy(&fixed.stderr)
+    );
+    assert!(fixed.status.success(), "{all}");
+    assert!(!all.contains(&m.api.app.master_key), "the key never leaves");
+    assert!(m.in_step(id).await.is_some());
+    assert!(reconcile(false).status.success(), "in step after the fix");
+}
+
+#[tokio::test]
+async fn a_conversation_gone_from_the_im_cloud_marks_the_group_failed_until_a_fix() {
+    let m = mirrored("mirror-gone", false, OnDelete::Keep).await;
+    let id = m.create("alice", "fragile", "bob").await;
+    let c = m.wait_in_step(id).await;
+    m.cloud.delete_conversation_directly(&c.id);
+    m.add("alice", id, "carol").await;
+    eventually("the group is marked failed", || async {
+        m.group("alice", id).await["sync"]["status"] == "failed"
+    })
+    .await;
+    let seen = m.group(BACKEND, id).await;
+    let error = seen["sync"]["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("404"), "{error}");
+    assert!(!error.contains(&m.api.app.master_key));
+    assert!(
+        m.group("bob", id).await.get("sync").is_none(),
+        "members do not see it"
+    );
+    let out = admin_command()
+        .args([
+            "--table",
+            &env("IM_TEST_LOCAL_TABLE"),
+            "sync",
+            "reconcile",
+            "--app",
+            &m.api.app.app_id,
+            "--fix",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let now = m.wait_in_step(id).await;
+    assert_ne!(now.id, c.id, "a new conversation");
+    assert_eq!(m.group("alice", id).await["sync"]["status"], "ok");
+}
