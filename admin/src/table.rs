@@ -7,7 +7,8 @@ use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 use serde_yaml_ng::Value;
@@ -49,6 +50,19 @@ fn key_schema(v: &Value) -> Result<Vec<KeySchemaElement>> {
         .collect()
 }
 
+/// The template's stream, if it declares one.
+fn stream_specification(props: &Value) -> Result<Option<StreamSpecification>> {
+    let Some(stream) = props.get("StreamSpecification") else {
+        return Ok(None);
+    };
+    Ok(Some(
+        StreamSpecification::builder()
+            .stream_enabled(true)
+            .stream_view_type(StreamViewType::from(text(stream, "StreamViewType")?))
+            .build()?,
+    ))
+}
+
 /// Creates `name` if it does not exist yet. Returns whether it created it.
 pub async fn ensure_table(client: &Client, name: &str) -> Result<bool> {
     match client.describe_table().table_name(name).send().await {
@@ -70,7 +84,8 @@ pub async fn ensure_table(client: &Client, name: &str) -> Result<bool> {
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .set_key_schema(Some(key_schema(&props)?));
+        .set_key_schema(Some(key_schema(&props)?))
+        .set_stream_specification(stream_specification(&props)?);
     for attr in list(&props, "AttributeDefinitions")? {
         req = req.attribute_definitions(
             AttributeDefinition::builder()
@@ -145,6 +160,58 @@ pub async fn ensure_table(client: &Client, name: &str) -> Result<bool> {
     Ok(true)
 }
 
+/// Gives an existing table the template's stream if it has none (a table that an earlier
+/// version made and DynamoDB Local kept), and returns the stream's ARN. For local tables
+/// only: on AWS the stack owns the table, and a change made here would drift from it.
+pub async fn ensure_stream(client: &Client, name: &str) -> Result<String> {
+    let wanted = stream_specification(&table_properties()?)?
+        .ok_or_else(|| anyhow!("template.yaml's table declares no stream"))?;
+    let describe = || async {
+        client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| anyhow!(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))
+            .with_context(|| format!("describing table {name}"))
+    };
+    let table = describe().await?.table.context("DescribeTable: no table")?;
+    let current = table.stream_specification();
+    if current.is_some_and(|s| s.stream_enabled()) {
+        let view = current.and_then(|s| s.stream_view_type());
+        if view != wanted.stream_view_type() {
+            bail!(
+                "table {name} streams {view:?}, the template says {:?}: delete the table \
+                 (or the local data) to recreate it",
+                wanted.stream_view_type()
+            );
+        }
+        return table
+            .latest_stream_arn()
+            .map(str::to_owned)
+            .with_context(|| format!("table {name} streams but has no LatestStreamArn"));
+    }
+    client
+        .update_table()
+        .table_name(name)
+        .stream_specification(wanted)
+        .send()
+        .await
+        .map_err(|e| anyhow!(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))
+        .with_context(|| format!("enabling the stream of table {name}"))?;
+    client
+        .wait_until_table_exists()
+        .table_name(name)
+        .wait(std::time::Duration::from_secs(60))
+        .await
+        .map_err(|e| anyhow!("waiting for table {name}: {e}"))?;
+    describe()
+        .await?
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .with_context(|| format!("table {name} has no stream after enabling it"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +228,12 @@ mod tests {
         let ttl = props.get("TimeToLiveSpecification").unwrap();
         assert_eq!(text(ttl, "AttributeName").unwrap(), "expires_at");
         assert_eq!(ttl.get("Enabled").and_then(Value::as_bool), Some(true));
+        // The sync function needs both images of every change (issue 10).
+        let stream = stream_specification(&props).unwrap().unwrap();
+        assert!(stream.stream_enabled());
+        assert_eq!(
+            stream.stream_view_type(),
+            Some(&StreamViewType::NewAndOldImages)
+        );
     }
 }

@@ -11,6 +11,13 @@
 //! `AWS_ENDPOINT_URL_DYNAMODB` to use a DynamoDB that is already running instead.
 //! Every setting of the functions (`IM_*` limits, `IM_TIMESTAMP_UNIT`) applies too.
 //! Besides the routes it serves the API's OpenAPI document at `GET /openapi.yaml`.
+//!
+//! The table's stream goes to the sync handler as Lambda's event source mapping would
+//! hand it over (see `im_local::stream`): `IM_LOCAL_STREAM=off` stops that,
+//! `IM_LOCAL_STREAM_MAX_RETRIES` (10) is the mapping's `MaximumRetryAttempts`, and
+//! records whose retries run out are appended to `IM_LOCAL_STREAM_DEAD_LETTERS`
+//! (`<IM_LOCAL_DIR>/stream-dead-letters.jsonl`). Unless `IM_LOCAL_IN_MEMORY=1`, each
+//! shard's position is kept in `<IM_LOCAL_DIR>/stream-checkpoints.json` across restarts.
 
 mod dynamodb_local;
 
@@ -18,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use im_local::stream::{PollerSettings, StreamHandler, StreamPoller};
 use im_shared::api::{router, AppState};
 use im_shared::auth;
 use im_shared::config::Config;
@@ -51,6 +59,8 @@ async fn main() -> Result<()> {
     im_shared::model::ids::check_id("IM_DEV_APP_ID", &app_id, 64)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
+    let in_memory = env_or("IM_LOCAL_IN_MEMORY", "0") == "1";
+
     // DynamoDB: the one given, or our own DynamoDB Local.
     let mut ddb = None;
     let endpoint = match std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
@@ -64,7 +74,6 @@ async fn main() -> Result<()> {
             if ddb_port == 0 {
                 ddb_port = dynamodb_local::free_port()?;
             }
-            let in_memory = env_or("IM_LOCAL_IN_MEMORY", "0") == "1";
             let data_dir = state_dir.join("dynamodb-data");
             let started = DynamoDbLocal::start(
                 &home,
@@ -78,16 +87,25 @@ async fn main() -> Result<()> {
             endpoint
         }
     };
-    let result = serve(&state_dir, &table, &app_id, &endpoint).await;
+    let result = serve(&state_dir, in_memory, &table, &app_id, &endpoint).await;
     if let Some(ddb) = ddb {
         ddb.stop().await;
     }
     result
 }
 
-async fn serve(state_dir: &Path, table: &str, app_id: &str, endpoint: &str) -> Result<()> {
+async fn serve(
+    state_dir: &Path,
+    in_memory: bool,
+    table: &str,
+    app_id: &str,
+    endpoint: &str,
+) -> Result<()> {
     let client = DynamoStore::local_client(endpoint).await;
     im_admin::table::ensure_table(&client, table).await?;
+    // Dropped when serving ends, which stops it.
+    let (poller, stream_note) = start_stream_poller(state_dir, in_memory, table, endpoint).await?;
+    let poller = poller.map(Arc::new);
     let store = DynamoStore::new(client, table);
     let key_note = register_dev_app(&store, state_dir, app_id).await?;
     let kid = env_or("IM_DEV_TOKEN_KID", "dev");
@@ -98,8 +116,15 @@ async fn serve(state_dir: &Path, table: &str, app_id: &str, endpoint: &str) -> R
         "TABLE_NAME" => Some(table.to_owned()),
         other => std::env::var(other).ok(),
     })?;
-    let app = router(AppState::new(config, Arc::new(store)), Function::ALL)
+    let mut app = router(AppState::new(config, Arc::new(store)), Function::ALL)
         .route("/openapi.yaml", axum::routing::get(openapi_yaml));
+    if let Some(poller) = &poller {
+        let poller = poller.clone();
+        app = app.route(
+            STREAM_STATUS_PATH,
+            axum::routing::get(move |query| stream_status(poller.clone(), query)),
+        );
+    }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port("PORT", "3000")?))
         .await
         .context("binding the HTTP port (is PORT already in use?)")?;
@@ -116,12 +141,111 @@ async fn serve(state_dir: &Path, table: &str, app_id: &str, endpoint: &str) -> R
     );
     println!("im-local: more tokens: make token SUB=<client id> [ADMIN=1]");
     println!("im-local: the API's OpenAPI document: {url}/openapi.yaml");
+    println!("im-local: {stream_note}");
+    if poller.is_some() {
+        println!(
+            "im-local: the stream's progress: {url}{STREAM_STATUS_PATH} (?wait_drained_ms=N waits until it has caught up)"
+        );
+    }
     println!("im-local ready: {url} dynamodb={endpoint} table={table} app={app_id}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await?;
     println!("im-local: stopped");
     Ok(())
+}
+
+/// The handler the table's stream goes to: the one the `sync-conversations` function runs.
+///
+/// ISSUE 10, THE SPOT FOR THE REAL HANDLER: return `im_sync::Syncer` here, wrapped in a
+/// `StreamHandler` whose `handle` calls `Syncer::handle` (a closure
+/// `move |event| async move { ... }` returning `Result<DynamoDbEventResponse, BoxError>`
+/// is one). Until then the poller does not start: a stand-in that took the records would
+/// checkpoint them, and the real handler would never see them.
+async fn sync_handler(
+    _sdk: &aws_config::SdkConfig,
+    _table: &str,
+) -> Result<Option<Arc<dyn StreamHandler>>> {
+    Ok(None)
+}
+
+/// Starts reading the table's stream (unless `IM_LOCAL_STREAM=off`, or no handler is
+/// wired yet); returns the poller and the banner's line about it.
+async fn start_stream_poller(
+    state_dir: &Path,
+    in_memory: bool,
+    table: &str,
+    endpoint: &str,
+) -> Result<(Option<StreamPoller>, String)> {
+    let dead_letters = std::env::var_os("IM_LOCAL_STREAM_DEAD_LETTERS")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| state_dir.join("stream-dead-letters.jsonl"));
+    if env_or("IM_LOCAL_STREAM", "on") == "off" {
+        return Ok((
+            None,
+            "stream poller off (IM_LOCAL_STREAM=off): group changes are not mirrored".into(),
+        ));
+    }
+    let sdk = im_local::stream::local_sdk_config(endpoint).await;
+    // A table kept from before the stream existed gets one now.
+    im_admin::table::ensure_stream(&aws_sdk_dynamodb::Client::new(&sdk), table).await?;
+    let Some(handler) = sync_handler(&sdk, table).await? else {
+        return Ok((
+            None,
+            format!(
+                "stream poller off: no sync handler wired yet (dead letters would go to {})",
+                dead_letters.display()
+            ),
+        ));
+    };
+    let mut settings = PollerSettings::new(&dead_letters);
+    settings.maximum_retry_attempts = env_or("IM_LOCAL_STREAM_MAX_RETRIES", "10")
+        .parse()
+        .context("IM_LOCAL_STREAM_MAX_RETRIES must be a whole number")?;
+    if !in_memory {
+        settings.checkpoint_path = Some(state_dir.join("stream-checkpoints.json"));
+    }
+    let retries = settings.maximum_retry_attempts;
+    let poller = StreamPoller::start(&sdk, table, settings, handler).await?;
+    let note = format!(
+        "stream poller on: {} -> the sync handler ({retries} retries, then dead letters in {})",
+        poller.stream_arn(),
+        dead_letters.display()
+    );
+    Ok((Some(poller), note))
+}
+
+/// Where the stream poller's counters are served: for the tests and benchmarks that drive
+/// im-local over HTTP and must know when the stream has caught up. Not a route of the
+/// service.
+const STREAM_STATUS_PATH: &str = "/_local/stream";
+
+#[derive(serde::Deserialize)]
+struct StreamStatusQuery {
+    wait_drained_ms: Option<u64>,
+}
+
+/// The poller's counters; with `wait_drained_ms`, after waiting (at most that long, and at
+/// most five minutes) until everything written before the request was handed over.
+async fn stream_status(
+    poller: Arc<StreamPoller>,
+    axum::extract::Query(query): axum::extract::Query<StreamStatusQuery>,
+) -> axum::Json<serde_json::Value> {
+    let drained = match query.wait_drained_ms {
+        Some(ms) => Some(
+            poller
+                .wait_drained(std::time::Duration::from_millis(ms.min(300_000)))
+                .await,
+        ),
+        None => None,
+    };
+    axum::Json(serde_json::json!({
+        "stream_arn": poller.stream_arn(),
+        "dead_letters": poller.dead_letter_path(),
+        "drained": drained,
+        "status": poller.status(),
+    }))
 }
 
 /// The API's OpenAPI document (the repository's `openapi.yaml`, built in): a convenience

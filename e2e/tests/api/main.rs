@@ -14,4 +14,5 @@ mod openapi;
 mod routes_agree;
 mod signing_rules;
 mod store;
+mod stream_poller;
 mod timestamp_unit;

@@ -1,0 +1,3 @@
+//! What the im-local binary shares with the end-to-end tests: the stream poller.
+
+pub mod stream;
