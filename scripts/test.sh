@@ -20,8 +20,11 @@ make --no-print-directory check
 step "build"
 cargo build --workspace --all-targets --quiet
 
-step "start the local server on DynamoDB Local (in memory)"
-start_local_server target/debug/im-local
+step "start the local server on DynamoDB Local (in memory), its stream going to the IM cloud mirror"
+# The mirror suite's stand-ins answer slowly on purpose (1.5 s): one attempt gives up
+# after 0.5 s, one call after 2.5 s, and a record after 3 retries goes to the dead letters.
+start_local_server target/debug/im-local \
+  IM_SYNC_ATTEMPT_TIMEOUT_MS=500 IM_SYNC_RETRY_BUDGET_MS=2500 IM_LOCAL_STREAM_MAX_RETRIES=3
 echo "$ready"
 
 local_aws_env "$ddb_url"
@@ -66,6 +69,7 @@ IM_TEST_LAMBDA_TABLE="$lambda_table" \
 IM_TEST_AUTHZ_PORT="$authz_port" \
 IM_TEST_AUTHZ_TABLE="$authz_table" \
 IM_TEST_DEMO_KEY_FILE="$demo_key" \
+IM_TEST_SYNC_DEAD_LETTERS="$work/local/stream-dead-letters.jsonl" \
   cargo test --workspace --no-fail-fast
 
 step "schemathesis: generated requests against openapi.yaml on the local server"

@@ -270,6 +270,9 @@ async fn load(
         let (url, method, body, seq) = (url.clone(), method.clone(), body.clone(), seq.clone());
         let bearer = bearer.clone();
         // One client per task: one keep-alive connection each.
+        // reqwest is built without a crypto provider (the workspace's features are
+        // unified with im-sync's): install the one the workspace links.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1)
             .build()?;

@@ -10,6 +10,19 @@ use crate::openapi::{self, Checked};
 use crate::signatures::verify_signature_response;
 use crate::stack::{env, local_store, TestApp};
 
+/// A reqwest client builder for the tests. Cargo unifies features across the workspace,
+/// so reqwest here is built with im-sync's rustls-without-a-provider: install the one
+/// provider the workspace links (the AWS SDK's aws-lc-rs) before building a client.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// [`client_builder`] with its defaults.
+pub fn client() -> reqwest::Client {
+    client_builder().build().expect("an HTTP client")
+}
+
 /// Requests "as" this client carry a token of the app's backend (`role: admin`).
 pub const BACKEND: &str = "app-backend";
 
@@ -32,7 +45,7 @@ impl Api {
     pub async fn at(base: String, prefix: &str) -> Api {
         let store = local_store().await;
         Api {
-            http: reqwest::Client::new(),
+            http: client(),
             base,
             app: TestApp::register(&store, prefix).await,
             store,

@@ -8,7 +8,8 @@
 //! generated, kept in `.local/dev-token-secret` and printed when unset),
 //! `IM_LOCAL_DIR` (.local: data, key and DynamoDB Local's log), `IM_LOCAL_IN_MEMORY=1`
 //! (keep no data), `DYNAMODB_LOCAL_HOME` (the folder of DynamoDBLocal.jar), and
-//! `AWS_ENDPOINT_URL_DYNAMODB` to use a DynamoDB that is already running instead.
+//! `AWS_ENDPOINT_URL_DYNAMODB` to use a DynamoDB that is already running instead, and
+//! `IM_DEV_IM_API` (the development app's IM cloud REST address, to mirror its groups).
 //! Every setting of the functions (`IM_*` limits, `IM_TIMESTAMP_UNIT`) applies too.
 //! Besides the routes it serves the API's OpenAPI document at `GET /openapi.yaml`.
 //!
@@ -29,10 +30,13 @@ use im_local::stream::{PollerSettings, StreamHandler, StreamPoller};
 use im_shared::api::{router, AppState};
 use im_shared::auth;
 use im_shared::config::Config;
-use im_shared::model::Secret;
+use im_shared::model::{ImCloud, OnDelete, Secret};
 use im_shared::routes::Function;
 use im_shared::store::{DynamoStore, StoreError};
+use im_sync::mirror::DEADLINE_MARGIN;
+use im_sync::Syncer;
 use rand::distr::{Alphanumeric, SampleString};
+use std::time::{Duration, Instant};
 
 use dynamodb_local::DynamoDbLocal;
 
@@ -110,6 +114,7 @@ async fn serve(
     let key_note = register_dev_app(&store, state_dir, app_id).await?;
     let kid = env_or("IM_DEV_TOKEN_KID", "dev");
     let token_secret = register_dev_token_key(&store, state_dir, app_id, &kid).await?;
+    let mirror_note = dev_im_cloud(&store, app_id).await?;
     let example = auth::mint(&kid, &token_secret, &auth::claims_for("alice", false, 3600))?;
 
     let config = Config::from_lookup(|name| match name {
@@ -142,6 +147,7 @@ async fn serve(
     println!("im-local: more tokens: make token SUB=<client id> [ADMIN=1]");
     println!("im-local: the API's OpenAPI document: {url}/openapi.yaml");
     println!("im-local: {stream_note}");
+    println!("im-local: {mirror_note}");
     if poller.is_some() {
         println!(
             "im-local: the stream's progress: {url}{STREAM_STATUS_PATH} (?wait_drained_ms=N waits until it has caught up)"
@@ -155,18 +161,54 @@ async fn serve(
     Ok(())
 }
 
-/// The handler the table's stream goes to: the one the `sync-conversations` function runs.
-///
-/// ISSUE 10, THE SPOT FOR THE REAL HANDLER: return `im_sync::Syncer` here, wrapped in a
-/// `StreamHandler` whose `handle` calls `Syncer::handle` (a closure
-/// `move |event| async move { ... }` returning `Result<DynamoDbEventResponse, BoxError>`
-/// is one). Until then the poller does not start: a stand-in that took the records would
-/// checkpoint them, and the real handler would never see them.
+/// The handler the table's stream goes to: the one the `sync-conversations` function
+/// runs, given the same time an invocation of it has (60 s, less its margin).
 async fn sync_handler(
-    _sdk: &aws_config::SdkConfig,
-    _table: &str,
+    sdk: &aws_config::SdkConfig,
+    table: &str,
 ) -> Result<Option<Arc<dyn StreamHandler>>> {
-    Ok(None)
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table);
+    let syncer = Arc::new(Syncer::with_client(store)?);
+    let handler = move |event| {
+        let syncer = syncer.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60) - DEADLINE_MARGIN;
+            Ok(syncer.handle(event, deadline).await)
+        }
+    };
+    Ok(Some(Arc::new(handler)))
+}
+
+/// The development app's IM cloud: `IM_DEV_IM_API` (a server address), mirrored with
+/// system messages from client `system`; without it, mirroring is off for the app.
+async fn dev_im_cloud(store: &DynamoStore, app_id: &str) -> Result<String> {
+    match std::env::var("IM_DEV_IM_API")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(server) => {
+            let settings = ImCloud::new(&server, true, true, Some("system".into()), OnDelete::Keep)
+                .map_err(|e| anyhow::anyhow!("IM_DEV_IM_API: {e}"))?;
+            store.set_im_cloud(app_id, &settings).await?;
+            Ok(format!(
+                "groups of {app_id} are mirrored into the IM cloud at {server} (IM_DEV_IM_API)"
+            ))
+        }
+        None => {
+            if let Some(old) = store.im_cloud(app_id).await? {
+                let off = ImCloud::new(
+                    old.server(),
+                    false,
+                    old.system_messages(),
+                    old.system_client().map(str::to_owned),
+                    old.on_delete(),
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                store.set_im_cloud(app_id, &off).await?;
+            }
+            Ok(format!("mirroring is off for {app_id}: set IM_DEV_IM_API to its IM cloud's REST address to mirror its groups"))
+        }
+    }
 }
 
 /// Starts reading the table's stream (unless `IM_LOCAL_STREAM=off`, or no handler is
@@ -191,13 +233,7 @@ async fn start_stream_poller(
     // A table kept from before the stream existed gets one now.
     im_admin::table::ensure_stream(&aws_sdk_dynamodb::Client::new(&sdk), table).await?;
     let Some(handler) = sync_handler(&sdk, table).await? else {
-        return Ok((
-            None,
-            format!(
-                "stream poller off: no sync handler wired yet (dead letters would go to {})",
-                dead_letters.display()
-            ),
-        ));
+        return Ok((None, "stream poller off: no sync handler".to_owned()));
     };
     let mut settings = PollerSettings::new(&dead_letters);
     settings.maximum_retry_attempts = env_or("IM_LOCAL_STREAM_MAX_RETRIES", "10")

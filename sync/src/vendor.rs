@@ -238,11 +238,8 @@ impl AppApi<'_> {
         group_id: u64,
     ) -> Result<Option<String>, VendorError> {
         let filter = json!({ "attr.group_id": group_id }).to_string();
-        let query = [
-            ("where", filter),
-            ("limit", "10".to_owned()),
-            ("order", "createdAt".to_owned()),
-        ];
+        // The documented parameters are where, skip and limit (no order): sorted here.
+        let query = [("where", filter), ("limit", "10".to_owned())];
         let answer = self
             .call(
                 "query conversations",
@@ -313,7 +310,8 @@ impl AppApi<'_> {
                 Err(e) if e.is_permanent() => return Err(e),
                 Err(e) if started.elapsed() + backoff > policy.budget => return Err(e),
                 Err(_) => {
-                    tokio::time::sleep(rand::rng().random_range(Duration::ZERO..=backoff)).await;
+                    let wait = rand::rng().random_range(Duration::ZERO..=backoff);
+                    tokio::time::sleep(wait).await;
                     backoff = (backoff * 2).min(policy.max_backoff);
                 }
             }

@@ -33,7 +33,10 @@ impl Cloud {
         let master_key = test_key();
         Self {
             standin: ImCloudStandIn::start(&app_id, &master_key).await,
-            http: reqwest::Client::builder().timeout(timeout).build().unwrap(),
+            http: im_e2e::http::client_builder()
+                .timeout(timeout)
+                .build()
+                .unwrap(),
             app_id,
             master_key,
         }

@@ -336,7 +336,15 @@ async fn the_stream_event_mirrors_its_group_under_the_emulator() {
         .await
         .unwrap();
     let port = env("IM_TEST_LAMBDA_PORT");
-    let answer = im_e2e::lambda::invoke_event(&port, "sync-conversations", &path);
+    // The invoke blocks its thread; the stand-in must go on answering meanwhile.
+    let invoke = |port: String, path: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            im_e2e::lambda::invoke_event(&port, "sync-conversations", &path)
+        })
+        .await
+        .unwrap()
+    };
+    let answer = invoke(port.clone(), path.clone()).await;
     assert_eq!(answer, serde_json::json!({"batchItemFailures": []}));
     let made = cloud.conversations_for_group(group_id);
     assert_eq!(made.len(), 1, "{:?}", cloud.requests());
@@ -346,7 +354,7 @@ async fn the_stream_event_mirrors_its_group_under_the_emulator() {
     assert_eq!(meta.conversation_id.as_deref(), Some(made[0].id.as_str()));
     assert_eq!(cloud.messages(&made[0].id).len(), 1);
     let before = cloud.requests().len();
-    let again = im_e2e::lambda::invoke_event(&port, "sync-conversations", &path);
+    let again = invoke(port, path).await;
     assert_eq!(again, serde_json::json!({"batchItemFailures": []}));
     assert_eq!(
         cloud.requests().len(),

@@ -43,6 +43,14 @@ async fn mirrored(prefix: &str, system_messages: bool, on_delete: OnDelete) -> M
     Mirrored { api, cloud }
 }
 
+/// Runs an `im-admin` command off the test's thread, so that the stand-in it talks to
+/// (served on that thread) goes on answering.
+async fn run(mut command: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
 /// Waits (up to two minutes: the stream is shared by every test, and a poisoned record
 /// holds it while it is retried) until `done` holds.
 async fn eventually<F, Fut>(what: &str, mut done: F)
@@ -362,7 +370,11 @@ async fn fifty_concurrent_writes_converge_while_a_third_of_the_answers_fail() {
                     .await
                     .status(),
             };
-            assert!(status.is_success(), "write {i}: {status}");
+            // Group 0 is deleted among the writes: the others on it may come after.
+            assert!(
+                status.is_success() || (g == 0 && status == 404),
+                "write {i}: {status}"
+            );
         }
     });
     join_all(writes).await;
@@ -431,20 +443,19 @@ async fn a_record_that_always_fails_is_dead_lettered_and_holds_no_other_group_ba
     assert!(m.cloud.conversations_for_group(poisoned).is_empty());
     // Repaired by the operator once the IM cloud answers again.
     m.cloud.clear_faults();
-    let out = admin_command()
-        .args([
-            "--table",
-            &env("IM_TEST_LOCAL_TABLE"),
-            "sync",
-            "reconcile",
-            "--app",
-            &m.api.app.app_id,
-            "--group",
-            &poisoned.to_string(),
-            "--fix",
-        ])
-        .output()
-        .unwrap();
+    let mut command = admin_command();
+    command.args([
+        "--table",
+        &env("IM_TEST_LOCAL_TABLE"),
+        "sync",
+        "reconcile",
+        "--app",
+        &m.api.app.app_id,
+        "--group",
+        &poisoned.to_string(),
+        "--fix",
+    ]);
+    let out = run(command).await;
     assert!(
         out.status.success(),
         "{}",
@@ -473,9 +484,9 @@ async fn reconcile_reports_a_difference_made_behind_the_services_back_and_fix_re
         if fix {
             cmd.arg("--fix");
         }
-        cmd.output().unwrap()
+        run(cmd)
     };
-    let report = reconcile(false);
+    let report = reconcile(false).await;
     let text = String::from_utf8_lossy(&report.stdout).into_owned();
     assert!(!report.status.success(), "a difference exits 1: {text}");
     assert!(
@@ -486,7 +497,7 @@ async fn reconcile_reports_a_difference_made_behind_the_services_back_and_fix_re
         text.contains("in the conversation but not the group: mallory"),
         "{text}"
     );
-    let fixed = reconcile(true);
+    let fixed = reconcile(true).await;
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&fixed.stdout),
@@ -495,7 +506,10 @@ async fn reconcile_reports_a_difference_made_behind_the_services_back_and_fix_re
     assert!(fixed.status.success(), "{all}");
     assert!(!all.contains(&m.api.app.master_key), "the key never leaves");
     assert!(m.in_step(id).await.is_some());
-    assert!(reconcile(false).status.success(), "in step after the fix");
+    assert!(
+        reconcile(false).await.status.success(),
+        "in step after the fix"
+    );
 }
 
 #[tokio::test]
@@ -517,18 +531,17 @@ async fn a_conversation_gone_from_the_im_cloud_marks_the_group_failed_until_a_fi
         m.group("bob", id).await.get("sync").is_none(),
         "members do not see it"
     );
-    let out = admin_command()
-        .args([
-            "--table",
-            &env("IM_TEST_LOCAL_TABLE"),
-            "sync",
-            "reconcile",
-            "--app",
-            &m.api.app.app_id,
-            "--fix",
-        ])
-        .output()
-        .unwrap();
+    let mut command = admin_command();
+    command.args([
+        "--table",
+        &env("IM_TEST_LOCAL_TABLE"),
+        "sync",
+        "reconcile",
+        "--app",
+        &m.api.app.app_id,
+        "--fix",
+    ]);
+    let out = run(command).await;
     assert!(
         out.status.success(),
         "{}",

@@ -531,7 +531,7 @@ fn item_in_layout(at: &str, pk: &str, sk: &str, image: &Json) {
 #[tokio::test]
 async fn the_local_server_serves_every_listed_route() {
     let base = env("IM_TEST_HTTP_URL");
-    let http = reqwest::Client::new();
+    let http = im_e2e::http::client();
     for route in ROUTES {
         let path = route
             .path

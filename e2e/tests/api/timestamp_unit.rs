@@ -13,7 +13,7 @@ async fn milliseconds_are_signed_and_returned() {
     let base = serve(&[("IM_TIMESTAMP_UNIT", "milliseconds")]).await;
 
     let a = &app.app_id;
-    let http = reqwest::Client::new();
+    let http = im_e2e::http::client();
     for (path, message) in [
         (
             format!("/signature/login/{a}/alice"),

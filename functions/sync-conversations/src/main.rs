@@ -19,7 +19,22 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or_default(),
             );
-            let deadline = Instant::now() + left.saturating_sub(DEADLINE_MARGIN);
+            // An emulator may send no usable deadline (cargo lambda's is already past): then
+            // the template's time-out, 60 s.
+            let left = if left.is_zero() {
+                Duration::from_secs(60)
+            } else {
+                left
+            };
+            // A quarter of what is left when that is less than the margin (an emulator's
+            // short time-out), so that some work is always started.
+            let margin = DEADLINE_MARGIN.min(left / 4);
+            let deadline = Instant::now() + left.saturating_sub(margin);
+            tracing::info!(
+                records = event.payload.records.len(),
+                time_left_ms = left.as_millis() as u64,
+                "stream batch"
+            );
             Ok::<_, lambda_runtime::Error>(syncer.handle(event.payload, deadline).await)
         },
     ))
