@@ -155,6 +155,14 @@ enum SyncCommand {
         #[arg(long)]
         fix: bool,
     },
+    /// Send dead-lettered stream records back through the mirror: the JSON lines the
+    /// local server writes (each with its `record`), in order. Safe to repeat: a group
+    /// skips what it applied already. Exits 1 if any record still fails.
+    Redrive {
+        /// The dead-letter file (im-local prints where it is).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -251,6 +259,38 @@ async fn sync(store: DynamoStore, action: SyncCommand) -> Result<()> {
             );
             if differ > 0 {
                 anyhow::bail!("{differ} group(s) differ from their conversations");
+            }
+        }
+        SyncCommand::Redrive { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut records = Vec::new();
+            for (n, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let letter: serde_json::Value = serde_json::from_str(line)
+                    .with_context(|| format!("line {} is not JSON", n + 1))?;
+                records.push(letter["record"].clone());
+            }
+            let event: im_sync::StreamEvent =
+                serde_json::from_value(serde_json::json!({ "Records": records }))
+                    .context("the dead letters' records are not stream records")?;
+            let count = event.records.len();
+            let syncer = Syncer::with_client(store)?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+            let answer = syncer.handle(event, deadline).await;
+            let failed = answer.batch_item_failures.len();
+            println!("{count} record(s) sent through the mirror; {failed} group(s) still failing");
+            for f in &answer.batch_item_failures {
+                println!(
+                    "still failing from record {}",
+                    f.item_identifier.as_deref().unwrap_or("?")
+                );
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} group(s) still fail: see the service's log, or reconcile");
             }
         }
     }
