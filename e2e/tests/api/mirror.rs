@@ -320,6 +320,11 @@ async fn fifty_concurrent_writes_converge_while_a_third_of_the_answers_fail() {
                 .await,
         );
     }
+    // Each has its conversation before the storm (so the one deleted in it must keep
+    // exactly that one).
+    for id in &groups {
+        m.wait_in_step(*id).await;
+    }
     m.cloud.set_fault_kinds(&FaultKind::ALL);
     m.cloud.set_failure_rate(0.3);
     let writes = (0..50).map(|i| {
