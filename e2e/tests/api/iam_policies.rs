@@ -472,8 +472,10 @@ fn functions(template: &Value) -> Vec<Function> {
             }
         }
         functions.push(Function {
-            binary: res["Metadata"]["BuildProperties"]["Binary"]
+            // The crate functions/<binary> (routes_agree checks the build rule).
+            binary: props["CodeUri"]
                 .as_str()
+                .and_then(|uri| uri.strip_prefix("functions/"))
                 .unwrap_or_default()
                 .to_owned(),
             paths,

@@ -32,19 +32,11 @@ fn template_maps_exactly_the_listed_routes_one_function_each() {
     let t = template();
     let mut routes = RouteSet::new();
     let mut functions = BTreeSet::new();
-    for (_, res) in t["Resources"].as_mapping().unwrap() {
+    for (id, res) in t["Resources"].as_mapping().unwrap() {
         if res["Type"] != "AWS::Serverless::Function" {
             continue;
         }
-        let binary = res["Metadata"]["BuildProperties"]["Binary"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert_eq!(res["Metadata"]["BuildMethod"], "rust-cargolambda");
-        assert_eq!(
-            res["Properties"]["CodeUri"].as_str().unwrap(),
-            format!("functions/{binary}")
-        );
+        let binary = built_crate(id.as_str().unwrap(), res);
         assert!(functions.insert(binary.clone()), "{binary} defined twice");
         let stream = STREAM_FUNCTIONS.contains(&binary.as_str());
         let events = res["Properties"]["Events"].as_mapping();
@@ -102,6 +94,43 @@ fn template_maps_exactly_the_listed_routes_one_function_each() {
     let g = &t["Globals"]["Function"];
     assert_eq!(g["Runtime"], "provided.al2023");
     assert_eq!(g["Architectures"][0], "arm64");
+}
+
+/// The crate whose binary `sam build` ships for the template function `id`. Every
+/// function is built by the root Makefile's `build-<LogicalId>` (`BuildMethod: makefile`,
+/// `ContextPath: .`), which copies the bootstrap of crate `functions/<name>` for the
+/// logical id `<Name>Function` from one cargo build of every crate under `functions/`;
+/// its CodeUri must name the same folder.
+fn built_crate(id: &str, res: &serde_yaml_ng::Value) -> String {
+    let meta = &res["Metadata"];
+    assert_eq!(meta["BuildMethod"], "makefile", "{id}: BuildMethod");
+    assert_eq!(meta["ContextPath"], ".", "{id}: ContextPath");
+    // The Makefile's crate_of: a dash before each capital that follows a small letter or
+    // a digit, then all small (LoginSignatureFunction: login-signature).
+    let stem = id
+        .strip_suffix("Function")
+        .unwrap_or_else(|| panic!("{id}: a function's logical id ends in Function"));
+    let mut name = String::new();
+    let mut prev = ' ';
+    for c in stem.chars() {
+        if c.is_ascii_uppercase() && (prev.is_ascii_lowercase() || prev.is_ascii_digit()) {
+            name.push('-');
+        }
+        name.push(c.to_ascii_lowercase());
+        prev = c;
+    }
+    assert_eq!(
+        res["Properties"]["CodeUri"].as_str(),
+        Some(format!("functions/{name}").as_str()),
+        "{id}: the Makefile builds it from functions/{name}"
+    );
+    assert!(
+        repo_root()
+            .join(format!("functions/{name}/Cargo.toml"))
+            .is_file(),
+        "{id}: no crate functions/{name}"
+    );
+    name
 }
 
 #[test]
@@ -298,8 +327,8 @@ fn the_mirror_consumes_the_table_stream() {
     let m = stream_mapping(&t);
     let function = &t["Resources"][intrinsic(&m["FunctionName"], "Ref")];
     assert_eq!(
-        function["Metadata"]["BuildProperties"]["Binary"],
-        STREAM_FUNCTIONS[0]
+        function["Properties"]["CodeUri"],
+        format!("functions/{}", STREAM_FUNCTIONS[0])
     );
     assert_eq!(intrinsic(&m["EventSourceArn"], "GetAtt"), "Table.StreamArn");
     let timeout = function["Properties"]["Timeout"].as_i64().unwrap();
