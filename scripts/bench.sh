@@ -81,8 +81,8 @@ remote service and each Lambda sandbox serves one request at a time).
 
 ## Size of each release \`bootstrap\`
 
-Command: \`cargo lambda build --release --arm64 -p <function>\` (what \`sam build\` runs), release
-profile in Cargo.toml (fat LTO, one codegen unit, stripped).
+Command: \`cargo lambda build --release --arm64 -p <function>...\` (as \`sam build\` runs it, in one
+build), release profile in Cargo.toml (no LTO, one codegen unit, stripped).
 
 $(cat "$sizes")
 
