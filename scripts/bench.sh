@@ -138,10 +138,11 @@ warmed by one request before measuring. Goal (issue 11): at most 20 µs per requ
 
 Each benchmark runs twice, timed two ways: by the CPU time of the benchmark's one thread
 (criterion group \`signature_path_cpu\`; every task of a request, the SDK's included, runs
-on that thread), which is what the request uses whatever else the cores are doing; and by
-the wall clock (group \`signature_path\`), which also counts the waits for a core while
-the machine is loaded. Criterion's full estimates (mean, intervals, outliers) are in its
-output and under \`target/criterion\` on a run by hand.
+on that thread), which other work on the machine changes far less (it still slows a
+request through shared caches); and by the wall clock (group \`signature_path\`), which
+also counts the waits for a core while the machine is loaded. Criterion's full estimates
+(mean, intervals, outliers) are in its output, and under \`target/criterion\` when run by
+hand.
 
 | benchmark | one iteration | median CPU time | median wall time |
 | --- | --- | ---: | ---: |

@@ -350,8 +350,9 @@ async fn request(router: &Router, uri: &str, bearer: &HeaderValue) -> StatusCode
 }
 
 /// CPU time of the calling thread. With a current-thread runtime every task of a request,
-/// the SDK's connections included, runs on it, so this is the request's CPU whatever else
-/// the machine's cores are busy with; wall time counts the waits for a core too.
+/// the SDK's connections included, runs on it, so this is the request's own CPU: other
+/// work on the machine still slows it through shared caches, but the waits for a core,
+/// which wall time counts, are left out.
 struct ThreadCpu;
 
 fn thread_cpu_now() -> Duration {
