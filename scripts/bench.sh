@@ -16,6 +16,8 @@ echo "== release builds"
 pkg_args=(); for f in "${functions[@]}"; do pkg_args+=(-p "$f"); done
 cargo lambda build --release --arm64 "${pkg_args[@]}" 2>&1 | tail -n 1
 cargo build --release --quiet -p im-local -p im-admin -p im-bench -p login-signature
+# The bench profile is the release profile, so this reuses the release builds above.
+cargo bench --quiet --no-run -p im-bench --bench signature_path
 
 echo "== sizes"
 sizes="$work/sizes.md"
@@ -45,6 +47,36 @@ head -c 24 /dev/urandom | base64 | target/release/im-admin app add demo-app >/de
 target/release/im-admin token-key add events-fixture --app demo-app --key-file events/fixture-token-secret >/dev/null
 # Callers of the local server authenticate like any other: a token for alice.
 export IM_BENCH_TOKEN; IM_BENCH_TOKEN=$(target/release/im-admin token mint --kid dev --sub alice)
+
+echo "== warm CPU of the signature path (criterion)"
+# The benchmark registers its own app in this table. Short runs keep make bench's time
+# reasonable and stay well inside the key caches' minute.
+criterion_args=(--warm-up-time 1 --measurement-time 3 --noplot)
+load_before=$(uptime | sed 's/.*load average: //')
+CRITERION_HOME="$work/criterion" cargo bench --quiet -p im-bench --bench signature_path -- "${criterion_args[@]}" | tee "$work/criterion.log"
+load_after=$(uptime | sed 's/.*load average: //')
+cpu_rows=$(python3 - "$work/criterion" <<'PY'
+import json, sys
+what = {
+    "hmac_sha1_alone": "HMAC-SHA1 of a login message with the master key, hex-encoded",
+    "login": "a login signature through the login function's router, both keys from the caches",
+    "invite": "an invite on a group's linked conversation through the invite function's router, keys from the caches, the link and the caller's standing from `WarmFacts`",
+    "invite_on_dynamodb_local": "the same invite on the store as it is: a GetItem and a BatchGetItem on DynamoDB Local each time",
+}
+def show(ns):
+    if ns < 1e3:
+        return f"{ns:.0f} ns"
+    if ns < 1e6:
+        return f"{ns / 1e3:.2f} µs"
+    return f"{ns / 1e6:.2f} ms"
+def median(group, name):
+    with open(f"{sys.argv[1]}/{group}/{name}/new/estimates.json") as f:
+        return show(json.load(f)["median"]["point_estimate"])
+for name, text in what.items():
+    print(f"| `{name}` | {text} | {median('signature_path_cpu', name)} | {median('signature_path', name)} |")
+PY
+)
+cpu_calls=$(sed -n 's/^dynamodb calls: //p' "$work/criterion.log")
 
 echo "== function start-up"
 startup=$(target/release/im-bench startup --binary target/release/login-signature --event events/login-signature.json --runs 30 --invocations 5000)
@@ -85,6 +117,51 @@ Command: \`cargo lambda build --release --arm64 -p <function>...\` (as \`sam bui
 build), release profile in Cargo.toml (no LTO, one codegen unit, stripped).
 
 $(cat "$sizes")
+
+## Warm CPU of the signature path
+
+Command: \`cargo bench -p im-bench --bench signature_path -- ${criterion_args[*]}\`
+(criterion 0.8; the bench profile is the release profile above, built for x86_64; one
+tokio thread). Load average (\`uptime\`: 1, 5, 15 minutes) before the run: $load_before;
+after it: $load_after. Other work shares these two cores, so the figures are what this
+code costs under that load, not on an idle core.
+
+Each request (\`bench/benches/signature_path.rs\`) is an \`http::Request\` with a bearer
+token (HS256) sent to the router a function binary runs (\`router_for\`), its body read
+to the end: routing and middleware, the caller's token (header, key from the cache,
+signature and claims), path validation, the authorization decision
+(\`model::policy::judge\`), the master key from the cache, timestamp, nonce, HMAC, and the
+JSON body. Not included: the Lambda runtime's event conversion and its HTTP calls (the
+warm invocations of the start-up section below include them), and the access-log line
+(no log subscriber is installed). The store is the real \`DynamoStore\` on DynamoDB Local,
+warmed by one request before measuring. Goal (issue 11): at most 20 µs per request.
+
+Each benchmark runs twice, timed two ways: by the CPU time of the benchmark's one thread
+(criterion group \`signature_path_cpu\`; every task of a request, the SDK's included, runs
+on that thread), which other work on the machine changes far less (it still slows a
+request through shared caches); and by the wall clock (group \`signature_path\`), which
+also counts the waits for a core while the machine is loaded. Criterion's full estimates
+(mean, intervals, outliers) are in its output, and under \`target/criterion\` when run by
+hand.
+
+| benchmark | one iteration | median CPU time | median wall time |
+| --- | --- | ---: | ---: |
+$cpu_rows
+
+DynamoDB calls made while measuring (counted by an SDK interceptor; the benchmark fails
+if a cached path makes any):
+
+\`\`\`
+$cpu_calls
+\`\`\`
+
+An invite on a group's conversation reads the conversation's link and the caller's
+standing in the group, which no function caches today. \`WarmFacts\`, a \`Store\` that
+exists only in this benchmark, holds the answers DynamoDB Local gave to those two reads
+(through the SDK, on the first request) and passes every other call to the real store. It
+is a cache in front of DynamoDB Local, not a stand-in for it: it makes \`invite\` the CPU
+of the path without its round trips. What a warm invite costs today is
+\`invite_on_dynamodb_local\`.
 
 ## Start-up of one function binary
 
