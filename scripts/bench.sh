@@ -143,25 +143,32 @@ then the system message).
 
 - **Lag, im-local**: from the write's \`201\` (committed) until the stand-in's
   conversation holds the member; the stand-in's memory is looked at every millisecond.
-  It is mostly the poller's idle cycle: after a read that finds nothing it waits 100 ms
-  (Lambda's event source mapping polls a shard 4 times a second, so on AWS expect more).
+  Most of it is the poller's idle cycle: after a read that finds nothing it waits 100 ms
+  (Lambda's event source mapping polls a shard 4 times a second, so expect more on AWS);
+  the rest is the handler's three reads before its first vendor call. The output's last
+  lines split the lag of the in-process run (the third item) into these two parts.
 - **im-local CPU, mirroring on minus off**: im-local's user + system CPU time
-  (\`/proc/PID/stat\`, 10 ms ticks) over the 300 writes, minus the same writes for a
-  second app whose mirroring is off, paced like the first run, divided by the stream
-  records handed over (\`records_delivered\` of \`/_local/stream\`). Both runs serve the
-  same HTTP writes and read the same stream, and with mirroring off the handler still
-  reads the group's cursor and the app's settings, so this is what mirroring adds: the
-  vendor calls, the group read, the cursor write, the system message. It leaves out the
-  poller's reads and the handler's first two reads, which the next line counts.
-- **Sync handler alone**: the function's own work. The same poller, on a table of its
-  own on the same DynamoDB Local, hands each batch to \`Syncer::handle\` running on a
-  current-thread runtime in a thread of its own, where the DynamoDB and HTTP clients are
-  made too; each invocation's CPU is that thread's \`CLOCK_THREAD_CPUTIME_ID\` around the
-  parse of the batch's JSON, the handler and the answer's serialization. It counts the
-  DynamoDB calls (request signing, HTTP, parsing) and the vendor calls as the client
-  makes them, and leaves out what the stand-in and DynamoDB Local do, the stream reads
-  (Lambda's poller makes them on AWS), logging (off here; one line per batch on AWS) and
-  TLS (plain HTTP to 127.0.0.1 here; HTTPS to DynamoDB and the vendor on AWS).
+  (\`/proc/PID/stat\`, 10 ms ticks) over the 300 writes, minus the same for the same
+  writes by a second app whose mirroring is off, paced like the first run, divided by
+  the stream records handed over (\`records_delivered\` of \`/_local/stream\`). Both runs
+  serve the same HTTP writes and read the same stream, and with mirroring off the
+  handler still reads the group's cursor and the app's settings before it stops, so the
+  difference is what mirroring adds: the group read, the vendor calls (the members,
+  the system message), the cursor writes, and the stream reads of those cursor writes
+  (the filter drops them). The stream reads of the records themselves are in both runs.
+- **Sync handler alone**: the function's own work, the figure to compare with Lambda's
+  CPU. The same poller, on a table of its own on the same DynamoDB Local, hands each
+  batch to \`Syncer::handle\` on a current-thread runtime in a thread of its own, where
+  its DynamoDB and HTTP clients are made too; each invocation's CPU is that thread's
+  \`CLOCK_THREAD_CPUTIME_ID\` around parsing the batch from JSON, the handler, and
+  serializing its answer. A batch here is one write's two records, and the handler
+  reads the group's cursor, the app's settings and the group, calls the vendor twice and
+  writes the cursor twice (after the system message, and again at the end of the
+  batch). Counted: building, signing and parsing the DynamoDB calls, the vendor calls
+  as the client makes them, and the handler's own logic. Not counted: what the stand-in
+  and DynamoDB Local do, the stream reads (Lambda's poller makes them on AWS), logging
+  (off here; one line per batch on AWS) and TLS (plain HTTP to 127.0.0.1 here, HTTPS
+  to DynamoDB and the vendor on AWS).
 
 \`\`\`
 $mirror

@@ -10,7 +10,7 @@
 //!    like the first run so that the idle reads of the stream cost both runs the same.
 //!    With mirroring off the poller still reads every record and hands it to the handler,
 //!    which reads the group's cursor and the app's settings and stops; the difference is
-//!    what mirroring adds on top (the vendor calls, the group read, the cursor write).
+//!    what mirroring adds on top (the vendor calls, the group read, the cursor writes).
 //! 3. The handler alone, as the `sync-conversations` function runs it: the poller im-local
 //!    uses, on a table of its own, hands the batches to `Syncer::handle` on a
 //!    current-thread runtime in a thread of its own, and each invocation's CPU time is
@@ -87,7 +87,6 @@ pub async fn mirror(args: Args) -> Result<()> {
     let writer = Writer::new(&http, &local.base, &on_app);
     let group = writer.create_group().await?;
     let conversation = wait_for_conversation(&cloud, group).await?;
-    local.drained().await?;
     let before = local.counters(args.pid).await?;
     let on = lag_run(
         &writer,
@@ -98,7 +97,6 @@ pub async fn mirror(args: Args) -> Result<()> {
         args.pause,
     )
     .await?;
-    local.drained().await?;
     let after = local.counters(args.pid).await?;
     let on_window = after.since(&before);
 
@@ -122,28 +120,30 @@ pub async fn mirror(args: Args) -> Result<()> {
         store.set_im_cloud(&off_app.app_id, &off).await?;
         let writer = Writer::new(&http, &local.base, &off_app);
         let group = writer.create_group().await?;
-        local.drained().await?;
         let before = local.counters(Some(pid)).await?;
         for (i, sample) in on.iter().enumerate() {
             let started = Instant::now();
             writer.add(group, &member(i)).await?;
             tokio::time::sleep_until((started + sample.total).into()).await;
         }
-        local.drained().await?;
         let after = local.counters(Some(pid)).await?;
         let off_window = after.since(&before);
         let (on_cpu, off_cpu) = (on_window.cpu_ms(), off_window.cpu_ms());
         let per_record = (on_cpu - off_cpu) / on_window.delivered as f64;
         println!(
-            "im-local CPU, mirroring on minus off: {:.0} ms - {:.0} ms over {} stream records ({} in {:.1} s, off: {} in {:.1} s) = {:.0} µs per record",
-            on_cpu,
-            off_cpu,
+            "im-local CPU, mirroring on minus off: {on_cpu:.0} ms - {off_cpu:.0} ms = {:.0} ms over {} stream records handed over = {:.0} µs per record",
+            on_cpu - off_cpu,
             on_window.delivered,
-            on_window.delivered,
-            on_window.wall.as_secs_f64(),
-            off_window.delivered,
-            off_window.wall.as_secs_f64(),
             per_record * 1000.0
+        );
+        println!(
+            "  on: {:.1} s, {} records read from the stream, {} handed over; off: {:.1} s, {} read, {} handed over",
+            on_window.wall.as_secs_f64(),
+            on_window.read,
+            on_window.delivered,
+            off_window.wall.as_secs_f64(),
+            off_window.read,
+            off_window.delivered
         );
     }
     drop(cloud);
@@ -310,16 +310,19 @@ struct Local {
     base: String,
 }
 
-/// im-local's CPU time and the stream records its poller handed over, at one moment.
+/// im-local's CPU time and its poller's counts of stream records, at one moment.
 struct Counters {
     at: Instant,
     cpu: Duration,
+    read: u64,
+    /// Those of the records read that passed the filter and were handed to the handler.
     delivered: u64,
 }
 
 struct Window {
     wall: Duration,
     cpu: Duration,
+    read: u64,
     delivered: u64,
 }
 
@@ -334,6 +337,7 @@ impl Counters {
         Window {
             wall: self.at - before.at,
             cpu: self.cpu.saturating_sub(before.cpu),
+            read: self.read - before.read,
             delivered: self.delivered - before.delivered,
         }
     }
@@ -358,17 +362,22 @@ impl Local {
         Ok(status)
     }
 
+    /// Once the poller has handed over everything written so far.
     async fn counters(&self, pid: Option<u32>) -> Result<Counters> {
         let status = self.drained().await?;
+        let count = |name: &str| {
+            status["status"][name]
+                .as_u64()
+                .with_context(|| format!("/_local/stream has no status.{name}"))
+        };
         Ok(Counters {
             at: Instant::now(),
             cpu: match pid {
                 Some(pid) => process_cpu(pid)?,
                 None => Duration::ZERO,
             },
-            delivered: status["status"]["records_delivered"]
-                .as_u64()
-                .context("/_local/stream has no status.records_delivered")?,
+            read: count("records_read")?,
+            delivered: count("records_delivered")?,
         })
     }
 }
@@ -596,14 +605,16 @@ async fn in_process(
     );
     // Where the lag goes: waiting for the poller to hand the write over, then the handler
     // until its members call has landed.
-    let (mut waiting, mut handling) = (Vec::new(), Vec::new());
-    for s in &samples {
-        if let Some(i) = invocations.iter().find(|i| i.members.contains(&s.member)) {
+    let split: Vec<Option<(f64, f64)>> = samples
+        .iter()
+        .map(|s| {
+            let i = invocations.iter().find(|i| i.members.contains(&s.member))?;
             let wait = i.started.saturating_duration_since(s.committed);
-            waiting.push(ms(wait));
-            handling.push(ms(s.lag.saturating_sub(wait)));
-        }
-    }
+            Some((ms(wait), ms(s.lag.saturating_sub(wait))))
+        })
+        .collect();
+    let waiting: Vec<f64> = split.iter().flatten().map(|(w, _)| *w).collect();
+    let handling: Vec<f64> = split.iter().flatten().map(|(_, h)| *h).collect();
     println!(
         "    until the handler has the write: {}",
         summary(&waiting, "writes")
@@ -612,7 +623,32 @@ async fn in_process(
         "    then until the stand-in has it: {}",
         summary(&handling, "writes")
     );
-    println!("    slowest writes: {}", slowest(&lags, 5));
+    let mut order: Vec<usize> = (0..lags.len()).collect();
+    order.sort_by(|a, b| lags[*b].total_cmp(&lags[*a]));
+    let slowest: Vec<String> = order
+        .iter()
+        .take(5)
+        .map(|&i| match split[i] {
+            Some((w, h)) => format!("#{i} {:.1} ms ({w:.1} + {h:.1})", lags[i]),
+            None => format!("#{i} {:.1} ms", lags[i]),
+        })
+        .collect();
+    println!(
+        "    slowest writes (waiting + handling): {}",
+        slowest.join(", ")
+    );
+    // Whether the handler's cost depends on how many members the group has by then.
+    let cpu_ms = |part: &[Invocation]| {
+        let mut v: Vec<f64> = part.iter().map(|i| ms(i.cpu)).collect();
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 50.0)
+    };
+    let tenth = (invocations.len() / 10).max(1);
+    println!(
+        "  CPU per invocation, first and last tenth of the writes: p50 {:.2} ms and {:.2} ms",
+        cpu_ms(&invocations[..tenth.min(invocations.len())]),
+        cpu_ms(&invocations[invocations.len().saturating_sub(tenth)..])
+    );
     Ok(())
 }
 
