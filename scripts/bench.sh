@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-functions=(login-signature conversation-signature invite-signature kick-signature history-signature block-signature unblock-signature conversation-block-signature conversation-unblock-signature create-group update-group get-group list-members list-user-groups delete-group add-members remove-members grant-admins revoke-admins transfer-owner health)
+functions=(login-signature conversation-signature invite-signature kick-signature history-signature block-signature unblock-signature conversation-block-signature conversation-unblock-signature create-group update-group get-group list-members list-user-groups delete-group add-members remove-members grant-admins revoke-admins transfer-owner health sync-conversations)
 
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
@@ -40,6 +40,8 @@ cat "$sizes"
 
 echo "== local server (release) on DynamoDB Local in memory"
 start_local_server target/release/im-local RUST_LOG=warn
+# Its process id: the mirror step reads its CPU time.
+local_pid=${pids[-1]}
 local_aws_env "$ddb_url"
 export TABLE_NAME=im-local
 head -c 24 /dev/urandom | base64 | target/release/im-admin app add demo-app >/dev/null
@@ -89,6 +91,13 @@ group=$(curl -s -X POST "$http_url/im/group" -H "Authorization: Bearer $IM_BENCH
 # Each request adds a new member; the group's limit (5000) caps how long this can run.
 add=$(target/release/im-bench load --url "$http_url/im/group/$group/member" --method POST --body '{"member_client_ids":"member-{n}"}' --expect 201 --connections 16 --seconds 8)
 echo "add-member: $add"
+
+echo "== group mirroring"
+# The machine is shared: the load average says how busy it was around these figures.
+mirror_load=$(uptime | sed 's/.*load average/load average/')
+mirror=$(target/release/im-bench mirror --url "$http_url" --writes 300 --pid "$local_pid")
+echo "$mirror"
+echo "($mirror_load when it started)"
 
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)
 # Sections after this marker are one-off measurements (with their own command and date);
@@ -194,6 +203,52 @@ with \`max_members\` 5000), command:
 
 \`\`\`
 $add
+\`\`\`
+
+## Mirroring groups into the IM cloud
+
+Command: \`im-bench mirror --url \$URL --writes 300 --pid \$IM_LOCAL_PID\` (with
+\`AWS_ENDPOINT_URL_DYNAMODB\` and \`TABLE_NAME\` of the same im-local; the machine's
+$mirror_load when it started). It registers its own apps on im-local's table, each
+mirrored into an IM cloud stand-in (\`im_e2e::im_cloud\`) served in the bench's process,
+with system messages on (as \`make run\`'s development app has them), and adds 300 new
+members to one group, one at a time, each after the previous one reached the stand-in
+and a random pause of up to 100 ms (so that writes land anywhere in the poller's cycle).
+Every add-member write makes two stream records (the member item and the group item),
+which usually reach the handler in one batch and cost it two vendor calls (the members,
+then the system message).
+
+- **Lag, im-local**: from the write's \`201\` (committed) until the stand-in's
+  conversation holds the member; the stand-in's memory is looked at every millisecond.
+  Most of it is the poller's idle cycle: after a read that finds nothing it waits 100 ms
+  (Lambda's event source mapping polls a shard 4 times a second, so expect more on AWS);
+  the rest is the handler's three reads before its first vendor call. The output's last
+  lines split the lag of the in-process run (the third item) into these two parts.
+- **im-local CPU, mirroring on minus off**: im-local's user + system CPU time
+  (\`/proc/PID/stat\`, 10 ms ticks) over the 300 writes, minus the same for the same
+  writes by a second app whose mirroring is off, paced like the first run, divided by
+  the stream records handed over (\`records_delivered\` of \`/_local/stream\`). Both runs
+  serve the same HTTP writes and read the same stream, and with mirroring off the
+  handler still reads the group's cursor and the app's settings before it stops, so the
+  difference is what mirroring adds: the group read, the vendor calls (the members,
+  the system message), the cursor writes, and the stream reads of those cursor writes
+  (the filter drops them). The stream reads of the records themselves are in both runs.
+- **Sync handler alone**: the function's own work, the figure to compare with Lambda's
+  CPU. The same poller, on a table of its own on the same DynamoDB Local, hands each
+  batch to \`Syncer::handle\` on a current-thread runtime in a thread of its own, where
+  its DynamoDB and HTTP clients are made too; each invocation's CPU is that thread's
+  \`CLOCK_THREAD_CPUTIME_ID\` around parsing the batch from JSON, the handler, and
+  serializing its answer. A batch here is one write's two records, and the handler
+  reads the group's cursor, the app's settings and the group, calls the vendor twice and
+  writes the cursor twice (after the system message, and again at the end of the
+  batch). Counted: building, signing and parsing the DynamoDB calls, the vendor calls
+  as the client makes them, and the handler's own logic. Not counted: what the stand-in
+  and DynamoDB Local do, the stream reads (Lambda's poller makes them on AWS), logging
+  (off here; one line per batch on AWS) and TLS (plain HTTP to 127.0.0.1 here, HTTPS
+  to DynamoDB and the vendor on AWS).
+
+\`\`\`
+$mirror
 \`\`\`
 MD
 { echo; cat "$kept"; } >>BENCHMARKS.md

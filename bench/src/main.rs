@@ -6,6 +6,10 @@
 //!   process's peak memory.
 //! - `load`: a closed-loop HTTP load with a fixed number of connections, reporting
 //!   requests per second and latency percentiles.
+//! - `mirror`: the lag from a group write on im-local to the IM cloud (a stand-in in this
+//!   process) holding it, and the CPU the mirror costs per stream record (see `mirror.rs`).
+
+mod mirror;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -62,6 +66,22 @@ enum Command {
         #[arg(long, env = "IM_BENCH_TOKEN")]
         bearer: Option<String>,
     },
+    /// Needs `AWS_ENDPOINT_URL_DYNAMODB` and `TABLE_NAME`: im-local's DynamoDB and table.
+    Mirror {
+        /// im-local's base URL.
+        #[arg(long)]
+        url: String,
+        /// Sequential writes (members added one at a time) per run.
+        #[arg(long, default_value_t = 300)]
+        writes: usize,
+        /// im-local's process id: measures its CPU time with mirroring on and off.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// The longest pause before each write, in ms (each is drawn at random up to it);
+        /// the local poller's idle cycle is 100 ms.
+        #[arg(long, default_value_t = 100)]
+        pause_ms: u64,
+    },
 }
 
 #[tokio::main]
@@ -82,6 +102,20 @@ async fn main() -> Result<()> {
             expect,
             bearer,
         } => load(url, method, body, connections, seconds, expect, bearer).await,
+        Command::Mirror {
+            url,
+            writes,
+            pid,
+            pause_ms,
+        } => {
+            mirror::mirror(mirror::Args {
+                url,
+                writes,
+                pid,
+                pause: Duration::from_millis(pause_ms),
+            })
+            .await
+        }
     }
 }
 
