@@ -196,8 +196,8 @@ Login signature, command: \`im-bench load --url \$URL/signature/login/dev-app/al
 $login
 \`\`\`
 
-Add member (a consistent read of the group and the members, then one DynamoDB
-transaction that keeps the count and the limit exact; a new member each time, into a group
+Add member (one DynamoDB transaction whose conditions keep the count and the limit
+exact, with a read only when DynamoDB refuses it; a new member each time, into a group
 with \`max_members\` 5000), command:
 \`im-bench load --url \$URL/im/group/\$GROUP/member --method POST --body '{"member_client_ids":"member-{n}"}' --expect 201 --connections 16 --seconds 8\`
 

@@ -3,6 +3,7 @@
 //! `make test` starts (scripts/test.sh): DynamoDB Local, the local server and the Lambda
 //! emulator, whose addresses arrive in `IM_TEST_*` variables.
 //!
+//! - [`calls`]: the DynamoDB calls a request makes, counted;
 //! - [`repo`]: files of the repository (`template.yaml`, event files, workspace binaries);
 //! - [`stack`]: the services: their addresses, DynamoDB, registered test apps and their
 //!   tokens, the service served in-process with other settings, the admin command;
@@ -14,6 +15,7 @@
 //! - [`im_cloud`]: a stand-in for an app's IM cloud (the vendor's realtime REST API 1.2),
 //!   with faults on demand; it needs no service.
 
+pub mod calls;
 pub mod http;
 pub mod im_cloud;
 pub mod lambda;

@@ -148,7 +148,12 @@ pub async fn mark_deleting(store: &DynamoStore, group_id: u64) {
 /// settings), on the local server's table with `settings` besides, served over HTTP on a
 /// free port for the rest of the test. Returns its base URL.
 pub async fn serve(settings: &[(&str, &str)]) -> String {
-    let table = env("IM_TEST_LOCAL_TABLE");
+    serve_on(settings, local_store().await).await
+}
+
+/// [`serve`] on `store` (the local server's table, reached through any client).
+pub async fn serve_on(settings: &[(&str, &str)], store: DynamoStore) -> String {
+    let table = store.table().to_owned();
     let config = Config::from_lookup(|name| match name {
         "TABLE_NAME" => Some(table.clone()),
         other => settings
@@ -157,10 +162,7 @@ pub async fn serve(settings: &[(&str, &str)]) -> String {
             .map(|(_, v)| v.to_string()),
     })
     .unwrap();
-    let service = router(
-        AppState::new(config, Arc::new(local_store().await)),
-        Function::ALL,
-    );
+    let service = router(AppState::new(config, Arc::new(store)), Function::ALL);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .unwrap();

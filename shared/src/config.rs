@@ -64,6 +64,8 @@ pub struct Config {
     /// How long a warm function trusts a master key or token secret it has read (and an
     /// id it found missing).
     pub app_cache_ttl: Duration,
+    /// How long a warm function trusts which group a conversation is (`IM_LINK_CACHE_SECONDS`).
+    pub link_cache_ttl: Duration,
     pub auth: AuthMode,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     pub token_leeway_secs: u64,
@@ -141,6 +143,7 @@ impl Config {
             ],
         )?;
         let app_cache_ttl = Duration::from_secs(number("IM_APP_CACHE_SECONDS", 60, 3600)? as u64);
+        let link_cache_ttl = Duration::from_secs(number("IM_LINK_CACHE_SECONDS", 10, 300)? as u64);
         let text = |name: &str| {
             lookup(name)
                 .map(|v| v.trim().to_owned())
@@ -188,6 +191,7 @@ impl Config {
             history_format,
             unlinked_conversations,
             app_cache_ttl,
+            link_cache_ttl,
             auth,
             token_leeway_secs,
         })
@@ -247,6 +251,7 @@ mod tests {
         assert_eq!(c.token_leeway_secs, 30);
         assert_eq!(c.timestamp_unit, TimestampUnit::Seconds);
         assert_eq!(c.app_cache_ttl, Duration::from_secs(60));
+        assert_eq!(c.link_cache_ttl, Duration::from_secs(10));
         assert_eq!(c.history_format, HistoryFormat::Docs);
         assert_eq!(c.unlinked_conversations, UnlinkedConversations::Allow);
     }

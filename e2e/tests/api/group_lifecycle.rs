@@ -465,6 +465,16 @@ async fn a_conversation_belongs_to_one_group_and_its_rules_apply() {
     let moved = unique("conv");
     assert_eq!(api.link(BACKEND, first, &moved).await, 200);
     assert_eq!(api.link(BACKEND, second, &conv).await, 200);
+    // A warm server trusts a link it has read for IM_LINK_CACHE_SECONDS (10 by default):
+    // within that, and never after, the first group's owner loses the kick.
+    let moved_at = std::time::Instant::now();
+    while kick("owner").await.status() == 200 {
+        assert!(
+            moved_at.elapsed() < std::time::Duration::from_secs(11),
+            "conv is the second group's now"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     assert_eq!(
         kick("owner").await.status(),
         403,

@@ -11,6 +11,7 @@ mod im_cloud_standin;
 mod lambda_events;
 mod mirror;
 mod openapi;
+mod round_trips;
 mod routes_agree;
 mod signing_rules;
 mod store;

@@ -271,7 +271,15 @@ async fn unlinked_conversations_allow_any_client_by_default() {
 
 #[tokio::test]
 async fn unlinked_conversations_deny_clients_when_set() {
-    let api = configured("unlinked-deny", &[("IM_UNLINKED_CONVERSATIONS", "deny")]).await;
+    // Links are trusted for a second, so that the moved link below counts soon.
+    let api = configured(
+        "unlinked-deny",
+        &[
+            ("IM_UNLINKED_CONVERSATIONS", "deny"),
+            ("IM_LINK_CACHE_SECONDS", "1"),
+        ],
+    )
+    .await;
     let free = unique("free");
     for op in [
         "invite",
@@ -319,9 +327,11 @@ async fn unlinked_conversations_deny_clients_when_set() {
             .await,
         200
     );
-    // A link that moved away leaves the old conversation unlinked: denied.
+    // A link that moved away leaves the old conversation unlinked: denied (once the
+    // cached link has run out).
     let moved = unique("conv");
     assert_eq!(api.link(BACKEND, g, &moved).await, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
         api.sign("member", &format!("history/{{a}}/member/{conv}"))
             .await,
@@ -529,4 +539,29 @@ async fn removing_an_app_retires_its_token_keys_and_its_tokens_stop() {
         )
         .await
         .is_err());
+}
+
+#[tokio::test]
+async fn a_moved_link_stops_counting_within_the_link_cache_time() {
+    // A warm function trusts a link it has read for IM_LINK_CACHE_SECONDS.
+    let api = configured("moved-link", &[("IM_LINK_CACHE_SECONDS", "2")]).await;
+    let conversation = unique("conv");
+    let alices = group(&api, "alice", "", Some(&conversation)).await;
+    let bobs = group(&api, "bob", "", None).await;
+    let alice_invites = format!("invite/{{a}}/alice/{conversation}/carol");
+    let bob_invites = format!("invite/{{a}}/bob/{conversation}/carol");
+    assert_eq!(api.sign("alice", &alice_invites).await, 200);
+    assert_eq!(api.sign("bob", &bob_invites).await, 403);
+
+    // The app's backend moves the conversation from alice's group to bob's.
+    assert_eq!(api.link(BACKEND, alices, &unique("elsewhere")).await, 200);
+    assert_eq!(api.link(BACKEND, bobs, &conversation).await, 200);
+    assert_eq!(link_item(&api, &conversation).await, Some(bobs));
+    // Until the cached link runs out, the old group's rule still answers (this is the
+    // staleness the setting allows, and shows the cache is used)...
+    assert_eq!(api.sign("alice", &alice_invites).await, 200);
+    // ...and after it, only the new group's.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(api.sign("alice", &alice_invites).await, 403);
+    assert_eq!(api.sign("bob", &bob_invites).await, 200);
 }

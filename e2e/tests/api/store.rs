@@ -13,10 +13,10 @@ use im_shared::model::Secret;
 use im_shared::model::{
     Caller, GroupPatch, GroupSpec, GroupStatus, NewGroup, Standing, TokenKey, DEFAULT_MAX_MEMBERS,
 };
-use im_shared::store::Keys;
 use im_shared::store::{
     ConversationStore, DynamoStore, GroupStore, KeyStore, MemberStore, StoreError,
 };
+use im_shared::store::{Keys, Links};
 
 fn caller(client: &str) -> Caller {
     Caller {
@@ -767,4 +767,138 @@ async fn members_and_a_clients_groups_page_by_page() {
         .unwrap()
         .items
         .is_empty());
+}
+
+/// The group item's `places_left`, as stored.
+async fn free_places(store: &DynamoStore, group_id: u64) -> Option<u64> {
+    let out = store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(format!("GROUP#{group_id}")))
+        .key("sk", AttributeValue::S("META".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.item()?.get("places_left")?.as_n().ok()?.parse().ok()
+}
+
+/// What a group item written before `places_left` existed looks like.
+async fn forget_free(store: &DynamoStore, group_id: u64) {
+    store
+        .client()
+        .update_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(format!("GROUP#{group_id}")))
+        .key("sk", AttributeValue::S("META".into()))
+        .update_expression("REMOVE places_left")
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn places_left_follow_every_change_and_older_groups_get_them() {
+    let store = fresh_store("store-free").await;
+    let owner = caller("owner");
+    let spec = GroupSpec {
+        name: "five".into(),
+        members: members(&["a"]),
+        max_members: 5,
+        ..GroupSpec::default()
+    };
+    let g = store
+        .create_group(&owner, &spec, None)
+        .await
+        .unwrap()
+        .group
+        .group_id;
+    assert_eq!(free_places(&store, g).await, Some(3));
+
+    // An add and a removal on a group item without `free` give it the right count.
+    forget_free(&store, g).await;
+    store
+        .add_members(&owner, g, &members(&["b"]))
+        .await
+        .unwrap();
+    assert_eq!(free_places(&store, g).await, Some(2));
+    forget_free(&store, g).await;
+    store
+        .remove_members(&owner, g, &members(&["a"]))
+        .await
+        .unwrap();
+    assert_eq!(free_places(&store, g).await, Some(3));
+
+    // From then on, in step with the count: an add with one already a member, a removal
+    // with one who is not, a leave.
+    store
+        .add_members(&owner, g, &members(&["b", "c", "d"]))
+        .await
+        .unwrap();
+    assert_eq!(free_places(&store, g).await, Some(1));
+    store
+        .remove_members(&owner, g, &members(&["d", "zed"]))
+        .await
+        .unwrap();
+    assert_eq!(free_places(&store, g).await, Some(2));
+    store
+        .remove_members(&caller("c"), g, &members(&["c"]))
+        .await
+        .unwrap();
+    assert_eq!(free_places(&store, g).await, Some(3));
+    let meta = store.group_for(&owner, g).await.unwrap();
+    assert_eq!((meta.member_count, meta.max_members), (2, 5));
+
+    // Full, reported exactly: 2 members, 4 more do not fit in 5; 3 do.
+    assert!(matches!(
+        store
+            .add_members(&owner, g, &members(&["p", "q", "r", "s"]))
+            .await,
+        Err(StoreError::Full {
+            count: 2,
+            max: 5,
+            adding: 4
+        })
+    ));
+    store
+        .add_members(&owner, g, &members(&["p", "q", "r"]))
+        .await
+        .unwrap();
+    assert_eq!(free_places(&store, g).await, Some(0));
+    assert!(matches!(
+        store.add_members(&owner, g, &members(&["t"])).await,
+        Err(StoreError::Full {
+            count: 5,
+            max: 5,
+            adding: 1
+        })
+    ));
+}
+
+#[tokio::test]
+async fn the_caches_hold_a_bounded_number_of_ids() {
+    let store = Arc::new(fresh_store("store-bounds").await);
+    let keys = Keys::with_capacity(store.clone(), Duration::from_secs(60), 20);
+    let links = Links::with_capacity(store.clone(), Duration::from_secs(60), 20);
+    for i in 0..200 {
+        assert!(keys.token_key(&format!("kid-{i}")).await.unwrap().is_none());
+        assert!(keys
+            .master_key(&format!("app-{i}"))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(links
+            .conversation_group("app", &format!("conv-{i}"))
+            .await
+            .unwrap()
+            .is_none());
+    }
+    let (masters, tokens) = keys.held();
+    assert!(
+        masters <= 20 && tokens <= 20,
+        "{masters} master keys, {tokens} token keys"
+    );
+    assert!(links.held() <= 20, "{} links", links.held());
+    assert!(links.held() > 0, "the link cache holds nothing");
 }

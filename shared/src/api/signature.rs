@@ -118,7 +118,7 @@ async fn authorize(
         Lookup::GroupId(id) => Some(id),
         Lookup::Link => {
             state
-                .store
+                .links
                 .conversation_group(&p.app_id, check.conversation_id)
                 .await?
         }

@@ -4,22 +4,25 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::store::{DynamoStore, Keys, Store};
+use crate::store::{DynamoStore, Keys, Links, Store};
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub keys: Keys,
+    pub links: Links,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
         let keys = Keys::new(store.clone(), config.app_cache_ttl);
+        let links = Links::new(store.clone(), config.link_cache_ttl);
         Self {
             config: Arc::new(config),
             store,
             keys,
+            links,
         }
     }
 

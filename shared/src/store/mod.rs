@@ -13,7 +13,7 @@ use crate::model::{
     Secret, TokenKey,
 };
 
-pub use cache::Keys;
+pub use cache::{Keys, Links};
 pub use dynamo::DynamoStore;
 
 #[derive(Debug, Error)]
@@ -55,13 +55,20 @@ pub enum StoreError {
 
 /// The secrets the routes read on every request (and cache; see [`cache`]).
 #[async_trait]
-/// The secrets the routes read on every request (and cache; see [`cache`]).
-#[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     /// The app's master key, or `None` for an unknown app.
     async fn master_key(&self, app_id: &str) -> Result<Option<Secret>, StoreError>;
     /// The active token secret named `kid`, or `None`.
     async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError>;
+    /// Both at once: the token secret `kid` and `app_id`'s master key (the first request of
+    /// a signature function needs both; the DynamoDB store reads them in one round trip).
+    async fn token_and_master_key(
+        &self,
+        kid: &str,
+        app_id: &str,
+    ) -> Result<(Option<TokenKey>, Option<Secret>), StoreError> {
+        Ok((self.token_key(kid).await?, self.master_key(app_id).await?))
+    }
 }
 
 /// Groups as a whole: create, change, delete, hand over, read.

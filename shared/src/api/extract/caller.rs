@@ -4,7 +4,7 @@
 //! Gateway's JWT authorizer has verified it, and its claims arrive in the request
 //! context. Every failure is the same 401.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use lambda_http::request::RequestContext;
@@ -80,6 +80,16 @@ fn from_authorizer(
     })
 }
 
+/// The app a signature route names (`{app_id}`), when it is a valid id: its master key is
+/// read with the token's secret, in the same round trip. Group routes name no app, and
+/// their functions may not read master keys.
+async fn signing_app(parts: &mut Parts, state: &AppState, max_id: usize) -> Option<String> {
+    let params = RawPathParams::from_request_parts(parts, state).await.ok()?;
+    let (_, app_id) = params.iter().find(|(name, _)| *name == "app_id")?;
+    check_id("app_id", app_id, max_id).ok()?;
+    Some(app_id.to_owned())
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -87,13 +97,14 @@ impl FromRequestParts<AppState> for Caller {
         let max_id = state.config.limits.max_id_chars;
         match &state.config.auth {
             AuthMode::Tokens => {
+                let app_id = signing_app(parts, state, max_id).await;
                 let token = bearer(&parts.headers)?;
                 let kid = token_kid(token)?;
-                let key = state
-                    .keys
-                    .token_key(&kid)
-                    .await?
-                    .ok_or(ApiError::Unauthorized)?;
+                let key = match app_id {
+                    Some(app) => state.keys.token_key_for_app(&kid, &app).await?,
+                    None => state.keys.token_key(&kid).await?,
+                }
+                .ok_or(ApiError::Unauthorized)?;
                 Ok(verify_with_key(
                     token,
                     &key,

@@ -372,11 +372,7 @@ impl KeyStore for DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_err("GetItem(app)", e))?;
-        Ok(out
-            .item()
-            .and_then(|item| item.get("master_key"))
-            .and_then(|v| v.as_s().ok())
-            .map(|k| Secret::new(k.as_str())))
+        Ok(out.item().and_then(master_key_of))
     }
 
     async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError> {
@@ -388,19 +384,47 @@ impl KeyStore for DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_err("GetItem(token key)", e))?;
-        let Some(item) = out.item() else {
-            return Ok(None);
+        Ok(out.item().and_then(token_key_of))
+    }
+
+    async fn token_and_master_key(
+        &self,
+        kid: &str,
+        app_id: &str,
+    ) -> Result<(Option<TokenKey>, Option<Secret>), StoreError> {
+        let items = self
+            .batch_get(vec![key(TOKEN_KEY_PK, kid), key(APP_PK, app_id)])
+            .await?;
+        let in_partition = |pk: &str| {
+            items
+                .iter()
+                .find(|i| i.get(PK).and_then(|v| v.as_s().ok()).map(String::as_str) == Some(pk))
         };
-        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok());
-        if text("status").map(String::as_str) != Some(ACTIVE) {
-            return Ok(None);
-        }
-        Ok(match (text("app_id"), text("secret")) {
-            (Some(app_id), Some(secret)) => Some(TokenKey {
-                app_id: app_id.clone(),
-                secret: Secret::new(secret.as_str()),
-            }),
-            _ => None,
-        })
+        Ok((
+            in_partition(TOKEN_KEY_PK).and_then(token_key_of),
+            in_partition(APP_PK).and_then(master_key_of),
+        ))
+    }
+}
+
+/// The master key an app item holds.
+fn master_key_of(item: &Item) -> Option<Secret> {
+    item.get("master_key")
+        .and_then(|v| v.as_s().ok())
+        .map(|k| Secret::new(k.as_str()))
+}
+
+/// The secret a token key item holds, while it is active.
+fn token_key_of(item: &Item) -> Option<TokenKey> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok());
+    if text("status").map(String::as_str) != Some(ACTIVE) {
+        return None;
+    }
+    match (text("app_id"), text("secret")) {
+        (Some(app_id), Some(secret)) => Some(TokenKey {
+            app_id: app_id.clone(),
+            secret: Secret::new(secret.as_str()),
+        }),
+        _ => None,
     }
 }

@@ -94,11 +94,9 @@ impl GroupStore for DynamoStore {
         spec: &GroupSpec,
         idempotency: Option<&Idempotency>,
     ) -> Result<Created, StoreError> {
-        if let Some(idem) = idempotency {
-            if let Some(earlier) = self.replay(caller, idem).await? {
-                return Ok(earlier);
-            }
-        }
+        // A retry with the same Idempotency-Key is found by the transaction below (its
+        // record's condition fails) rather than by a read first: the first try, by far the
+        // common case, costs two round trips, a retry three and a group id left unused.
         let all = MemberList::from_ids(
             "member_client_ids",
             spec.members
@@ -136,6 +134,11 @@ impl GroupStore for DynamoStore {
         meta.insert(
             "max_members".into(),
             AttributeValue::N(spec.max_members.to_string()),
+        );
+        // Places left, which an add's condition can compare with the members it adds.
+        meta.insert(
+            "places_left".into(),
+            AttributeValue::N((spec.max_members - count).to_string()),
         );
         meta.insert("version".into(), AttributeValue::N("1".into()));
         for (name, value) in [

@@ -83,6 +83,141 @@ impl DynamoStore {
             .filter_map(|sk| sk.strip_prefix(MEMBER_PREFIX).map(str::to_owned))
             .collect())
     }
+    /// The transaction that adds `new` members. Without `read`, it assumes: the group
+    /// item's `places_left` must cover them. With the group as `read`, it keeps to that
+    /// read's count, and gives a group item written before `places_left` existed its `places_left`.
+    fn add_items(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        new: &[&String],
+        read: Option<&GroupMeta>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let now = now_rfc3339();
+        let adding = new.len() as u64;
+        let added: Vec<String> = new.iter().map(|id| (*id).clone()).collect();
+        let mut update = Expr::new(
+            "SET updated_at = :now, last_change = :change ADD member_count :n, version :one",
+        )
+        .value(":now", s(now.as_str()))
+        .value(
+            ":change",
+            last_change(ChangeEvent::MembersAdded, &caller.client_id, &added, &now),
+        )
+        .value(":n", AttributeValue::N(adding.to_string()))
+        .value(":one", AttributeValue::N("1".into()));
+        let cond = Expr::live_in_app(caller);
+        let cond = match read {
+            None => {
+                update.text.push_str(", places_left :minus");
+                update = update.value(":minus", AttributeValue::N(format!("-{adding}")));
+                cond.and("places_left >= :n")
+                    .value(":n", AttributeValue::N(adding.to_string()))
+            }
+            Some(meta) => {
+                update.text = update.text.replace(
+                    "SET ",
+                    "SET places_left = if_not_exists(places_left, :base) - :n, ",
+                );
+                update = update.value(
+                    ":base",
+                    AttributeValue::N((meta.max_members - meta.member_count).to_string()),
+                );
+                places_from_read(cond, meta)
+                    .and("member_count <= :cap")
+                    .value(
+                        ":cap",
+                        AttributeValue::N((meta.max_members - adding).to_string()),
+                    )
+            }
+        };
+        let mut items = vec![self.update_meta(group_id, &update, &cond)?];
+        if !caller.app_admin {
+            items.push(self.check_member(group_id, &caller.client_id)?);
+        }
+        for id in new {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(member_item(&caller.app_id, group_id, id, &now)))
+                .condition_expression("attribute_not_exists(sk)")
+                .build()
+                .map_err(build_err)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        Ok(items)
+    }
+
+    /// The transaction that removes `gone` (each must still be a member) under `cond`.
+    /// Without `read`, the group item must have its `places_left` count; with the group as
+    /// `read`, one written before `places_left` existed gets it.
+    fn remove_items(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        cond: &Expr,
+        gone: &[String],
+        leaving: bool,
+        read: Option<&GroupMeta>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        // Whoever leaves the group stops being one of its admins.
+        let now = now_rfc3339();
+        let event = if leaving {
+            ChangeEvent::MemberLeft
+        } else {
+            ChangeEvent::MembersRemoved
+        };
+        let n = gone.len() as u64;
+        let mut update = Expr::new(
+            "SET updated_at = :now, last_change = :change \
+             ADD member_count :minus, version :one DELETE #admins :removed",
+        )
+        .name("#admins", "admins")
+        .value(":now", s(now.as_str()))
+        .value(":change", last_change(event, &caller.client_id, gone, &now))
+        .value(":minus", AttributeValue::N(format!("-{n}")))
+        .value(":one", AttributeValue::N("1".into()))
+        .value(":n", AttributeValue::N(n.to_string()))
+        .value(":removed", string_set(gone));
+        let cond = match read {
+            None => {
+                update.text = update.text.replace(" ADD ", " ADD places_left :n, ");
+                cond.clone().and("attribute_exists(places_left)")
+            }
+            Some(meta) => {
+                update.text = update.text.replace(
+                    "SET ",
+                    "SET places_left = if_not_exists(places_left, :base) + :n, ",
+                );
+                update = update.value(
+                    ":base",
+                    AttributeValue::N((meta.max_members - meta.member_count).to_string()),
+                );
+                places_from_read(cond.clone(), meta)
+            }
+        };
+        let mut items = vec![self.update_meta(group_id, &update, &cond)?];
+        for id in gone {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(group_pk(group_id), member_sk(id))))
+                // Counted once: a member removed meanwhile sends us round again.
+                .condition_expression("attribute_exists(sk)")
+                .build()
+                .map_err(build_err)?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        Ok(items)
+    }
+}
+
+/// A write that sets `places_left` from a read of the group (`if_not_exists(places_left, :base)`, for a
+/// group item made before `places_left` existed) holds only while the count is still the one read.
+fn places_from_read(cond: Expr, meta: &GroupMeta) -> Expr {
+    cond.and("(attribute_exists(places_left) OR member_count = :read_count)")
+        .value(
+            ":read_count",
+            AttributeValue::N(meta.member_count.to_string()),
+        )
 }
 
 #[async_trait]
@@ -93,9 +228,17 @@ impl MemberStore for DynamoStore {
         group_id: u64,
         members: &MemberList,
     ) -> Result<(), StoreError> {
-        // Read, then write on condition: the count and the limit stay exact however many
-        // requests race, because each new member item must not exist yet and the count
-        // must leave room, both checked in the one transaction that changes them.
+        // The common case in one round trip: write as if every member were new and there
+        // were room. The transaction's conditions are the whole rule (the group live in the
+        // caller's app, the caller a member, `places_left` for all, no member item yet), so
+        // a refusal only means that something is not as assumed: then read, and decide.
+        let all: Vec<&String> = members.ids().iter().collect();
+        if let TxOutcome::Done = self
+            .transact(self.add_items(caller, group_id, &all, None)?)
+            .await?
+        {
+            return Ok(());
+        }
         for _ in 0..8 {
             let mut clients: Vec<&str> = members.ids().iter().map(String::as_str).collect();
             clients.push(&caller.client_id);
@@ -117,36 +260,10 @@ impl MemberStore for DynamoStore {
                     adding,
                 });
             }
-            let now = now_rfc3339();
-            let added: Vec<String> = new.iter().map(|id| (*id).clone()).collect();
-            let update = Expr::new(
-                "SET updated_at = :now, last_change = :change ADD member_count :n, version :one",
-            )
-            .value(":now", s(now.as_str()))
-            .value(
-                ":change",
-                last_change(ChangeEvent::MembersAdded, &caller.client_id, &added, &now),
-            )
-            .value(":n", AttributeValue::N(adding.to_string()))
-            .value(":one", AttributeValue::N("1".into()));
-            let cond = Expr::live_in_app(caller).and("member_count <= :cap").value(
-                ":cap",
-                AttributeValue::N((meta.max_members - adding).to_string()),
-            );
-            let mut items = vec![self.update_meta(group_id, &update, &cond)?];
-            if !caller.app_admin {
-                items.push(self.check_member(group_id, &caller.client_id)?);
-            }
-            for id in &new {
-                let put = Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(member_item(&caller.app_id, group_id, id, &now)))
-                    .condition_expression("attribute_not_exists(sk)")
-                    .build()
-                    .map_err(build_err)?;
-                items.push(TransactWriteItem::builder().put(put).build());
-            }
-            match self.transact(items).await? {
+            match self
+                .transact(self.add_items(caller, group_id, &new, Some(&meta))?)
+                .await?
+            {
                 TxOutcome::Done => return Ok(()),
                 // Something changed since the read (a concurrent add or removal, the
                 // group deleted): read again and decide again.
@@ -170,6 +287,14 @@ impl MemberStore for DynamoStore {
         }
         // Never the owner: an owner hands the group over or deletes it.
         let cond = cond.owner_not_in(ids);
+        // As for adds: first as if every one of them were a member (one round trip), and
+        // only when DynamoDB refuses, read to answer exactly or to remove who is there.
+        if let TxOutcome::Done = self
+            .transact(self.remove_items(caller, group_id, &cond, ids, leaving, None)?)
+            .await?
+        {
+            return Ok(());
+        }
         for _ in 0..8 {
             let clients: Vec<&str> = ids.iter().map(String::as_str).collect();
             let (meta, present) = self.meta_and_members(group_id, &clients, false).await?;
@@ -181,37 +306,13 @@ impl MemberStore for DynamoStore {
                 .filter(|id| present.contains(*id))
                 .cloned()
                 .collect();
-            let mut items = Vec::new();
-            if gone.is_empty() {
-                // Nobody to remove: still answer as the write would have (404, 403).
-                items.push(self.check_meta(group_id, &cond)?);
-            } else {
-                // Whoever leaves the group stops being one of its admins.
-                let now = now_rfc3339();
-                let event = if leaving {
-                    ChangeEvent::MemberLeft
-                } else {
-                    ChangeEvent::MembersRemoved
-                };
-                let update = Expr::new("SET updated_at = :now, last_change = :change ADD member_count :n, version :one DELETE #admins :removed")
-                    .name("#admins", "admins")
-                    .value(":now", s(now.as_str()))
-                    .value(":change", last_change(event, &caller.client_id, &gone, &now))
-                    .value(":n", AttributeValue::N(format!("-{}", gone.len())))
-                    .value(":one", AttributeValue::N("1".into()))
-                    .value(":removed", string_set(&gone));
-                items.push(self.update_meta(group_id, &update, &cond)?);
-                for id in &gone {
-                    let delete = Delete::builder()
-                        .table_name(&self.table)
-                        .set_key(Some(key(group_pk(group_id), member_sk(id))))
-                        // Counted once: a member removed meanwhile sends us round again.
-                        .condition_expression("attribute_exists(sk)")
-                        .build()
-                        .map_err(build_err)?;
-                    items.push(TransactWriteItem::builder().delete(delete).build());
+            let items = match &meta {
+                Some(meta) if !gone.is_empty() => {
+                    self.remove_items(caller, group_id, &cond, &gone, leaving, Some(meta))?
                 }
-            }
+                // Nobody to remove: still answer as the write would have (404, 403).
+                _ => vec![self.check_meta(group_id, &cond)?],
+            };
             match self.transact(items).await? {
                 TxOutcome::Done => return Ok(()),
                 TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => {
