@@ -6,6 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use im_shared::api::{router, AppState};
@@ -130,18 +131,27 @@ pub async fn fresh_store(prefix: &str) -> DynamoStore {
 /// What a crash right after step 1 of `delete_group` leaves behind: the group marked
 /// `deleting`, its items still there.
 pub async fn mark_deleting(store: &DynamoStore, group_id: u64) {
-    store
+    change_group_item(store, group_id, |u| {
+        u.update_expression("SET #s = :d")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":d", AttributeValue::S("deleting".into()))
+    })
+    .await;
+}
+
+/// Changes group `group_id`'s item behind the service's back (`change` adds the update).
+pub async fn change_group_item(
+    store: &DynamoStore,
+    group_id: u64,
+    change: impl FnOnce(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,
+) {
+    let update = store
         .client()
         .update_item()
         .table_name(store.table())
         .key("pk", AttributeValue::S(format!("GROUP#{group_id}")))
-        .key("sk", AttributeValue::S("META".into()))
-        .update_expression("SET #s = :d")
-        .expression_attribute_names("#s", "status")
-        .expression_attribute_values(":d", AttributeValue::S("deleting".into()))
-        .send()
-        .await
-        .unwrap();
+        .key("sk", AttributeValue::S("META".into()));
+    change(update).send().await.unwrap();
 }
 
 /// The service as `make run` builds it (the same router, every route, configured from

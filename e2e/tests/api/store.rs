@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
-use im_e2e::stack::{fresh_store, mark_deleting, test_key, test_token_secret};
+use im_e2e::stack::{change_group_item, fresh_store, mark_deleting, test_key, test_token_secret};
 use im_shared::model::MemberList;
 use im_shared::model::Secret;
 use im_shared::model::{
@@ -770,7 +770,7 @@ async fn members_and_a_clients_groups_page_by_page() {
 }
 
 /// The group item's `places_left`, as stored.
-async fn free_places(store: &DynamoStore, group_id: u64) -> Option<u64> {
+async fn places_left(store: &DynamoStore, group_id: u64) -> Option<u64> {
     let out = store
         .client()
         .get_item()
@@ -785,17 +785,11 @@ async fn free_places(store: &DynamoStore, group_id: u64) -> Option<u64> {
 }
 
 /// What a group item written before `places_left` existed looks like.
-async fn forget_free(store: &DynamoStore, group_id: u64) {
-    store
-        .client()
-        .update_item()
-        .table_name(store.table())
-        .key("pk", AttributeValue::S(format!("GROUP#{group_id}")))
-        .key("sk", AttributeValue::S("META".into()))
-        .update_expression("REMOVE places_left")
-        .send()
-        .await
-        .unwrap();
+async fn forget_places_left(store: &DynamoStore, group_id: u64) {
+    change_group_item(store, group_id, |u| {
+        u.update_expression("REMOVE places_left")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -814,21 +808,21 @@ async fn places_left_follow_every_change_and_older_groups_get_them() {
         .unwrap()
         .group
         .group_id;
-    assert_eq!(free_places(&store, g).await, Some(3));
+    assert_eq!(places_left(&store, g).await, Some(3));
 
     // An add and a removal on a group item without `free` give it the right count.
-    forget_free(&store, g).await;
+    forget_places_left(&store, g).await;
     store
         .add_members(&owner, g, &members(&["b"]))
         .await
         .unwrap();
-    assert_eq!(free_places(&store, g).await, Some(2));
-    forget_free(&store, g).await;
+    assert_eq!(places_left(&store, g).await, Some(2));
+    forget_places_left(&store, g).await;
     store
         .remove_members(&owner, g, &members(&["a"]))
         .await
         .unwrap();
-    assert_eq!(free_places(&store, g).await, Some(3));
+    assert_eq!(places_left(&store, g).await, Some(3));
 
     // From then on, in step with the count: an add with one already a member, a removal
     // with one who is not, a leave.
@@ -836,17 +830,17 @@ async fn places_left_follow_every_change_and_older_groups_get_them() {
         .add_members(&owner, g, &members(&["b", "c", "d"]))
         .await
         .unwrap();
-    assert_eq!(free_places(&store, g).await, Some(1));
+    assert_eq!(places_left(&store, g).await, Some(1));
     store
         .remove_members(&owner, g, &members(&["d", "zed"]))
         .await
         .unwrap();
-    assert_eq!(free_places(&store, g).await, Some(2));
+    assert_eq!(places_left(&store, g).await, Some(2));
     store
         .remove_members(&caller("c"), g, &members(&["c"]))
         .await
         .unwrap();
-    assert_eq!(free_places(&store, g).await, Some(3));
+    assert_eq!(places_left(&store, g).await, Some(3));
     let meta = store.group_for(&owner, g).await.unwrap();
     assert_eq!((meta.member_count, meta.max_members), (2, 5));
 
@@ -865,7 +859,7 @@ async fn places_left_follow_every_change_and_older_groups_get_them() {
         .add_members(&owner, g, &members(&["p", "q", "r"]))
         .await
         .unwrap();
-    assert_eq!(free_places(&store, g).await, Some(0));
+    assert_eq!(places_left(&store, g).await, Some(0));
     assert!(matches!(
         store.add_members(&owner, g, &members(&["t"])).await,
         Err(StoreError::Full {

@@ -115,20 +115,12 @@ impl DynamoStore {
                     .value(":n", AttributeValue::N(adding.to_string()))
             }
             Some(meta) => {
-                update.text = update.text.replace(
-                    "SET ",
-                    "SET places_left = if_not_exists(places_left, :base) - :n, ",
-                );
-                update = update.value(
-                    ":base",
-                    AttributeValue::N((meta.max_members - meta.member_count).to_string()),
-                );
-                places_from_read(cond, meta)
-                    .and("member_count <= :cap")
-                    .value(
-                        ":cap",
-                        AttributeValue::N((meta.max_members - adding).to_string()),
-                    )
+                let (counted, cond) = places_from_read(update, cond, meta, '-');
+                update = counted;
+                cond.and("member_count <= :cap").value(
+                    ":cap",
+                    AttributeValue::N((meta.max_members - adding).to_string()),
+                )
             }
         };
         let mut items = vec![self.update_meta(group_id, &update, &cond)?];
@@ -184,15 +176,9 @@ impl DynamoStore {
                 cond.clone().and("attribute_exists(places_left)")
             }
             Some(meta) => {
-                update.text = update.text.replace(
-                    "SET ",
-                    "SET places_left = if_not_exists(places_left, :base) + :n, ",
-                );
-                update = update.value(
-                    ":base",
-                    AttributeValue::N((meta.max_members - meta.member_count).to_string()),
-                );
-                places_from_read(cond.clone(), meta)
+                let (counted, cond) = places_from_read(update, cond.clone(), meta, '+');
+                update = counted;
+                cond
             }
         };
         let mut items = vec![self.update_meta(group_id, &update, &cond)?];
@@ -210,14 +196,26 @@ impl DynamoStore {
     }
 }
 
-/// A write that sets `places_left` from a read of the group (`if_not_exists(places_left, :base)`, for a
-/// group item made before `places_left` existed) holds only while the count is still the one read.
-fn places_from_read(cond: Expr, meta: &GroupMeta) -> Expr {
-    cond.and("(attribute_exists(places_left) OR member_count = :read_count)")
+/// Counts `:n` places off (`-`) or back (`+`) as of the group's `read`: a group item
+/// written before `places_left` existed gets it from the read's count
+/// (`if_not_exists(places_left, :base)`), so the write then holds only while the count is
+/// still the one read.
+fn places_from_read(update: Expr, cond: Expr, read: &GroupMeta, sign: char) -> (Expr, Expr) {
+    let mut update = update.value(
+        ":base",
+        AttributeValue::N((read.max_members - read.member_count).to_string()),
+    );
+    update.text = update.text.replace(
+        "SET ",
+        &format!("SET places_left = if_not_exists(places_left, :base) {sign} :n, "),
+    );
+    let cond = cond
+        .and("(attribute_exists(places_left) OR member_count = :read_count)")
         .value(
             ":read_count",
-            AttributeValue::N(meta.member_count.to_string()),
-        )
+            AttributeValue::N(read.member_count.to_string()),
+        );
+    (update, cond)
 }
 
 #[async_trait]
