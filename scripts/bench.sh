@@ -15,7 +15,11 @@ svc_init bench
 echo "== release builds"
 pkg_args=(); for f in "${functions[@]}"; do pkg_args+=(-p "$f"); done
 cargo lambda build --release --arm64 "${pkg_args[@]}" 2>&1 | tail -n 1
-cargo build --release --quiet -p im-local -p im-admin -p im-bench -p login-signature
+# x86_64 builds of every function and of the two start-up floors (bench/floor-*, not
+# shipped), for the start-up table.
+floors=(floor-bare floor-sdk)
+floor_args=(); for f in "${floors[@]}"; do floor_args+=(-p "$f"); done
+cargo build --release --quiet -p im-local -p im-admin -p im-bench "${pkg_args[@]}" "${floor_args[@]}"
 # The bench profile is the release profile, so this reuses the release builds above.
 cargo bench --quiet --no-run -p im-bench --bench signature_path
 
@@ -81,7 +85,44 @@ PY
 cpu_calls=$(sed -n 's/^dynamodb calls: //p' "$work/criterion.log")
 
 echo "== function start-up"
-startup=$(target/release/im-bench startup --binary target/release/login-signature --event events/login-signature.json --runs 30 --invocations 5000)
+# The floors, then the HTTP functions in the route list's order (create-group makes group 1,
+# which the later group events name); each binary is started 30 times. sync-conversations
+# (a stream consumer, not an HTTP function) is left out.
+startup_load=$(uptime | sed 's/.*load average: //')
+startup_order=(floor-bare floor-sdk login-signature conversation-signature invite-signature kick-signature history-signature block-signature unblock-signature conversation-block-signature conversation-unblock-signature create-group update-group add-members get-group list-members list-user-groups grant-admins revoke-admins remove-members transfer-owner delete-group health login-signature+warm-up)
+startup_json="$work/startup.jsonl"
+: >"$startup_json"
+for entry in "${startup_order[@]}"; do
+  f=${entry%+warm-up}
+  # login-signature+warm-up: opening the connection at init, as over TLS on AWS.
+  warm=tls; [ "$entry" != "$f" ] && warm=always
+  event=events/$f.json
+  case $f in floor-*) event=events/health.json ;; esac
+  invocations=1
+  [ "$entry" = login-signature ] && invocations=5000
+  line=$(IM_DYNAMODB_WARM_UP=$warm target/release/im-bench startup --binary "target/release/$f" --event "$event" --runs 30 --invocations "$invocations" --json)
+  echo "$entry $line" | tee -a "$startup_json"
+done
+startup_load_after=$(uptime | sed 's/.*load average: //')
+startup=$(python3 - "$startup_json" <<'PY'
+import json, sys
+rows = []
+for line in open(sys.argv[1]):
+    name, data = line.split(" ", 1)
+    rows.append((name, json.loads(data)))
+bare = dict(rows)["floor-bare"]["startup_ms"]["p50"]
+what = {"floor-bare": "floor: bare `lambda_http` handler", "floor-sdk": "floor: + `aws_config::load_from_env()` and a DynamoDB client", "login-signature+warm-up": "login-signature, `IM_DYNAMODB_WARM_UP=always`"}
+print("| binary | start-up p50 | p90 | p50 ÷ bare floor | first invocation p50 | p90 | answers |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+for name, d in rows:
+    s, f = d["startup_ms"], d["first_invocation_ms"]
+    answers = ", ".join(f"{n}× {code}" for code, n in d["statuses"].items())
+    print(f"| {what.get(name, name)} | {s['p50']:.2f} ms | {s['p90']:.2f} ms | {s['p50'] / bare:.1f}× | {f['p50']:.2f} ms | {f['p90']:.2f} ms | {answers} |")
+w = dict(rows)["login-signature"]["warm"]
+print()
+print(f"login-signature, warm invocations after its last start: {w['count']}, p50 {w['p50_ms']:.3f} ms, p99 {w['p99_ms']:.3f} ms; peak RSS after them: {w['peak_rss_kib']} KiB")
+PY
+)
 echo "$startup"
 
 echo "== HTTP load"
@@ -172,17 +213,27 @@ is a cache in front of DynamoDB Local, not a stand-in for it: it makes \`invite\
 of the path without its round trips. What a warm invite costs today is
 \`invite_on_dynamodb_local\`.
 
-## Start-up of one function binary
+## Start-up of each function binary
 
-Command: \`target/release/im-bench startup --binary target/release/login-signature --event events/login-signature.json --runs 30 --invocations 5000\`
-(x86_64 release build; a stand-in Lambda Runtime API on loopback; the table on DynamoDB Local;
-each event carries a bearer token the function verifies: HS256, secret read once and cached).
-"Start-up" is the time from process start until the runtime asks for its first event:
-the init phase, which includes reading the configuration and building the DynamoDB client.
+Command, for each binary: \`target/release/im-bench startup --binary target/release/<binary> --event events/<binary>.json --runs 30 --invocations 1 --json\`
+(\`--invocations 5000\` for login-signature; the floors get \`events/health.json\`),
+x86_64 release builds (the release profile above), a stand-in Lambda Runtime API on loopback,
+the table on DynamoDB Local over http, each event with a bearer token the function verifies.
+Load average before: $startup_load; after: $startup_load_after.
 
-\`\`\`
+"Start-up" is the time from process start until the runtime asks for its first event (the
+init phase: for a function, its configuration and the DynamoDB client). Over TLS (AWS) init
+also opens the connection with one GetItem (bounded at 1.5 s); to DynamoDB Local over http
+it does not (a loopback connection costs nothing to open), except in the last row, which
+forces it (\`IM_DYNAMODB_WARM_UP=always\`) to show what that round trip adds to init here. The floors are two tiny crates
+under \`bench/\` that are not shipped: a bare \`lambda_http\` handler, and one that makes its
+DynamoDB client the default way at init (its handler then makes one GetItem). "First
+invocation" is the first event's round trip after start-up (for a function: reading the
+token secret and the master key or the group, over the connection opened at init). The same
+event is replayed in each of the 30 runs, so a group event may find its work done (409) or
+no longer allowed (403): the answers column counts them.
+
 $startup
-\`\`\`
 
 ## Requests per second through the local server
 

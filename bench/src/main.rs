@@ -46,6 +46,9 @@ enum Command {
         /// Events sent to the last process, to time warm invocations and read its memory.
         #[arg(long, default_value_t = 2000)]
         invocations: usize,
+        /// Print one JSON object (for scripts/bench.sh's table) instead of text lines.
+        #[arg(long)]
+        json: bool,
     },
     Load {
         #[arg(long)]
@@ -92,7 +95,8 @@ async fn main() -> Result<()> {
             event,
             runs,
             invocations,
-        } => startup(binary, event, runs, invocations).await,
+            json,
+        } => startup(binary, event, runs, invocations, json).await,
         Command::Load {
             url,
             method,
@@ -182,11 +186,32 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-async fn startup(binary: PathBuf, event: PathBuf, runs: usize, invocations: usize) -> Result<()> {
+/// The `statusCode` of a Lambda HTTP response.
+fn status_of(body: &str) -> Option<u16> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()?
+        .get("statusCode")?
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+}
+
+async fn startup(
+    binary: PathBuf,
+    event: PathBuf,
+    runs: usize,
+    invocations: usize,
+    json: bool,
+) -> Result<()> {
     let event =
         std::fs::read_to_string(&event).with_context(|| format!("reading {}", event.display()))?;
     let mut init_ms = Vec::new();
     let mut first_ms = Vec::new();
+    // Answers by status. The same event is replayed in every run, so a group event may
+    // find its work done (409) or not allowed any more (403); only a token that does not
+    // verify (401, the bench's set-up is wrong) or a server error stops the measurement.
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let mut warm_line = String::new();
+    let mut warm_json = serde_json::Value::Null;
     for run in 0..runs {
         let (seen_tx, mut seen) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -237,9 +262,11 @@ async fn startup(binary: PathBuf, event: PathBuf, runs: usize, invocations: usiz
             loop {
                 match tokio::time::timeout(Duration::from_secs(20), seen.recv()).await {
                     Ok(Some(Seen::Response(body))) => {
-                        if !body.contains("\"statusCode\":200") {
+                        let status = status_of(&body).unwrap_or(0);
+                        if status == 401 || !(200..500).contains(&status) {
                             bail!("the function answered {body}");
                         }
+                        *statuses.entry(status).or_default() += 1;
                         break;
                     }
                     Ok(Some(Seen::Next)) => continue,
@@ -257,19 +284,46 @@ async fn startup(binary: PathBuf, event: PathBuf, runs: usize, invocations: usiz
             // ... and the warm ones after it.
             let rss = peak_rss_kib(pid);
             warm.sort_by(f64::total_cmp);
-            println!(
+            warm_line = format!(
                 "warm invocations: {} p50 {:.3} ms p99 {:.3} ms; peak RSS after them: {} KiB",
                 warm.len(),
                 percentile(&warm, 50.0),
                 percentile(&warm, 99.0),
                 rss.map_or("unknown".to_owned(), |k| k.to_string())
             );
+            warm_json = serde_json::json!({
+                "count": warm.len(),
+                "p50_ms": percentile(&warm, 50.0),
+                "p99_ms": percentile(&warm, 99.0),
+                "peak_rss_kib": rss,
+            });
         }
         child.kill().await?;
         server.abort();
     }
     init_ms.sort_by(f64::total_cmp);
     first_ms.sort_by(f64::total_cmp);
+    if json {
+        let report = serde_json::json!({
+            "runs": init_ms.len(),
+            "startup_ms": {
+                "p50": percentile(&init_ms, 50.0),
+                "p90": percentile(&init_ms, 90.0),
+                "max": init_ms.last(),
+            },
+            "first_invocation_ms": {
+                "p50": percentile(&first_ms, 50.0),
+                "p90": percentile(&first_ms, 90.0),
+            },
+            "statuses": statuses.iter().map(|(s, n)| (s.to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
+            "warm": warm_json,
+        });
+        println!("{report}");
+        return Ok(());
+    }
+    if !warm_line.is_empty() {
+        println!("{warm_line}");
+    }
     println!(
         "process start to first event request: {} runs, p50 {:.2} ms, p90 {:.2} ms, max {:.2} ms",
         init_ms.len(),
@@ -282,6 +336,7 @@ async fn startup(binary: PathBuf, event: PathBuf, runs: usize, invocations: usiz
         percentile(&first_ms, 50.0),
         percentile(&first_ms, 90.0)
     );
+    println!("answers by status: {statuses:?}");
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 //! facts the signature rules read), `idempotency`, `admin` (apps and token keys).
 
 mod admin;
+pub mod client;
 mod conditions;
 mod expr;
 mod groups;
@@ -52,7 +53,9 @@ impl DynamoStore {
 
     /// A client configured from the standard AWS environment (region, credentials,
     /// `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local), with timeouts so that a stuck
-    /// connection answers with an error instead of hanging the request.
+    /// connection answers with an error instead of hanging the request. Its HTTPS client
+    /// trusts only Amazon's root CAs, compiled in ([`client`]), unless the endpoint is
+    /// plain http or `IM_DYNAMODB_TRUST=system`.
     pub async fn client_from_env() -> Client {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(3))
@@ -60,10 +63,42 @@ impl DynamoStore {
             .operation_timeout(Duration::from_secs(12))
             .build();
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(client::http_client(client::Trust::from_env()))
             .timeout_config(timeouts)
             .load()
             .await;
         Client::new(&config)
+    }
+
+    /// Opens the connection to DynamoDB during a function's init, where the CPU is, so
+    /// that the first request finds it in the pool: one GetItem of a token key that
+    /// cannot exist (every function that reads the table may read `TOKEN_KEY` items),
+    /// bounded by `limit`. Any error is logged at debug and ignored: the first request
+    /// then meets it again and answers with the service's usual error.
+    pub async fn warm_up(&self, limit: Duration) {
+        let started = std::time::Instant::now();
+        let call = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            // Key ids never contain `:` (`model::ids::check_id`): no such item exists.
+            .set_key(Some(layout::key(layout::TOKEN_KEY_PK, "init:warm-up")))
+            .projection_expression(layout::PK)
+            .send();
+        match tokio::time::timeout(limit, call).await {
+            Ok(Ok(_)) => tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "DynamoDB connection opened at init"
+            ),
+            Ok(Err(err)) => tracing::debug!(
+                error = %DisplayErrorContext(&err),
+                "DynamoDB warm-up call failed; ignored"
+            ),
+            Err(_) => tracing::debug!(
+                limit_ms = limit.as_millis() as u64,
+                "DynamoDB warm-up call timed out; ignored"
+            ),
+        }
     }
 
     /// A client for DynamoDB Local at `endpoint`: a fixed region and placeholder
