@@ -132,12 +132,12 @@ deploy: build
 
 # Deploys what an earlier `make build` left in .aws-sam/build (the pipeline builds once
 # and deploys that one build to each stage).
-deploy-built:
+deploy-built: $(VENV)/.installed
 	@test -f .aws-sam/build/template.yaml || { echo "no .aws-sam/build: run make build first" >&2; exit 2; }
 	sam deploy --config-env $(STAGE)
 
 # One output of a stage's stack: make -s stack-output STAGE=staging OUTPUT=ApiUrl
-stack-output:
+stack-output: $(VENV)/.installed
 	@test -n "$(OUTPUT)" || { echo "usage: make stack-output STAGE=<stage> OUTPUT=<ApiUrl|TableName|DashboardUrl>" >&2; exit 2; }
 	@sam list stack-outputs --stack-name "$$(python3 -c 'import sys, tomllib; print(tomllib.load(open("samconfig.toml", "rb"))[sys.argv[1]]["global"]["parameters"]["stack_name"])' $(STAGE))" \
 	  --output json | python3 -c 'import json, sys; print(next(o["OutputValue"] for o in json.load(sys.stdin) if o["OutputKey"] == sys.argv[1]))' $(OUTPUT)
