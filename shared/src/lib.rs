@@ -9,13 +9,14 @@
 //! - [`api`]: the HTTP layer: the route list ([`api::routes`]), the router built from it,
 //!   the handlers (`api/signature.rs`, `api/group/`), extractors and the one error type;
 //! - [`auth`]: bearer tokens, verified and minted;
-//! - [`config`], [`telemetry`], [`lambda`]: settings, logs, and the function binaries'
-//!   entry point.
+//! - [`config`], [`telemetry`], [`metrics`], [`lambda`]: settings, logs, CloudWatch
+//!   Embedded Metric Format lines, and the function binaries' entry point.
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod lambda;
+pub mod metrics;
 pub mod model;
 pub mod store;
 pub mod telemetry;

@@ -402,7 +402,12 @@ fn stream_mappings(template: &Value) -> Vec<(String, StreamMapping)> {
             _ => None,
         };
         if function.tag == "Ref" {
-            if let Some(id) = function.value.as_str() {
+            // The function itself, or its alias (`!Ref <Function>.Alias`): the same role.
+            if let Some(id) = function
+                .value
+                .as_str()
+                .map(|v| v.trim_end_matches(".Alias"))
+            {
                 mappings.push((id.to_owned(), StreamMapping { dead_letter }));
             }
         }

@@ -4,6 +4,7 @@
 
 mod admin_cli;
 mod authz_matrix;
+mod deploy;
 mod group_lifecycle;
 mod http_api;
 mod iam_policies;

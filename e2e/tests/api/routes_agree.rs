@@ -325,7 +325,9 @@ fn the_mirror_consumes_the_table_stream() {
         "a removed member or group is known only by its old image, a rename by both"
     );
     let m = stream_mapping(&t);
-    let function = &t["Resources"][intrinsic(&m["FunctionName"], "Ref")];
+    // The function's `live` alias (`!Ref <Function>.Alias`), as deploy.rs requires.
+    let alias = intrinsic(&m["FunctionName"], "Ref");
+    let function = &t["Resources"][alias.strip_suffix(".Alias").unwrap_or(alias)];
     assert_eq!(
         function["Properties"]["CodeUri"],
         format!("functions/{}", STREAM_FUNCTIONS[0])

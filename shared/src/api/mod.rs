@@ -26,6 +26,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use self::error::{ApiError, ErrorBody};
 use self::routes::{Entry, Function, ROUTES};
 pub use self::state::AppState;
+use crate::metrics;
 
 fn method_filter(method: &str) -> MethodFilter {
     match method {
@@ -97,6 +98,17 @@ async fn finish(req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
+    // For the metrics: the header's shape (never its content), and the request id of
+    // the Lambda invocation (none in the local server).
+    let auth = metrics::AuthShape::of(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+    );
+    let request_id = req
+        .extensions()
+        .get::<lambda_http::Context>()
+        .map(|c| c.request_id.clone());
     let mut resp = next.run(req).await;
     if let Some(body) = resp.extensions_mut().remove::<ErrorBody>() {
         let mut rendered = body.into_response_with(resp.status(), format!("{method} {path}"));
@@ -114,7 +126,33 @@ async fn finish(req: Request, next: Next) -> Response {
         ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
     );
+    metrics::record_response(
+        route_kind(method.as_str(), route.as_deref()),
+        resp.status().as_u16(),
+        auth,
+        request_id.as_deref(),
+    );
     resp
+}
+
+/// What the metrics count a request of this method and route template as.
+fn route_kind(method: &str, template: Option<&str>) -> metrics::RouteKind {
+    let Some(template) = template else {
+        return metrics::RouteKind::Other;
+    };
+    // `/signature/invite/.../{conversion_id}/` is served as the route without the slash.
+    let path = template.strip_suffix('/').unwrap_or(template);
+    let Some(route) = ROUTES.iter().find(|r| r.method == method && r.path == path) else {
+        return metrics::RouteKind::Other;
+    };
+    let name = route.function.name();
+    if let Some(op) = name.strip_suffix("-signature") {
+        metrics::RouteKind::Signature(op)
+    } else if method != "GET" && path.starts_with("/im/") {
+        metrics::RouteKind::GroupWrite
+    } else {
+        metrics::RouteKind::Other
+    }
 }
 
 /// Refuses a path with a `%` that does not start an escape (`%ZZ`, a trailing `%`). The
@@ -140,6 +178,22 @@ fn has_bad_escape(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::has_bad_escape;
+
+    #[test]
+    fn routes_are_classed_for_the_metrics() {
+        use super::route_kind;
+        use crate::metrics::RouteKind;
+        let login = Some("/signature/login/{app_id}/{client_id}");
+        assert_eq!(route_kind("GET", login), RouteKind::Signature("login"));
+        let join = Some("/signature/invite/{app_id}/{client_id}/{conversion_id}/");
+        assert_eq!(route_kind("GET", join), RouteKind::Signature("invite"));
+        assert_eq!(route_kind("POST", Some("/im/group")), RouteKind::GroupWrite);
+        let group = Some("/im/group/{group_id}");
+        assert_eq!(route_kind("DELETE", group), RouteKind::GroupWrite);
+        assert_eq!(route_kind("GET", group), RouteKind::Other);
+        assert_eq!(route_kind("GET", Some("/health")), RouteKind::Other);
+        assert_eq!(route_kind("GET", None), RouteKind::Other);
+    }
 
     #[test]
     fn percent_escapes_must_be_two_hex_digits() {

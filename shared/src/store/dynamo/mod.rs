@@ -175,6 +175,7 @@ impl DynamoStore {
                 let cap = 10u64 << attempt.min(6);
                 let wait = rand::rng().random_range(cap / 2..=cap);
                 tracing::debug!(attempt, wait_ms = wait, "transaction conflict, retrying");
+                crate::metrics::dynamo_retry("TransactWriteItems");
                 tokio::time::sleep(Duration::from_millis(wait)).await;
             }
         }
@@ -198,6 +199,7 @@ impl DynamoStore {
         for attempt in 0..8u32 {
             let Some(keys) = wanted.take() else { break };
             if attempt > 0 {
+                crate::metrics::dynamo_retry("BatchGetItem");
                 tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
             }
             let out = self
