@@ -67,7 +67,7 @@ what = {
     "hmac_sha1_alone": "HMAC-SHA1 of a login message with the master key, hex-encoded",
     "login": "a login signature through the login function's router, both keys from the caches",
     "invite": "an invite on a group's linked conversation through the invite function's router, keys from the caches, the link and the caller's standing from `WarmFacts`",
-    "invite_on_dynamodb_local": "the same invite on the store as it is: a GetItem and a BatchGetItem on DynamoDB Local each time",
+    "invite_on_dynamodb_local": "the same invite on the service as it is: the link from its cache, the caller's standing by a BatchGetItem on DynamoDB Local each time",
 }
 def show(ns):
     if ns < 1e3:
@@ -205,8 +205,9 @@ if a cached path makes any):
 $cpu_calls
 \`\`\`
 
-An invite on a group's conversation reads the conversation's link and the caller's
-standing in the group, which no function caches today. \`WarmFacts\`, a \`Store\` that
+An invite on a group's conversation reads the conversation's link (cached for
+\`IM_LINK_CACHE_SECONDS\`) and the caller's standing in the group (never cached: a
+removed member loses its signatures at once). \`WarmFacts\`, a \`Store\` that
 exists only in this benchmark, holds the answers DynamoDB Local gave to those two reads
 (through the SDK, on the first request) and passes every other call to the real store. It
 is a cache in front of DynamoDB Local, not a stand-in for it: it makes \`invite\` the CPU

@@ -12,7 +12,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 source scripts/lib.sh
 svc_init test keep-logs
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step's header says when it started (seconds since make test began), so a slow step
+# shows in the log.
+step() { printf '\n== %s (at %d s)\n' "$*" "$SECONDS"; }
 
 step "make check: format, lints, im-shared unit tests"
 make --no-print-directory check
@@ -135,4 +137,4 @@ sam build
 ls -l .aws-sam/build/*/bootstrap
 
 echo
-echo "make test: all checks passed"
+echo "make test: all checks passed in $SECONDS s"

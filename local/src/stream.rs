@@ -1022,7 +1022,8 @@ impl ShardReader {
                 );
             }
             let f = file.as_mut().expect("opened above");
-            writeln!(f, "{line}")?;
+            // One write of the whole line: a reader never sees it without its newline.
+            f.write_all(format!("{line}\n").as_bytes())?;
             f.flush()
         })();
         if let Err(e) = written {

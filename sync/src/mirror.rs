@@ -323,6 +323,8 @@ impl GroupRun<'_> {
             }
         }
         let mut done: Option<&str> = None;
+        // Where the cursor was last saved in this run: the end saves only what is newer.
+        let mut saved: Option<&str> = None;
         for step in steps(pending) {
             if Instant::now() >= deadline {
                 self.save(done).await;
@@ -335,6 +337,7 @@ impl GroupRun<'_> {
                         // A message cannot be deduped by the vendor: move the cursor
                         // past it before anything else can fail.
                         self.save(done).await;
+                        saved = done;
                     }
                 }
                 Err(e) if e.permanent() => return self.failed(e, step.first(), last).await,
@@ -344,7 +347,9 @@ impl GroupRun<'_> {
                 }
             }
         }
-        self.save(done).await;
+        if done != saved {
+            self.save(done).await;
+        }
         Ok(())
     }
 
