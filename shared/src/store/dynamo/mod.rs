@@ -62,12 +62,13 @@ impl DynamoStore {
             .operation_attempt_timeout(Duration::from_secs(5))
             .operation_timeout(Duration::from_secs(12))
             .build();
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(client::http_client(client::Trust::from_env()))
-            .timeout_config(timeouts)
-            .load()
-            .await;
-        Client::new(&config)
+            .timeout_config(timeouts);
+        if let Some(endpoint) = client::endpoint_override(|name| std::env::var(name).ok()) {
+            loader = loader.endpoint_url(endpoint);
+        }
+        Client::new(&loader.load().await)
     }
 
     /// Opens the connection to DynamoDB during a function's init, where the CPU is, so
