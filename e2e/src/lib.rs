@@ -13,7 +13,8 @@
 //! - [`lambda`]: a function binary invoked under the Lambda emulator;
 //! - [`signatures`]: signatures checked against Python's HMAC;
 //! - [`im_cloud`]: a stand-in for an app's IM cloud (the vendor's realtime REST API 1.2),
-//!   with faults on demand; it needs no service.
+//!   with faults on demand; it needs no service;
+//! - [`sqs`]: a stand-in for the SQS queue of the stream's dead letters.
 
 pub mod calls;
 pub mod http;
@@ -22,4 +23,5 @@ pub mod lambda;
 pub mod openapi;
 pub mod repo;
 pub mod signatures;
+pub mod sqs;
 pub mod stack;
