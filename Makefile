@@ -138,7 +138,7 @@ deploy-built: $(VENV)/.installed
 
 # One output of a stage's stack: make -s stack-output STAGE=staging OUTPUT=ApiUrl
 stack-output: $(VENV)/.installed
-	@test -n "$(OUTPUT)" || { echo "usage: make stack-output STAGE=<stage> OUTPUT=<ApiUrl|TableName|DashboardUrl>" >&2; exit 2; }
+	@test -n "$(OUTPUT)" || { echo "usage: make stack-output STAGE=<stage> OUTPUT=<ApiUrl|TableName|DashboardUrl|SyncDeadLetterQueueUrl>" >&2; exit 2; }
 	@sam list stack-outputs --stack-name "$$(python3 -c 'import sys, tomllib; print(tomllib.load(open("samconfig.toml", "rb"))[sys.argv[1]]["global"]["parameters"]["stack_name"])' $(STAGE))" \
 	  --output json | python3 -c 'import json, sys; print(next(o["OutputValue"] for o in json.load(sys.stdin) if o["OutputKey"] == sys.argv[1]))' $(OUTPUT)
 

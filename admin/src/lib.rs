@@ -1,5 +1,7 @@
 //! Administration of the IM service's table: creating it from `template.yaml`, and
-//! registering, rotating, listing and removing apps and their master keys.
+//! registering, rotating, listing and removing apps and their master keys; sending what
+//! the IM cloud mirror gave up on back through it.
 
 pub mod keyinput;
+pub mod redrive;
 pub mod table;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use im_admin::redrive::{self, QueueRedrive};
 use im_admin::{keyinput, table};
 use im_shared::auth;
 use im_shared::model::ids::check_id;
@@ -155,13 +156,24 @@ enum SyncCommand {
         #[arg(long)]
         fix: bool,
     },
-    /// Send dead-lettered stream records back through the mirror: the JSON lines the
-    /// local server writes (each with its `record`), in order. Safe to repeat: a group
-    /// skips what it applied already. Exits 1 if any record still fails.
+    /// Send what the mirror gave up on back through it, in order. Safe to repeat: a group
+    /// skips what it applied already. Exits 1 if any batch still fails (or, from the
+    /// queue, was kept for any reason).
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["file", "queue_url"])))]
     Redrive {
-        /// The dead-letter file (im-local prints where it is).
+        /// The local server's dead-letter file (im-local prints where it is): JSON lines,
+        /// each with its `record`.
         #[arg(long, value_name = "FILE")]
-        file: PathBuf,
+        file: Option<PathBuf>,
+        /// On AWS, the stream's on-failure queue (the stack's SyncDeadLetterQueueUrl
+        /// output). Each message's batch is read back from the table's stream, which
+        /// keeps records 24 hours; a message is deleted once its whole batch applied.
+        #[arg(long, value_name = "URL")]
+        queue_url: Option<String>,
+        /// Delete the messages whose records have left the stream, instead of keeping
+        /// them (reconcile their groups with `sync reconcile --fix`).
+        #[arg(long, requires = "queue_url")]
+        drop_expired: bool,
     },
 }
 
@@ -261,36 +273,29 @@ async fn sync(store: DynamoStore, action: SyncCommand) -> Result<()> {
                 anyhow::bail!("{differ} group(s) differ from their conversations");
             }
         }
-        SyncCommand::Redrive { file } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let mut records = Vec::new();
-            for (n, line) in text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-            {
-                let letter: serde_json::Value = serde_json::from_str(line)
-                    .with_context(|| format!("line {} is not JSON", n + 1))?;
-                records.push(letter["record"].clone());
-            }
-            let event: im_sync::StreamEvent =
-                serde_json::from_value(serde_json::json!({ "Records": records }))
-                    .context("the dead letters' records are not stream records")?;
-            let count = event.records.len();
+        SyncCommand::Redrive {
+            file,
+            queue_url,
+            drop_expired,
+        } => {
             let syncer = Syncer::with_client(store)?;
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-            let answer = syncer.handle(event, deadline).await;
-            let failed = answer.batch_item_failures.len();
-            println!("{count} record(s) sent through the mirror; {failed} group(s) still failing");
-            for f in &answer.batch_item_failures {
-                println!(
-                    "still failing from record {}",
-                    f.item_identifier.as_deref().unwrap_or("?")
-                );
-            }
-            if failed > 0 {
-                anyhow::bail!("{failed} group(s) still fail: see the service's log, or reconcile");
+            match (file, queue_url) {
+                (Some(file), _) => redrive::from_file(&syncer, &file).await?,
+                (None, Some(url)) => {
+                    let sdk =
+                        aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                    let tally = QueueRedrive::new(&syncer, &sdk, &url, drop_expired)
+                        .run()
+                        .await?;
+                    println!(
+                        "{} message(s): {} applied and deleted, {} kept, {} dropped as expired",
+                        tally.received, tally.applied, tally.kept, tally.dropped
+                    );
+                    if tally.kept > 0 {
+                        anyhow::bail!("{} message(s) kept in the queue: see above", tally.kept);
+                    }
+                }
+                (None, None) => unreachable!("clap requires one source"),
             }
         }
     }

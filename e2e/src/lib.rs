@@ -16,7 +16,8 @@
 //!   test binary, run after `sam build`);
 //! - [`signatures`]: signatures checked against Python's HMAC;
 //! - [`im_cloud`]: a stand-in for an app's IM cloud (the vendor's realtime REST API 1.2),
-//!   with faults on demand; it needs no service.
+//!   with faults on demand; it needs no service;
+//! - [`sqs`]: a stand-in for the SQS queue of the stream's dead letters.
 
 pub mod calls;
 pub mod http;
@@ -26,4 +27,5 @@ pub mod openapi;
 pub mod repo;
 pub mod sam;
 pub mod signatures;
+pub mod sqs;
 pub mod stack;

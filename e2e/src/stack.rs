@@ -187,6 +187,11 @@ pub fn admin_command() -> Command {
     let mut command = Command::new(bin("im-admin"));
     command
         .env("AWS_ENDPOINT_URL_DYNAMODB", env("IM_TEST_DDB_ENDPOINT"))
+        // DynamoDB Local serves the table's stream at the same address.
+        .env(
+            "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
+            env("IM_TEST_DDB_ENDPOINT"),
+        )
         .env("AWS_ACCESS_KEY_ID", "local")
         .env("AWS_SECRET_ACCESS_KEY", "local")
         .env("AWS_REGION", "us-east-1")

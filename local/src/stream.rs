@@ -4,8 +4,8 @@
 //!
 //! What it copies from the mapping (see template.yaml):
 //! - one reader per shard, records in order, a child shard only once its parent is done;
-//! - the mapping's filter ([`group_and_member_items`]) applied before any invocation, and
-//!   records it drops checkpointed at once;
+//! - the mapping's filter ([`group_and_member_items`], shared with the redrive) applied
+//!   before any invocation, and records it drops checkpointed at once;
 //! - batches of up to [`PollerSettings::batch_size`] records of one shard, one at a time;
 //! - `ReportBatchItemFailures`: a batch is retried from its lowest failed sequence number,
 //!   the records before it checkpointed. An answer naming a record that is not in the
@@ -48,8 +48,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 pub use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
-use aws_lambda_events::event::dynamodb::{StreamRecord, StreamViewType, UserIdentity};
 pub use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+pub use im_sync::stream::{compare_sequence_numbers, group_and_member_items, lambda_record};
+use im_sync::stream::{sequence_number as seq, string_key as key, BatchInfo};
 
 /// What a handler may fail with; `lambda_runtime::Error` and `anyhow::Error` convert.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -132,35 +133,6 @@ impl PollerSettings {
     }
 }
 
-/// The mapping's filter: group items (`GROUP#<id>` / `META`) and member items
-/// (`GROUP#<id>` / `MEMBER#<client id>`); not a group's sync state, apps, keys or
-/// idempotency records.
-pub fn group_and_member_items(record: &EventRecord) -> bool {
-    match (key(record, "pk"), key(record, "sk")) {
-        (Some(pk), Some(sk)) => {
-            pk.starts_with("GROUP#") && (sk == "META" || sk.starts_with("MEMBER#"))
-        }
-        _ => false,
-    }
-}
-
-fn key<'a>(record: &'a EventRecord, name: &str) -> Option<&'a str> {
-    match record.change.keys.get(name) {
-        Some(serde_dynamo::AttributeValue::S(s)) => Some(s),
-        _ => None,
-    }
-}
-
-fn seq(record: &EventRecord) -> &str {
-    record.change.sequence_number.as_deref().unwrap_or_default()
-}
-
-/// Sequence numbers are decimal strings of any length; compare them as numbers.
-pub fn compare_sequence_numbers(a: &str, b: &str) -> Ordering {
-    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-}
-
 /// An SDK configuration for DynamoDB Local (and its stream) at `endpoint`: a fixed
 /// region and dummy static credentials, so that nothing probes for real ones.
 pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
@@ -176,50 +148,6 @@ pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
         .endpoint_url(endpoint)
         .load()
         .await
-}
-
-/// A stream record in the shape Lambda hands to the function. `None` for a record
-/// without a sequence number, which no stream makes.
-pub fn lambda_record(record: ddbs::Record, stream_arn: &str, region: &str) -> Option<EventRecord> {
-    let change = record.dynamodb?;
-    change.sequence_number.as_ref()?;
-    let mut out = StreamRecord::default();
-    out.approximate_creation_date_time = change
-        .approximate_creation_date_time
-        .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-        .unwrap_or_default();
-    out.keys = change.keys.unwrap_or_default().into();
-    out.new_image = change.new_image.unwrap_or_default().into();
-    out.old_image = change.old_image.unwrap_or_default().into();
-    out.sequence_number = change.sequence_number;
-    out.size_bytes = change.size_bytes.unwrap_or_default();
-    out.stream_view_type = change.stream_view_type.map(|v| match v {
-        ddbs::StreamViewType::KeysOnly => StreamViewType::KeysOnly,
-        ddbs::StreamViewType::NewImage => StreamViewType::NewImage,
-        ddbs::StreamViewType::OldImage => StreamViewType::OldImage,
-        _ => StreamViewType::NewAndOldImages,
-    });
-    let mut event = EventRecord::default();
-    // DynamoDB Local names its region "ddblocal"; the function sees the configured one,
-    // as on AWS, where it is the table's.
-    event.aws_region = region.to_owned();
-    event.change = out;
-    event.event_id = record.event_id.unwrap_or_default();
-    event.event_name = record
-        .event_name
-        .map(|n| n.as_str().to_owned())
-        .unwrap_or_default();
-    event.event_source = Some("aws:dynamodb".into());
-    event.event_version = Some("1.1".into());
-    event.event_source_arn = Some(stream_arn.to_owned());
-    // Time-to-live deletions say who made them.
-    event.user_identity = record.user_identity.map(|i| {
-        let mut identity = UserIdentity::default();
-        identity.type_ = i.r#type.unwrap_or_default();
-        identity.principal_id = i.principal_id.unwrap_or_default();
-        identity
-    });
-    Some(event)
 }
 
 /// Counters and state for tests and benchmarks.
@@ -1057,14 +985,14 @@ fn dead_letter_line(
         "responseContext": response,
         "version": "1.0",
         "timestamp": rfc3339(now),
-        "DDBStreamBatchInfo": {
-            "shardId": shard_id,
-            "startSequenceNumber": seq(record),
-            "endSequenceNumber": seq(record),
-            "approximateArrivalOfFirstRecord": arrival,
-            "approximateArrivalOfLastRecord": arrival,
-            "batchSize": 1,
-            "streamArn": stream_arn,
+        "DDBStreamBatchInfo": BatchInfo {
+            shard_id: shard_id.to_owned(),
+            start_sequence_number: seq(record).to_owned(),
+            end_sequence_number: seq(record).to_owned(),
+            approximate_arrival_of_first_record: Some(arrival.clone()),
+            approximate_arrival_of_last_record: Some(arrival),
+            batch_size: 1,
+            stream_arn: stream_arn.to_owned(),
         },
         "failure": failure,
         "record": record,
@@ -1456,83 +1384,5 @@ mod tests {
         );
         assert_eq!(ids(&plan), vec!["c"]);
         assert!(matches!(plan[0].1, Start::TrimHorizon));
-    }
-
-    #[test]
-    fn the_filter_passes_group_and_member_items_only() {
-        let passes = |pk, sk| group_and_member_items(&record(1, pk, sk));
-        assert!(passes("GROUP#1", "META"));
-        assert!(passes("GROUP#1", "MEMBER#alice"));
-        assert!(!passes("GROUP#1", "SYNC"));
-        assert!(!passes("APP#dev", "META"));
-        assert!(!passes("TOKEN_KEY#k", "META"));
-        assert!(!passes("IDEMPOTENCY#x", "MEMBER#a"));
-    }
-
-    #[test]
-    fn sequence_numbers_compare_as_numbers() {
-        assert_eq!(compare_sequence_numbers("9", "10"), Ordering::Less);
-        assert_eq!(
-            compare_sequence_numbers("000000000000000000010", "9"),
-            Ordering::Greater
-        );
-        assert_eq!(compare_sequence_numbers("0042", "42"), Ordering::Equal);
-    }
-
-    #[test]
-    fn stream_records_become_lambda_records() {
-        use aws_sdk_dynamodbstreams::types::{AttributeValue as Av, OperationType};
-        let image = |v: &str| {
-            HashMap::from([
-                ("pk".to_owned(), Av::S("GROUP#7".into())),
-                ("sk".to_owned(), Av::S("META".into())),
-                ("group_name".to_owned(), Av::S(v.into())),
-                ("version".to_owned(), Av::N("2".into())),
-            ])
-        };
-        let record = ddbs::Record::builder()
-            .event_id("e1")
-            .event_name(OperationType::Modify)
-            .event_version("1.1")
-            .event_source("aws:dynamodb")
-            .aws_region("ddblocal")
-            .dynamodb(
-                ddbs::StreamRecord::builder()
-                    .approximate_creation_date_time(
-                        aws_sdk_dynamodbstreams::primitives::DateTime::from_secs(1_795_709_820),
-                    )
-                    .set_keys(Some(HashMap::from([
-                        ("pk".to_owned(), Av::S("GROUP#7".into())),
-                        ("sk".to_owned(), Av::S("META".into())),
-                    ])))
-                    .set_new_image(Some(image("new")))
-                    .set_old_image(Some(image("old")))
-                    .sequence_number("000000000000000000003")
-                    .size_bytes(51)
-                    .stream_view_type(ddbs::StreamViewType::NewAndOldImages)
-                    .build(),
-            )
-            .build();
-        let arn = "arn:aws:dynamodb:ddblocal:000000000000:table/t/stream/x";
-        let event = lambda_record(record, arn, "us-east-1").unwrap();
-        let json = serde_json::to_value(&event).unwrap();
-        assert_eq!(json["eventID"], "e1");
-        assert_eq!(json["eventName"], "MODIFY");
-        assert_eq!(json["eventVersion"], "1.1");
-        assert_eq!(json["eventSource"], "aws:dynamodb");
-        assert_eq!(json["eventSourceARN"], arn);
-        assert_eq!(json["awsRegion"], "us-east-1");
-        let d = &json["dynamodb"];
-        assert_eq!(d["ApproximateCreationDateTime"], 1_795_709_820.0);
-        assert_eq!(d["Keys"]["pk"]["S"], "GROUP#7");
-        assert_eq!(d["NewImage"]["group_name"]["S"], "new");
-        assert_eq!(d["OldImage"]["group_name"]["S"], "old");
-        assert_eq!(d["NewImage"]["version"]["N"], "2");
-        assert_eq!(d["SequenceNumber"], "000000000000000000003");
-        assert_eq!(d["SizeBytes"], 51);
-        assert_eq!(d["StreamViewType"], "NEW_AND_OLD_IMAGES");
-        // What the function's runtime parses is what was built.
-        let back: StreamEvent = serde_json::from_value(json!({"Records": [json]})).unwrap();
-        assert_eq!(back.records[0], event);
     }
 }

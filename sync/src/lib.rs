@@ -6,12 +6,16 @@
 //! - [`records`]: what a stream record means (pure);
 //! - [`mirror`]: the handler, its ordering and exactly-once rules;
 //! - [`vendor`]: the REST calls, retries and back-off;
-//! - [`message`]: the system messages.
+//! - [`message`]: the system messages;
+//! - [`stream`] (feature `stream-reader`): the stream read as Lambda's mapping reads it,
+//!   for the local poller and `im-admin sync redrive`.
 
 pub mod message;
 pub mod mirror;
 pub mod reconcile;
 pub mod records;
+#[cfg(feature = "stream-reader")]
+pub mod stream;
 pub mod vendor;
 
 use std::time::Duration;

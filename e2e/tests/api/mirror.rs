@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use im_e2e::http::{Api, BACKEND};
 use im_e2e::im_cloud::{Conversation, FaultKind, ImCloudStandIn};
+use im_e2e::sqs::SqsStandIn;
 use im_e2e::stack::{admin_command, env};
 use im_shared::model::{ImCloud, OnDelete};
 use reqwest::Method;
@@ -413,50 +414,59 @@ async fn fifty_concurrent_writes_converge_while_a_third_of_the_answers_fail() {
     assert!(failed > 10, "the stand-in failed only {failed} requests");
 }
 
+impl Mirrored {
+    /// Creates a group between two healthy ones whose every request to the IM cloud fails
+    /// with a 500 until the faults are cleared. Returns its id and, once its record has
+    /// been dead-lettered, its lines of the local dead-letter file (whole lines only: the
+    /// poller may be writing one as we read).
+    async fn poisoned_and_dead_lettered(&self) -> (u64, String) {
+        let healthy = self.create("alice", "first", "bob").await;
+        self.wait_in_step(healthy).await;
+        // Group ids come from one counter that other tests use too: poison a range, so
+        // that whichever id the next create gets, it is poisoned before its record is read.
+        let next = self
+            .api
+            .store
+            .group_meta(healthy)
+            .await
+            .unwrap()
+            .unwrap()
+            .group_id
+            + 1;
+        for id in next..next + 200 {
+            self.cloud.fail_always_for_group(id, 500);
+        }
+        let poisoned = self.create("alice", "poisoned", "bob").await;
+        assert!(poisoned < next + 200, "the poisoned range was used up");
+        self.cloud.clear_faults();
+        self.cloud.fail_always_for_group(poisoned, 500);
+        let after = self.create("carol", "after", "dave").await;
+        self.wait_in_step(after).await;
+        let dead_letters = env("IM_TEST_SYNC_DEAD_LETTERS");
+        let marker = format!("GROUP#{poisoned}");
+        let letters_of = |text: &str| -> String {
+            text.split_inclusive('\n')
+                .filter(|l| l.ends_with('\n') && l.contains(&marker))
+                .filter(|l| serde_json::from_str::<Value>(l).is_ok())
+                .collect()
+        };
+        eventually("the poisoned record is dead-lettered", || async {
+            std::fs::read_to_string(&dead_letters).is_ok_and(|t| !letters_of(&t).is_empty())
+        })
+        .await;
+        assert!(self.cloud.conversations_for_group(poisoned).is_empty());
+        let mine = letters_of(&std::fs::read_to_string(&dead_letters).unwrap());
+        (poisoned, mine)
+    }
+}
+
 #[tokio::test]
 async fn a_record_that_always_fails_is_dead_lettered_and_holds_no_other_group_back() {
     let m = mirrored("mirror-poison", false, OnDelete::Keep).await;
-    let healthy = m.create("alice", "first", "bob").await;
-    m.wait_in_step(healthy).await;
-    // Every request about the next group fails with a 500, for good. (Group ids come from
-    // one counter that other tests use too: poison a range, so that whichever id the next
-    // create gets, it is poisoned before its record is read.)
-    let next = m
-        .api
-        .store
-        .group_meta(healthy)
-        .await
-        .unwrap()
-        .unwrap()
-        .group_id
-        + 1;
-    for id in next..next + 200 {
-        m.cloud.fail_always_for_group(id, 500);
-    }
-    let poisoned = m.create("alice", "poisoned", "bob").await;
-    assert!(poisoned < next + 200, "the poisoned range was used up");
-    m.cloud.clear_faults();
-    m.cloud.fail_always_for_group(poisoned, 500);
-    let after = m.create("carol", "after", "dave").await;
-    m.wait_in_step(after).await;
-    let dead_letters = env("IM_TEST_SYNC_DEAD_LETTERS");
-    let marker = format!("GROUP#{poisoned}");
-    // This group's letters: whole lines only (the poller may be writing one as we read).
-    let letters_of = |text: &str| -> String {
-        text.split_inclusive('\n')
-            .filter(|l| l.ends_with('\n') && l.contains(&marker))
-            .filter(|l| serde_json::from_str::<Value>(l).is_ok())
-            .collect()
-    };
-    eventually("the poisoned record is dead-lettered", || async {
-        std::fs::read_to_string(&dead_letters).is_ok_and(|t| !letters_of(&t).is_empty())
-    })
-    .await;
-    assert!(m.cloud.conversations_for_group(poisoned).is_empty());
+    let (poisoned, mine) = m.poisoned_and_dead_lettered().await;
     // Sent back through by the operator once the IM cloud answers again: this group's
     // letters only (the file is shared by every test).
     m.cloud.clear_faults();
-    let mine = letters_of(&std::fs::read_to_string(&dead_letters).unwrap());
     let letters = std::env::temp_dir().join(format!("{}.jsonl", m.api.app.app_id));
     std::fs::write(&letters, mine).unwrap();
     let mut command = admin_command();
@@ -478,6 +488,124 @@ async fn a_record_that_always_fails_is_dead_lettered_and_holds_no_other_group_ba
     );
     std::fs::remove_file(&letters).unwrap();
     m.wait_in_step(poisoned).await;
+}
+
+/// `im-admin sync redrive --queue-url` on `queue` (with `extra` arguments): whether it
+/// succeeded, and all it printed.
+async fn redrive_queue(queue: &SqsStandIn, extra: &[&str]) -> (bool, String) {
+    let mut command = admin_command();
+    command
+        .env("AWS_ENDPOINT_URL_SQS", queue.endpoint())
+        // As the local server's (scripts/test.sh): a failing batch fails within seconds.
+        .env("IM_SYNC_RETRY_BUDGET_MS", "2500")
+        .args(["--table", &env("IM_TEST_LOCAL_TABLE"), "sync", "redrive"])
+        .args(["--queue-url", queue.queue_url()])
+        .args(extra);
+    let out = run(command).await;
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), printed)
+}
+
+#[tokio::test]
+async fn a_batch_from_the_dead_letter_queue_is_read_back_from_the_stream_and_redriven() {
+    let m = mirrored("mirror-queue", true, OnDelete::Keep).await;
+    let (poisoned, mine) = m.poisoned_and_dead_lettered().await;
+    let letter: Value = serde_json::from_str(mine.lines().next().unwrap()).unwrap();
+    // What Lambda's on-failure destination sends for a DynamoDB stream batch: where the
+    // batch is in the stream (here DynamoDB Local's real shard and sequence numbers, as
+    // the local poller gave up on them), not its records.
+    let message = json!({
+        "requestContext": {
+            "requestId": "316aa6d0-8154-xmpl-9af7-85d5f4a6bc81",
+            "functionArn": "arn:aws:lambda:us-east-1:000000000000:function:sync-conversations:live",
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 4
+        },
+        "responseContext": {"statusCode": 200, "executedVersion": "1", "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": letter["timestamp"],
+        "DDBStreamBatchInfo": letter["DDBStreamBatchInfo"],
+    })
+    .to_string();
+    assert!(message.contains(r#""shardId":"shardId-"#), "{message}");
+    let queue = SqsStandIn::start().await;
+    let mut printed = String::new();
+
+    // The IM cloud still fails: the batch fails again, and its message stays in the
+    // queue, visible for the next run.
+    queue.send(&message);
+    let (ok, out) = redrive_queue(&queue, &[]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("1 group(s) still failing"), "{out}");
+    assert!(out.contains("0 applied and deleted, 1 kept"), "{out}");
+    assert_eq!(queue.visible(), std::slice::from_ref(&message));
+    printed.push_str(&out);
+
+    // Once it answers: applied, the message deleted.
+    m.cloud.clear_faults();
+    let (ok, out) = redrive_queue(&queue, &[]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("1 record(s) applied; deleted from the queue"),
+        "{out}"
+    );
+    assert!(queue.bodies().is_empty());
+    let c = m.wait_in_step(poisoned).await;
+    assert_eq!(c.name.as_deref(), Some("poisoned"));
+    printed.push_str(&out);
+
+    assert_eq!(m.events(&c.id).len(), 1, "one system message: created");
+
+    // Again, on an empty queue and with the same message delivered twice: nothing
+    // changes in the IM cloud (the group skips what it applied), the message goes.
+    let (ok, out) = redrive_queue(&queue, &[]).await;
+    assert!(ok && out.contains("0 message(s)"), "{out}");
+    queue.send(&message);
+    let (ok, out) = redrive_queue(&queue, &[]).await;
+    assert!(ok && out.contains("1 applied and deleted"), "{out}");
+    assert!(queue.bodies().is_empty());
+    assert_eq!(m.cloud.conversations_for_group(poisoned).len(), 1);
+    let now = m.in_step(poisoned).await.expect("still in step");
+    assert_eq!((&now.id, &now.name), (&c.id, &c.name));
+    assert_eq!(m.events(&c.id).len(), 1, "no second created message");
+    printed.push_str(&out);
+
+    // A batch no longer in the stream (its shard trimmed away): kept, and named, unless
+    // the operator says to drop it.
+    let mut gone: Value = serde_json::from_str(&message).unwrap();
+    gone["DDBStreamBatchInfo"]["shardId"] = json!("shardId-00000001000000000000-00000000");
+    let gone = gone.to_string();
+    queue.send(&gone);
+    let (ok, out) = redrive_queue(&queue, &[]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("shardId-00000001000000000000-00000000")
+            && out.contains("no longer in the stream")
+            && out.contains("kept"),
+        "{out}"
+    );
+    assert_eq!(queue.visible(), std::slice::from_ref(&gone));
+    let (ok, out) = redrive_queue(&queue, &["--drop-expired"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("1 dropped as expired"), "{out}");
+    assert!(queue.bodies().is_empty());
+    printed.push_str(&out);
+
+    // Whatever is not such a message is kept too.
+    queue.send(r#"{"Records": []}"#);
+    let (ok, out) = redrive_queue(&queue, &[]).await;
+    assert!(!ok && out.contains("not the on-failure message"), "{out}");
+    printed.push_str(&out);
+
+    assert!(
+        !printed.contains(&m.api.app.master_key),
+        "the key never leaves"
+    );
+    assert!(!printed.contains("mk-test-"), "no master key at all");
 }
 
 #[tokio::test]

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use im_e2e::stack::{ddb, env, unique};
+use im_local::stream::lambda_record;
 use im_local::stream::{
     compare_sequence_numbers, local_sdk_config, BoxError, DynamoDbBatchItemFailure,
     DynamoDbEventResponse, PollerSettings, StreamEvent, StreamHandler, StreamPoller,
 };
+use im_sync::stream::{read_batch, BatchInfo, ReadError};
 use serde_json::Value;
 
 /// One record as the handler saw it.
@@ -399,4 +401,127 @@ async fn the_poller_hands_over_group_changes_in_order_retries_and_dead_letters()
     assert!(status.records_filtered_out >= 3, "{status:?}");
     poller.stop().await;
     std::fs::remove_file(dead_letters).unwrap();
+}
+
+/// What `im-admin sync redrive --queue-url` reads for a dead-letter message: a batch of
+/// DynamoDB Local's real stream, from its start to its end sequence number, through the
+/// mapping's filter, in the shape the poller hands over.
+#[tokio::test]
+async fn a_dead_lettered_batch_is_read_back_from_the_stream() {
+    let client = ddb().await;
+    let table = unique("stream-batch");
+    assert!(im_admin::table::ensure_table(&client, &table)
+        .await
+        .unwrap());
+    let written = [
+        ("GROUP#1", "META"),
+        ("APP#x", "META"),
+        ("GROUP#1", "MEMBER#alice"),
+        ("GROUP#1", "SYNC"),
+        ("GROUP#2", "META"),
+        ("GROUP#2", "MEMBER#bob"),
+    ];
+    for (pk, sk) in written {
+        put(&client, &table, pk, sk, None).await;
+    }
+    let stream_arn = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .unwrap();
+    let sdk = local_sdk_config(&env("IM_TEST_DDB_ENDPOINT")).await;
+    let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
+    // Every record of the table's one shard, as the poller reads it.
+    let shards = streams
+        .describe_stream()
+        .stream_arn(&stream_arn)
+        .send()
+        .await
+        .unwrap()
+        .stream_description
+        .and_then(|d| d.shards)
+        .unwrap();
+    assert_eq!(shards.len(), 1, "a new table's stream has one shard");
+    let shard_id = shards[0].shard_id().unwrap().to_owned();
+    let mut iterator = streams
+        .get_shard_iterator()
+        .stream_arn(&stream_arn)
+        .shard_id(&shard_id)
+        .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator;
+    let mut all = Vec::new();
+    while let Some(it) = iterator.take() {
+        let out = streams
+            .get_records()
+            .shard_iterator(it)
+            .send()
+            .await
+            .unwrap();
+        let records = out.records.unwrap_or_default();
+        if records.is_empty() {
+            break;
+        }
+        all.extend(
+            records
+                .into_iter()
+                .filter_map(|r| lambda_record(r, &stream_arn, "us-east-1")),
+        );
+        iterator = out.next_shard_iterator;
+    }
+    assert_eq!(all.len(), written.len());
+    let seq = |i: usize| all[i].change.sequence_number.clone().unwrap();
+    let batch = |start: usize, end: usize, shard: &str| BatchInfo {
+        shard_id: shard.to_owned(),
+        start_sequence_number: seq(start),
+        end_sequence_number: seq(end),
+        approximate_arrival_of_first_record: None,
+        approximate_arrival_of_last_record: None,
+        batch_size: (end - start + 1) as u64,
+        stream_arn: stream_arn.clone(),
+    };
+    let keys = |records: &[im_local::stream::EventRecord]| -> Vec<(String, String)> {
+        records
+            .iter()
+            .map(|r| {
+                let key = |k| match r.change.keys.get(k) {
+                    Some(serde_dynamo::AttributeValue::S(s)) => s.clone(),
+                    other => panic!("{other:?}"),
+                };
+                (key("pk"), key("sk"))
+            })
+            .collect()
+    };
+    let pair = |pk: &str, sk: &str| (pk.to_owned(), sk.to_owned());
+
+    let read = |start, end| {
+        let (streams, info) = (&streams, batch(start, end, &shard_id));
+        async move { read_batch(streams, &info, "us-east-1").await.unwrap() }
+    };
+    // The first four records: the app and the sync state are filtered out, the rest
+    // come as the poller would have handed them (the whole record, not only its keys).
+    let first = read(0, 3).await;
+    assert_eq!(
+        keys(&first),
+        [pair("GROUP#1", "META"), pair("GROUP#1", "MEMBER#alice")]
+    );
+    assert_eq!(first, [all[0].clone(), all[2].clone()]);
+    // One record in the middle; the last one, at the shard's open end.
+    assert_eq!(keys(&read(4, 4).await), [pair("GROUP#2", "META")]);
+    assert_eq!(keys(&read(5, 5).await), [pair("GROUP#2", "MEMBER#bob")]);
+    // A shard that is not there (any more): gone, not an error to retry.
+    let err = read_batch(
+        &streams,
+        &batch(0, 0, "shardId-00000001000000000000-00000000"),
+        "us-east-1",
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ReadError::Gone(_)), "{err:?}");
 }
