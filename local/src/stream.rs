@@ -161,23 +161,6 @@ pub fn compare_sequence_numbers(a: &str, b: &str) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
-/// An SDK configuration for DynamoDB Local (and its stream) at `endpoint`: a fixed
-/// region and dummy static credentials, so that nothing probes for real ones.
-pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodbstreams::config::Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "dynamodb-local",
-        ))
-        .endpoint_url(endpoint)
-        .load()
-        .await
-}
-
 /// A stream record in the shape Lambda hands to the function. `None` for a record
 /// without a sequence number, which no stream makes.
 pub fn lambda_record(record: ddbs::Record, stream_arn: &str, region: &str) -> Option<EventRecord> {
