@@ -25,11 +25,19 @@ make --no-print-directory lint-deploy
 step "build"
 cargo build --workspace --all-targets --quiet
 
+# DynamoDB Local under the whole suite (dozens of concurrent transactions, a JVM on two
+# shared cores) at times takes seconds to answer, where DynamoDB takes milliseconds: what
+# runs on it gets bounds to match. The defaults (1.5 s an attempt, 3 s a call) are for
+# DynamoDB; the tests of unreachable storage use them (e2e/tests/api/unreachable.rs, the
+# third emulator below).
+slow_ddb_bounds=(IM_DYNAMODB_ATTEMPT_TIMEOUT_MS=10000 IM_DYNAMODB_OPERATION_TIMEOUT_MS=30000)
+
 step "start the local server on DynamoDB Local (in memory), its stream going to the IM cloud mirror"
 # The mirror suite's stand-ins answer slowly on purpose (1.5 s): one attempt gives up
 # after 0.5 s, one call after 2.5 s, and a record after 3 retries goes to the dead letters.
 start_local_server target/debug/im-local \
-  IM_SYNC_ATTEMPT_TIMEOUT_MS=500 IM_SYNC_RETRY_BUDGET_MS=2500 IM_LOCAL_STREAM_MAX_RETRIES=3
+  IM_SYNC_ATTEMPT_TIMEOUT_MS=500 IM_SYNC_RETRY_BUDGET_MS=2500 IM_LOCAL_STREAM_MAX_RETRIES=3 \
+  "${slow_ddb_bounds[@]}"
 echo "$ready"
 
 local_aws_env "$ddb_url"
@@ -47,23 +55,32 @@ target/debug/im-admin --table "$lambda_table" token-key add events-fixture --app
   --key-file events/fixture-token-secret
 
 # One emulator per authentication mode; each serves every function binary.
-start_emulator() { # log table extra-env; sets $port
+start_emulator() { # log table extra-env [dynamodb-endpoint]; sets $port
   port=$(free_port)
   cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes \
-    --env-var "TABLE_NAME=$2,$(local_aws_env_csv "$ddb_url")$3" \
+    --env-var "TABLE_NAME=$2,$(local_aws_env_csv "${4:-$ddb_url}")$3" \
     >"$1" 2>&1 &
   pids+=($!)
   wait_for_port "$port" 120
 }
 step "start the Lambda emulators (cargo lambda watch): bearer tokens, and API Gateway's JWT authorizer"
-start_emulator "$work/lambda.log" "$lambda_table" ""
+slow_ddb_csv=$(IFS=,; echo ",${slow_ddb_bounds[*]}")
+start_emulator "$work/lambda.log" "$lambda_table" "$slow_ddb_csv"
 lambda_port=$port
 start_emulator "$work/lambda-authorizer.log" "$authz_table" \
-  ",IM_AUTH_MODE=authorizer,IM_AUTH_APP_ID=demo-app,IM_AUTH_ADMIN_CLAIM=groups,IM_AUTH_ADMIN_VALUE=im-admin"
+  "$slow_ddb_csv,IM_AUTH_MODE=authorizer,IM_AUTH_APP_ID=demo-app,IM_AUTH_ADMIN_CLAIM=groups,IM_AUTH_ADMIN_VALUE=im-admin"
 authz_port=$port
-echo "emulators on 127.0.0.1:$lambda_port (tokens) and 127.0.0.1:$authz_port (authorizer)"
+# And one whose DynamoDB cannot be reached: a port bound for a moment, then let go (every
+# connection refused). Its functions warm up at init all the same, which fails first.
+start_emulator "$work/lambda-unreachable.log" im-unreachable ",IM_DYNAMODB_WARM_UP=always" \
+  "http://127.0.0.1:$(free_port)"
+unreachable_port=$port
+echo "emulators on 127.0.0.1:$lambda_port (tokens), 127.0.0.1:$authz_port (authorizer)" \
+  "and 127.0.0.1:$unreachable_port (DynamoDB unreachable)"
 
 step "cargo test (unit, store, HTTP, Lambda, route agreement)"
+# The tests' own DynamoDB Local clients, and the admin command they run, read these too.
+export "${slow_ddb_bounds[@]}"
 IM_TEST_HTTP_URL="$http_url" \
 IM_TEST_DDB_ENDPOINT="$ddb_url" \
 IM_TEST_LOCAL_TABLE=im-local \
@@ -73,6 +90,7 @@ IM_TEST_LAMBDA_PORT="$lambda_port" \
 IM_TEST_LAMBDA_TABLE="$lambda_table" \
 IM_TEST_AUTHZ_PORT="$authz_port" \
 IM_TEST_AUTHZ_TABLE="$authz_table" \
+IM_TEST_UNREACHABLE_LAMBDA_PORT="$unreachable_port" \
 IM_TEST_DEMO_KEY_FILE="$demo_key" \
 IM_TEST_SYNC_DEAD_LETTERS="$work/local/stream-dead-letters.jsonl" \
   cargo test --workspace --no-fail-fast
@@ -118,7 +136,7 @@ step "no secret in any service log"
 # (their JSON log lines; im-local's start-up banner prints the development token on purpose).
 leaks=0
 checked=0
-for log in "$work/local.log" "$work/lambda.log" "$work/lambda-authorizer.log"; do
+for log in "$work/local.log" "$work/lambda.log" "$work/lambda-authorizer.log" "$work/lambda-unreachable.log"; do
   grep '^{' "$log" >"$log.json" || true
   checked=$((checked + $(wc -l <"$log.json")))
   if grep -qE -- "mk-test-|ts-test-|eyJ" "$log.json" \

@@ -31,7 +31,7 @@ use im_local::stream::{
     BoxError, DynamoDbEventResponse, PollerSettings, StreamEvent, StreamHandler, StreamPoller,
 };
 use im_shared::api::{router, AppState};
-use im_shared::config::Config;
+use im_shared::config::{Config, DynamoBounds};
 use im_shared::model::{ImCloud, OnDelete};
 use im_shared::routes::Function;
 use im_shared::store::DynamoStore;
@@ -63,7 +63,7 @@ pub async fn mirror(args: Args) -> Result<()> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
         .context("AWS_ENDPOINT_URL_DYNAMODB (im-local's DynamoDB Local) is not set")?;
     let table = std::env::var("TABLE_NAME").context("TABLE_NAME (im-local's table) is not set")?;
-    let client = DynamoStore::local_client(&endpoint).await;
+    let client = DynamoStore::local_client(&endpoint, &DynamoBounds::from_env()?).await;
     let store = DynamoStore::new(client, &table);
     let http = im_e2e::http::client();
     let local = Local {
@@ -459,12 +459,13 @@ impl HandlerThread {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let bounds = DynamoBounds::from_env()?;
         std::thread::Builder::new()
             .name("sync-handler".into())
             .spawn(move || {
                 runtime.block_on(async move {
                     // As im-local builds its handler.
-                    let sdk = im_local::stream::local_sdk_config(&endpoint).await;
+                    let sdk = DynamoStore::local_config(&endpoint, &bounds).await;
                     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
                     let syncer = Syncer::with_client(store).expect("the sync handler");
                     while let Some((event, reply)) = rx.recv().await {
@@ -522,7 +523,7 @@ async fn in_process(
     writes: usize,
     pause: Duration,
 ) -> Result<()> {
-    let sdk = im_local::stream::local_sdk_config(endpoint).await;
+    let sdk = DynamoStore::local_config(endpoint, &DynamoBounds::from_env()?).await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let table = im_e2e::stack::unique("im-bench-sync");
     im_admin::table::ensure_table(&client, &table).await?;

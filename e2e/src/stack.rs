@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use im_shared::api::{router, AppState};
-use im_shared::config::Config;
+use im_shared::config::{Config, DynamoBounds};
 use im_shared::model::Secret;
 use im_shared::routes::Function;
 use im_shared::store::DynamoStore;
@@ -110,9 +110,11 @@ impl TestApp {
     }
 }
 
-/// A client of DynamoDB Local.
+/// A client of DynamoDB Local, bounded as the environment says (`make test` gives
+/// DynamoDB Local under the suite's load longer than the defaults).
 pub async fn ddb() -> Client {
-    DynamoStore::local_client(&env("IM_TEST_DDB_ENDPOINT")).await
+    let bounds = DynamoBounds::from_env().expect("IM_DYNAMODB_* settings");
+    DynamoStore::local_client(&env("IM_TEST_DDB_ENDPOINT"), &bounds).await
 }
 
 /// The local server's table (`IM_TEST_LOCAL_TABLE`).
@@ -179,6 +181,38 @@ pub async fn serve_on(settings: &[(&str, &str)], store: DynamoStore) -> String {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
     base
+}
+
+/// A DynamoDB endpoint on loopback that refuses every connection: a port bound for a
+/// moment, then let go.
+pub fn closed_endpoint() -> String {
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A DynamoDB endpoint on loopback that accepts every connection and never answers, for
+/// the rest of the test: what a store that hangs looks like.
+pub async fn silent_endpoint() -> String {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    endpoint
+}
+
+/// A store on the DynamoDB at `endpoint`, with the functions' default bounds.
+pub async fn store_at(endpoint: &str) -> DynamoStore {
+    let client = DynamoStore::local_client(endpoint, &DynamoBounds::default()).await;
+    DynamoStore::new(client, "im-unreachable")
 }
 
 /// The `im-admin` command as an operator runs it against DynamoDB Local; the caller adds

@@ -105,10 +105,15 @@ async fn serve(
     app_id: &str,
     endpoint: &str,
 ) -> Result<()> {
-    let client = DynamoStore::local_client(endpoint).await;
+    let config = Config::from_lookup(|name| match name {
+        "TABLE_NAME" => Some(table.to_owned()),
+        other => std::env::var(other).ok(),
+    })?;
+    let sdk = DynamoStore::local_config(endpoint, &config.dynamodb).await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
     im_admin::table::ensure_table(&client, table).await?;
     // Dropped when serving ends, which stops it.
-    let (poller, stream_note) = start_stream_poller(state_dir, in_memory, table, endpoint).await?;
+    let (poller, stream_note) = start_stream_poller(state_dir, in_memory, table, &sdk).await?;
     let poller = poller.map(Arc::new);
     let store = DynamoStore::new(client, table);
     let key_note = register_dev_app(&store, state_dir, app_id).await?;
@@ -117,10 +122,6 @@ async fn serve(
     let mirror_note = dev_im_cloud(&store, app_id).await?;
     let example = auth::mint(&kid, &token_secret, &auth::claims_for("alice", false, 3600))?;
 
-    let config = Config::from_lookup(|name| match name {
-        "TABLE_NAME" => Some(table.to_owned()),
-        other => std::env::var(other).ok(),
-    })?;
     let mut app = router(AppState::new(config, Arc::new(store)), Function::ALL)
         .route("/openapi.yaml", axum::routing::get(openapi_yaml));
     if let Some(poller) = &poller {
@@ -217,7 +218,7 @@ async fn start_stream_poller(
     state_dir: &Path,
     in_memory: bool,
     table: &str,
-    endpoint: &str,
+    sdk: &aws_config::SdkConfig,
 ) -> Result<(Option<StreamPoller>, String)> {
     let dead_letters = std::env::var_os("IM_LOCAL_STREAM_DEAD_LETTERS")
         .filter(|p| !p.is_empty())
@@ -229,10 +230,9 @@ async fn start_stream_poller(
             "stream poller off (IM_LOCAL_STREAM=off): group changes are not mirrored".into(),
         ));
     }
-    let sdk = im_local::stream::local_sdk_config(endpoint).await;
     // A table kept from before the stream existed gets one now.
-    im_admin::table::ensure_stream(&aws_sdk_dynamodb::Client::new(&sdk), table).await?;
-    let Some(handler) = sync_handler(&sdk, table).await? else {
+    im_admin::table::ensure_stream(&aws_sdk_dynamodb::Client::new(sdk), table).await?;
+    let Some(handler) = sync_handler(sdk, table).await? else {
         return Ok((None, "stream poller off: no sync handler".to_owned()));
     };
     let mut settings = PollerSettings::new(&dead_letters);
@@ -243,7 +243,7 @@ async fn start_stream_poller(
         settings.checkpoint_path = Some(state_dir.join("stream-checkpoints.json"));
     }
     let retries = settings.maximum_retry_attempts;
-    let poller = StreamPoller::start(&sdk, table, settings, handler).await?;
+    let poller = StreamPoller::start(sdk, table, settings, handler).await?;
     let note = format!(
         "stream poller on: {} -> the sync handler ({retries} retries, then dead letters in {})",
         poller.stream_arn(),

@@ -133,23 +133,6 @@ impl PollerSettings {
     }
 }
 
-/// An SDK configuration for DynamoDB Local (and its stream) at `endpoint`: a fixed
-/// region and dummy static credentials, so that nothing probes for real ones.
-pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodbstreams::config::Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "dynamodb-local",
-        ))
-        .endpoint_url(endpoint)
-        .load()
-        .await
-}
-
 /// Counters and state for tests and benchmarks.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PollerStatus {

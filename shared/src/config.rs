@@ -54,6 +54,86 @@ impl Default for Limits {
     }
 }
 
+/// How long the store waits for DynamoDB, and how many times it asks: the bound that
+/// turns storage that cannot be reached into a prompt 503 rather than a hang.
+///
+/// DynamoDB answers in a few milliseconds (p99 single-digit ms for a key read, tens for a
+/// transaction), and a fresh TLS connection costs tens more, so the defaults sit two
+/// orders of magnitude above normal and trip only when something is wrong:
+/// - connect, 1 s: a lost SYN (which Linux resends after 1 s) is cheaper to retry on a
+///   new connection than to wait out; under `sam local invoke` on emulated arm64 SYNs
+///   hang and this is what ends each attempt;
+/// - one attempt, 1.5 s: a slow answer is retried once on a fresh attempt within
+///   the operation's bound (the SDK retries time-outs, I/O errors, 5xx and throttling);
+/// - one operation, all attempts and back-off, 3 s: a request that finds storage gone
+///   answers 503 within about 3 s (it stops at its first failed call), well inside the
+///   functions' 10 s Lambda timeout, whatever the failure: refused (three attempts in
+///   under half a second), SYNs dropped (a 1 s connect per attempt, the third cut short)
+///   or a peer that never answers (a 1.5 s attempt, the second cut short). Init's
+///   warm-up is bounded on its own (1.5 s) and leaves nothing behind for the first
+///   request to wait on, so that request pays only its own bound (tested in
+///   `e2e/tests/api/unreachable.rs`): at worst 1.5 s of init and 3 s of request;
+/// - 3 attempts, the first retry after at most 100 ms (`INITIAL_BACKOFF`), doubling: DynamoDB's
+///   throttling and blips clear in milliseconds, and the SDK's default 1 s base would
+///   spend the whole operation bound sleeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DynamoBounds {
+    /// `IM_DYNAMODB_CONNECT_TIMEOUT_MS`
+    pub connect_timeout: Duration,
+    /// `IM_DYNAMODB_ATTEMPT_TIMEOUT_MS`
+    pub attempt_timeout: Duration,
+    /// `IM_DYNAMODB_OPERATION_TIMEOUT_MS`
+    pub operation_timeout: Duration,
+    /// `IM_DYNAMODB_MAX_ATTEMPTS`: the first try and the SDK's retries.
+    pub max_attempts: u32,
+}
+
+impl DynamoBounds {
+    /// The SDK's first back-off (jittered, doubled at each retry).
+    pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let ms = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            let n = whole(lookup, name, default.as_millis() as usize, 60_000)?;
+            Ok(Duration::from_millis(n as u64))
+        };
+        let bounds = Self {
+            connect_timeout: ms("IM_DYNAMODB_CONNECT_TIMEOUT_MS", d.connect_timeout)?,
+            attempt_timeout: ms("IM_DYNAMODB_ATTEMPT_TIMEOUT_MS", d.attempt_timeout)?,
+            operation_timeout: ms("IM_DYNAMODB_OPERATION_TIMEOUT_MS", d.operation_timeout)?,
+            max_attempts: whole(
+                lookup,
+                "IM_DYNAMODB_MAX_ATTEMPTS",
+                d.max_attempts as usize,
+                10,
+            )? as u32,
+        };
+        if bounds.attempt_timeout > bounds.operation_timeout {
+            return Err(ConfigError::Invalid {
+                name: "IM_DYNAMODB_ATTEMPT_TIMEOUT_MS",
+                why: "one attempt cannot take longer than the whole operation (IM_DYNAMODB_OPERATION_TIMEOUT_MS)".into(),
+            });
+        }
+        Ok(bounds)
+    }
+}
+
+impl Default for DynamoBounds {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_millis(1000),
+            attempt_timeout: Duration::from_millis(1500),
+            operation_timeout: Duration::from_millis(3000),
+            max_attempts: 3,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
@@ -69,6 +149,7 @@ pub struct Config {
     pub auth: AuthMode,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     pub token_leeway_secs: u64,
+    pub dynamodb: DynamoBounds,
 }
 
 #[derive(Debug, Error)]
@@ -90,19 +171,7 @@ impl Config {
             .filter(|v| !v.trim().is_empty())
             .ok_or(ConfigError::Missing("TABLE_NAME"))?;
         let defaults = Limits::default();
-        let number =
-            |name: &'static str, default: usize, max: usize| -> Result<usize, ConfigError> {
-                match lookup(name) {
-                    None => Ok(default),
-                    Some(raw) => match raw.trim().parse::<usize>() {
-                        Ok(n) if (1..=max).contains(&n) => Ok(n),
-                        _ => Err(ConfigError::Invalid {
-                            name,
-                            why: format!("expected a whole number from 1 to {max}"),
-                        }),
-                    },
-                }
-            };
+        let number = |name, default, max| whole(&lookup, name, default, max);
         let limits = Limits {
             max_id_chars: number("IM_MAX_ID_CHARS", defaults.max_id_chars, 1024)?,
             max_name_chars: number("IM_MAX_NAME_CHARS", defaults.max_name_chars, 1024)?,
@@ -194,7 +263,27 @@ impl Config {
             link_cache_ttl,
             auth,
             token_leeway_secs,
+            dynamodb: DynamoBounds::from_lookup(&lookup)?,
         })
+    }
+}
+
+/// A whole-number setting from 1 to `max`; unset is `default`.
+fn whole(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(raw) => match raw.trim().parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ConfigError::Invalid {
+                name,
+                why: format!("expected a whole number from 1 to {max}"),
+            }),
+        },
     }
 }
 
@@ -254,6 +343,40 @@ mod tests {
         assert_eq!(c.link_cache_ttl, Duration::from_secs(10));
         assert_eq!(c.history_format, HistoryFormat::Docs);
         assert_eq!(c.unlinked_conversations, UnlinkedConversations::Allow);
+        assert_eq!(c.dynamodb, DynamoBounds::default());
+    }
+
+    #[test]
+    fn dynamodb_bounds_settings() {
+        let c = from(&[
+            ("TABLE_NAME", "t"),
+            ("IM_DYNAMODB_CONNECT_TIMEOUT_MS", "200"),
+            ("IM_DYNAMODB_ATTEMPT_TIMEOUT_MS", "400"),
+            ("IM_DYNAMODB_OPERATION_TIMEOUT_MS", "900"),
+            ("IM_DYNAMODB_MAX_ATTEMPTS", "2"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.dynamodb,
+            DynamoBounds {
+                connect_timeout: Duration::from_millis(200),
+                attempt_timeout: Duration::from_millis(400),
+                operation_timeout: Duration::from_millis(900),
+                max_attempts: 2,
+            }
+        );
+        // No unbounded wait, and an attempt fits in the operation.
+        assert!(from(&[
+            ("TABLE_NAME", "t"),
+            ("IM_DYNAMODB_OPERATION_TIMEOUT_MS", "0")
+        ])
+        .is_err());
+        assert!(from(&[("TABLE_NAME", "t"), ("IM_DYNAMODB_MAX_ATTEMPTS", "11")]).is_err());
+        assert!(from(&[
+            ("TABLE_NAME", "t"),
+            ("IM_DYNAMODB_OPERATION_TIMEOUT_MS", "1000")
+        ])
+        .is_err());
     }
 
     #[test]

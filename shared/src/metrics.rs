@@ -127,7 +127,7 @@ pub fn group_outcome(status: u16) -> &'static str {
         401 => "unauthenticated",
         403 | 404 => "refused",
         409 | 412 => "conflict",
-        503 => "throttled",
+        503 => "unavailable",
         400..=499 => "invalid",
         _ => "error",
     }

@@ -24,6 +24,7 @@ pub use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 pub use aws_lambda_events::event::streams::DynamoDbEventResponse;
 pub use mirror::Syncer;
 
+use im_shared::config::{ConfigError, DynamoBounds};
 use im_shared::store::DynamoStore;
 use vendor::{RetryPolicy, Vendor};
 
@@ -36,6 +37,8 @@ pub enum SetupError {
     NotMillis(&'static str),
     #[error("the HTTP client could not be built: {0}")]
     Http(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 fn millis(name: &'static str, default: Duration) -> Result<Duration, SetupError> {
@@ -65,7 +68,7 @@ impl Syncer {
     /// the HTTP client: built once at init, reused warm.
     pub async fn from_env() -> Result<Self, SetupError> {
         let table = std::env::var("TABLE_NAME").map_err(|_| SetupError::Missing("TABLE_NAME"))?;
-        let client = DynamoStore::client_from_env().await;
+        let client = DynamoStore::client_from_env(&DynamoBounds::from_env()?).await;
         Self::with_client(DynamoStore::new(client, table))
     }
 

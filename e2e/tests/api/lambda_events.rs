@@ -5,7 +5,7 @@
 use im_e2e::lambda::{body, demo_app, event_file, invoke, replay, Data};
 use im_e2e::repo::{read_json, repo_root};
 use im_e2e::stack::env;
-use im_shared::routes::ROUTES;
+use im_shared::routes::{Function, ROUTES};
 use serde_json::Value;
 
 /// One test per emulator: the replay must see a fresh table, so nothing else may run
@@ -297,4 +297,49 @@ async fn the_stream_event_mirrors_its_group_under_the_emulator() {
         before,
         "a replayed batch calls nothing"
     );
+}
+
+/// Every function binary whose DynamoDB cannot be reached (the third emulator: a closed
+/// loopback port, and a warm-up at init that fails first): each `events/` request
+/// answers 503 with `Retry-After` in the one error shape, promptly; without its token
+/// 401; health 200.
+#[test]
+fn unreachable_storage_answers_503_through_every_function() {
+    let port = env("IM_TEST_UNREACHABLE_LAMBDA_PORT");
+    for route in ROUTES {
+        let path = event_file("events", route);
+        let what = format!("{} {}", route.method, route.path);
+        let started = std::time::Instant::now();
+        let resp = invoke(&port, route.function.name(), Data::File(&path));
+        // A hang check (with the emulator's own overhead), not a performance figure.
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "{what} took {took:?}"
+        );
+        let b = body(&resp);
+        if route.function == Function::Health {
+            assert_eq!(resp["statusCode"], 200, "{what}: {resp}");
+            continue;
+        }
+        assert_eq!(resp["statusCode"], 503, "{what}: {resp}");
+        assert_eq!(resp["headers"]["retry-after"], "1", "{what}: {resp}");
+        assert_eq!(b["code"], 1503, "{what}: {resp}");
+        assert!(b["msg"]
+            .as_str()
+            .unwrap()
+            .starts_with("service_unavailable"));
+
+        let mut event = read_json(&path);
+        event["headers"]
+            .as_object_mut()
+            .unwrap()
+            .remove("authorization");
+        let resp = invoke(
+            &port,
+            route.function.name(),
+            Data::Inline(&event.to_string()),
+        );
+        assert_eq!(resp["statusCode"], 401, "{what} without a token: {resp}");
+    }
 }

@@ -18,3 +18,4 @@ mod signing_rules;
 mod store;
 mod stream_poller;
 mod timestamp_unit;
+mod unreachable;

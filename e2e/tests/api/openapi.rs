@@ -31,9 +31,9 @@ fn operations() -> BTreeMap<(String, String), Value> {
 /// The error statuses each function can answer, from its handler and the store: what the
 /// document must list, no more and no less. Signatures: bad ids (400), credentials (401),
 /// another client or app, or a group role (403), an app without a master key (404),
-/// DynamoDB throttling (503). Group writes with a body add 409 (limits, non-members,
-/// contention, a conversation linked elsewhere), 413, 415 and 422; updates and deletes
-/// 412 (If-Match).
+/// storage unavailable (503: unreachable, too slow, throttling). Group writes with a body
+/// add 409 (limits, non-members, contention, a conversation linked elsewhere), 413, 415 and
+/// 422; updates and deletes 412 (If-Match).
 ///
 /// By function name rather than by `Function`, so that a function added to the route
 /// list without an entry here fails this test instead of the build.

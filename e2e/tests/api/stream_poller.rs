@@ -12,9 +12,11 @@ use aws_sdk_dynamodb::Client;
 use im_e2e::stack::{ddb, env, unique};
 use im_local::stream::lambda_record;
 use im_local::stream::{
-    compare_sequence_numbers, local_sdk_config, BoxError, DynamoDbBatchItemFailure,
-    DynamoDbEventResponse, PollerSettings, StreamEvent, StreamHandler, StreamPoller,
+    compare_sequence_numbers, BoxError, DynamoDbBatchItemFailure, DynamoDbEventResponse,
+    PollerSettings, StreamEvent, StreamHandler, StreamPoller,
 };
+use im_shared::config::DynamoBounds;
+use im_shared::store::DynamoStore;
 use im_sync::stream::{read_batch, BatchInfo, ReadError};
 use serde_json::Value;
 
@@ -227,7 +229,11 @@ async fn the_poller_hands_over_group_changes_in_order_retries_and_dead_letters()
     settings.retry_backoff = Duration::from_millis(10);
     settings.retry_backoff_max = Duration::from_millis(40);
     settings.idle_poll = Duration::from_millis(50);
-    let sdk = local_sdk_config(&env("IM_TEST_DDB_ENDPOINT")).await;
+    let sdk = DynamoStore::local_config(
+        &env("IM_TEST_DDB_ENDPOINT"),
+        &DynamoBounds::from_env().unwrap(),
+    )
+    .await;
     let poller = StreamPoller::start(&sdk, &table, settings, handler)
         .await
         .unwrap();
@@ -433,7 +439,11 @@ async fn a_dead_lettered_batch_is_read_back_from_the_stream() {
         .table
         .and_then(|t| t.latest_stream_arn)
         .unwrap();
-    let sdk = local_sdk_config(&env("IM_TEST_DDB_ENDPOINT")).await;
+    let sdk = DynamoStore::local_config(
+        &env("IM_TEST_DDB_ENDPOINT"),
+        &DynamoBounds::from_env().unwrap(),
+    )
+    .await;
     let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
     // Every record of the table's one shard, as the poller reads it.
     let shards = streams

@@ -14,6 +14,13 @@ use crate::auth::Unauthorized;
 use crate::model::Invalid;
 use crate::store::StoreError;
 
+/// `Retry-After` on a 503. One second: throttling and a blip in the network clear
+/// within it, and the answer itself already took up to the store's bound (a few
+/// seconds, `config::DynamoBounds`) when storage did not answer, so a client that waits
+/// this long again does not hammer a store that is down; a longer outage shows as
+/// repeated 503s, which clients back off from on their own.
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
 #[derive(Debug, Error)]
 pub enum ApiError {
     #[error("invalid_parameter: {0}")]
@@ -39,7 +46,8 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("unprocessable_entity: {0}")]
     Unprocessable(String),
-    /// DynamoDB throttled us; the caller may retry.
+    /// Storage cannot serve now (unreachable, too slow, throttling); the caller may
+    /// retry after [`RETRY_AFTER_SECONDS`].
     #[error("service_unavailable: try again shortly")]
     Unavailable,
     /// Never shown to the caller beyond "internal_error"; logged where it is created.
@@ -129,7 +137,10 @@ impl From<StoreError> for ApiError {
             StoreError::Contention => {
                 ApiError::Conflict("too many concurrent changes to this group; retry".into())
             }
-            StoreError::Throttled => ApiError::Unavailable,
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "storage unavailable");
+                ApiError::Unavailable
+            }
             StoreError::Backend(detail) => {
                 tracing::error!(error = %detail, "storage failure");
                 ApiError::Internal
@@ -171,8 +182,10 @@ impl IntoResponse for ApiError {
         resp.extensions_mut().insert(body);
         match self {
             Self::Unavailable => {
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
             }
             Self::Unauthorized => {
                 resp.headers_mut().insert(

@@ -40,7 +40,7 @@ impl AppState {
         warm_up: Option<Duration>,
     ) -> Result<Self, crate::config::ConfigError> {
         let config = Config::from_env()?;
-        let client = DynamoStore::client_from_env().await;
+        let client = DynamoStore::client_from_env(&config.dynamodb).await;
         let store = DynamoStore::new(client, config.table_name.clone());
         if let Some(limit) = warm_up {
             store.warm_up(limit).await;

@@ -47,8 +47,13 @@ pub enum StoreError {
     /// Other transactions kept winning on the same group; the caller may retry.
     #[error("too many concurrent writes to the same group")]
     Contention,
-    #[error("throttled by DynamoDB")]
-    Throttled,
+    /// DynamoDB could not serve the request now: not reached (refused, DNS, connect
+    /// time-out), no answer within the bound (`config::DynamoBounds`), throttling or a
+    /// 5xx once the SDK's retries were spent. The caller may retry; the detail is for
+    /// the log.
+    #[error("dynamodb unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a request we built wrong, an item or answer we cannot read.
     #[error("dynamodb: {0}")]
     Backend(String),
 }

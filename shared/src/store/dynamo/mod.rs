@@ -18,6 +18,9 @@ mod sync;
 
 use std::time::Duration;
 
+use aws_config::retry::{ErrorKind, RetryConfig};
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, TransactWriteItem, WriteRequest};
@@ -28,6 +31,7 @@ pub use self::sync::{padded_sequence, MirrorLink, SyncCursor};
 
 use self::layout::Item;
 use super::StoreError;
+use crate::config::DynamoBounds;
 
 /// How a transaction ended.
 pub(super) enum TxOutcome {
@@ -52,19 +56,14 @@ impl DynamoStore {
     }
 
     /// A client configured from the standard AWS environment (region, credentials,
-    /// `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local), with timeouts so that a stuck
-    /// connection answers with an error instead of hanging the request. Its HTTPS client
-    /// trusts only Amazon's root CAs, compiled in ([`client`]), unless the endpoint is
-    /// plain http or `IM_DYNAMODB_TRUST=system`.
-    pub async fn client_from_env() -> Client {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .operation_attempt_timeout(Duration::from_secs(5))
-            .operation_timeout(Duration::from_secs(12))
-            .build();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(client::http_client(client::Trust::from_env()))
-            .timeout_config(timeouts);
+    /// `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local, or `IM_DYNAMODB_ENDPOINT`, which
+    /// wins), waiting no longer than `bounds` say, so that storage that cannot be reached
+    /// is an error within seconds, never a hung request. Its HTTPS client trusts only
+    /// Amazon's root CAs, compiled in ([`client`]), unless the endpoint is plain http or
+    /// `IM_DYNAMODB_TRUST=system`.
+    pub async fn client_from_env(bounds: &DynamoBounds) -> Client {
+        let mut loader =
+            bounded(bounds).http_client(client::http_client(client::Trust::from_env()));
         if let Some(endpoint) = client::endpoint_override(|name| std::env::var(name).ok()) {
             loader = loader.endpoint_url(endpoint);
         }
@@ -102,10 +101,16 @@ impl DynamoStore {
         }
     }
 
-    /// A client for DynamoDB Local at `endpoint`: a fixed region and placeholder
-    /// credentials, which DynamoDB Local accepts and never checks.
-    pub async fn local_client(endpoint: &str) -> Client {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    /// A client for DynamoDB Local at `endpoint` ([`DynamoStore::local_config`]).
+    pub async fn local_client(endpoint: &str, bounds: &DynamoBounds) -> Client {
+        Client::new(&Self::local_config(endpoint, bounds).await)
+    }
+
+    /// The SDK configuration for DynamoDB Local (and its stream) at `endpoint`: a fixed
+    /// region and placeholder credentials, which DynamoDB Local accepts and never checks
+    /// (so nothing probes for real ones), and the functions' `bounds`.
+    pub async fn local_config(endpoint: &str, bounds: &DynamoBounds) -> aws_config::SdkConfig {
+        bounded(bounds)
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
                 "local",
@@ -116,8 +121,7 @@ impl DynamoStore {
             ))
             .endpoint_url(endpoint)
             .load()
-            .await;
-        Client::new(&config)
+            .await
     }
 
     pub fn client(&self) -> &Client {
@@ -160,7 +164,9 @@ impl DynamoStore {
                         return Ok(TxOutcome::Refused(refused));
                     }
                     if reasons.iter().any(|r| is_throttle(r.code())) {
-                        return Err(StoreError::Throttled);
+                        return Err(StoreError::Unavailable(
+                            "TransactWriteItems: an item was throttled".into(),
+                        ));
                     }
                     reasons
                         .iter()
@@ -220,7 +226,9 @@ impl DynamoStore {
                 .cloned();
         }
         if wanted.is_some() {
-            return Err(StoreError::Throttled);
+            return Err(StoreError::Unavailable(
+                "BatchGetItem: keys kept coming back unprocessed".into(),
+            ));
         }
         Ok(found)
     }
@@ -244,8 +252,8 @@ impl DynamoStore {
                     tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
                 }
                 if attempt == 10 {
-                    return Err(StoreError::Backend(
-                        "batch delete kept being throttled".into(),
+                    return Err(StoreError::Unavailable(
+                        "BatchWriteItem: items kept coming back unprocessed".into(),
                     ));
                 }
                 let out = self
@@ -267,6 +275,22 @@ impl DynamoStore {
     }
 }
 
+/// The SDK's settings every client of the table shares: the time-outs and retries of
+/// `bounds` (see [`DynamoBounds`] for why these).
+fn bounded(bounds: &DynamoBounds) -> aws_config::ConfigLoader {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(bounds.connect_timeout)
+        .operation_attempt_timeout(bounds.attempt_timeout)
+        .operation_timeout(bounds.operation_timeout)
+        .build();
+    let retries = RetryConfig::standard()
+        .with_max_attempts(bounds.max_attempts)
+        .with_initial_backoff(DynamoBounds::INITIAL_BACKOFF);
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .retry_config(retries)
+}
+
 pub(super) fn build_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("request build: {e}"))
 }
@@ -286,14 +310,130 @@ pub(super) fn is_condition_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E,
     err.code() == Some("ConditionalCheckFailedException")
 }
 
-/// Maps an SDK error; throttling becomes a retryable 503, the rest a logged 500.
-pub(super) fn sdk_err<E, R>(op: &'static str, err: SdkError<E, R>) -> StoreError
+/// Maps an SDK error (what the SDK returns once its own retries are spent): DynamoDB not
+/// reached, not answering in time, throttling or failing on its side is
+/// [`StoreError::Unavailable`] (a 503 the caller may retry); anything else, a request we
+/// built wrong or an answer we cannot read, is a bug to look at ([`StoreError::Backend`],
+/// a 500). The detail goes to the log, never to the caller.
+pub(super) fn sdk_err<E>(op: &'static str, err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
-    if is_throttle(err.code()) {
-        return StoreError::Throttled;
+    let detail = format!("{op}: {}", DisplayErrorContext(&err));
+    if unavailable(&err) {
+        StoreError::Unavailable(detail)
+    } else {
+        StoreError::Backend(detail)
     }
-    StoreError::Backend(format!("{op}: {}", DisplayErrorContext(&err)))
+}
+
+fn unavailable<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        // The operation or an attempt ran out of time.
+        SdkError::TimeoutError(_) => true,
+        // Connection refused or reset, DNS, a connect time-out, a connection closed
+        // mid-answer. Not `user` (a request the client refused to send) nor `other`
+        // without a transient kind (no credentials, a signing failure): those are ours.
+        SdkError::DispatchFailure(e) => {
+            e.is_io() || e.is_timeout() || e.as_other() == Some(ErrorKind::TransientError)
+        }
+        // An answer, from DynamoDB or something in front of it, saying it cannot serve
+        // now: throttling (a 400 with its code) or any 5xx.
+        SdkError::ServiceError(e) => {
+            is_throttle(err.code())
+                || matches!(
+                    err.code(),
+                    Some("InternalServerError" | "ServiceUnavailable")
+                )
+                || e.raw().status().is_server_error()
+        }
+        SdkError::ResponseError(e) => e.raw().status().is_server_error(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException;
+    use aws_smithy_types::body::SdkBody;
+
+    type GetItemSdkError = SdkError<GetItemError, HttpResponse>;
+    const UNAVAILABLE: bool = true;
+    const OURS: bool = false;
+
+    fn raw(status: u16) -> HttpResponse {
+        HttpResponse::new(status.try_into().unwrap(), SdkBody::empty())
+    }
+
+    /// DynamoDB's answer `code` with `status`, as the SDK parses it.
+    fn answered(code: &str, status: u16) -> GetItemSdkError {
+        let meta = ErrorMetadata::builder().code(code).message("m").build();
+        SdkError::service_error(GetItemError::generic(meta), raw(status))
+    }
+
+    fn dispatch(err: ConnectorError) -> GetItemSdkError {
+        SdkError::dispatch_failure(err)
+    }
+
+    fn e(msg: &str) -> aws_sdk_dynamodb::error::BoxError {
+        msg.into()
+    }
+
+    fn unavailable(err: GetItemSdkError) -> bool {
+        match sdk_err("GetItem", err) {
+            StoreError::Unavailable(detail) => {
+                assert!(detail.starts_with("GetItem: "), "{detail}");
+                true
+            }
+            StoreError::Backend(_) => false,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn storage_that_cannot_serve_now_is_unavailable_and_our_mistakes_are_not() {
+        let typed_throttle = SdkError::service_error(
+            GetItemError::ProvisionedThroughputExceededException(
+                ProvisionedThroughputExceededException::builder()
+                    .message("m")
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("ProvisionedThroughputExceededException")
+                            .build(),
+                    )
+                    .build(),
+            ),
+            raw(400),
+        );
+        let transient = Some(ErrorKind::TransientError);
+        // One row a case, as a table reads.
+        #[rustfmt::skip]
+        let cases: Vec<(&str, bool, GetItemSdkError)> = vec![
+            ("a time-out", UNAVAILABLE, SdkError::timeout_error("timed out")),
+            ("refused, reset, DNS", UNAVAILABLE, dispatch(ConnectorError::io(e("refused")))),
+            ("connect time-out", UNAVAILABLE, dispatch(ConnectorError::timeout(e("slow")))),
+            ("closed mid-answer", UNAVAILABLE, dispatch(ConnectorError::other(e("cut"), transient))),
+            ("provisioned throughput", UNAVAILABLE, typed_throttle),
+            ("request limit", UNAVAILABLE, answered("RequestLimitExceeded", 400)),
+            ("throttling", UNAVAILABLE, answered("ThrottlingException", 400)),
+            ("DynamoDB's own failure", UNAVAILABLE, answered("InternalServerError", 500)),
+            ("unavailable", UNAVAILABLE, answered("ServiceUnavailable", 503)),
+            ("any 5xx, whatever its code", UNAVAILABLE, answered("SomethingNew", 502)),
+            ("a proxy's 5xx page", UNAVAILABLE, SdkError::response_error("not JSON", raw(504))),
+            // Ours: a request we built or sent wrong, an answer we cannot read.
+            ("cannot be built", OURS, SdkError::construction_failure("bad input")),
+            ("refused by the client", OURS, dispatch(ConnectorError::user(e("bad URI")))),
+            ("no credentials", OURS, dispatch(ConnectorError::other(e("no credentials"), None))),
+            ("a malformed request", OURS, answered("ValidationException", 400)),
+            ("no such table", OURS, answered("ResourceNotFoundException", 400)),
+            ("a surprise condition", OURS, answered("ConditionalCheckFailedException", 400)),
+            ("an unreadable 200", OURS, SdkError::response_error("unreadable", raw(200))),
+        ];
+        for (what, expected, err) in cases {
+            assert_eq!(unavailable(err), expected, "{what}");
+        }
+    }
 }
