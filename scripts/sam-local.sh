@@ -55,7 +55,7 @@ sam_local_suites() {
     "$host" "$ddb_port" >"$vars"
   # The environment of every SAM run of the suites (e2e/src/sam.rs): dummy credentials, no
   # instance metadata, and SAM's own STS call (the account id) refused on loopback.
-  status=$(env SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=samlocaldummy AWS_SECRET_ACCESS_KEY=samlocaldummy \
+  status=$(env SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
     AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL_STS=http://127.0.0.1:1 AWS_MAX_ATTEMPTS=1 \
     sam local invoke LoginSignatureFunction -e events/login-signature.json --skip-pull-image \
     --invoke-image "$image" --env-vars "$vars" 2>"$work/sam-probe.log" \

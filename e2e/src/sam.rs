@@ -128,8 +128,10 @@ fn sam(args: &[&str]) -> Command {
     cmd.current_dir(repo_root())
         .args(args)
         .env("SAM_CLI_TELEMETRY", "0")
-        .env("AWS_ACCESS_KEY_ID", "samlocaldummy")
-        .env("AWS_SECRET_ACCESS_KEY", "samlocaldummy")
+        // The dummy key of every local run (scripts/lib.sh): DynamoDB Local keeps a
+        // database per access key id, and refuses ids of other than letters and digits.
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
