@@ -19,7 +19,7 @@ step() { printf '\n== %s (at %d s)\n' "$*" "$SECONDS"; }
 step "make check: format, lints, im-shared unit tests"
 make --no-print-directory check
 
-step "the pipeline and the template, offline: actionlint, cfn-lint, sam validate --lint"
+step "the pipeline and the template, offline: actionlint, cfn-lint, sam validate --lint, cycle check"
 make --no-print-directory lint-deploy
 
 step "build"

@@ -44,6 +44,24 @@ fn functions(t: &Value) -> Vec<(String, &Value)> {
         .collect()
 }
 
+/// The alarm a deployment preference lists: a `!Ref` to it, or its `AlarmName` (a `!Sub`).
+fn listed_alarm<'a>(t: &'a Value, item: &Value) -> (String, &'a Value) {
+    if let Some(id) = tagged(item, "Ref") {
+        return (id.to_owned(), resource(t, id, "AWS::CloudWatch::Alarm"));
+    }
+    let name = tagged(item, "Sub").unwrap_or_else(|| panic!("{item:?}: neither !Ref nor !Sub"));
+    let (id, alarm) = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .find(|(_, r)| {
+            r["Type"] == "AWS::CloudWatch::Alarm"
+                && tagged(&r["Properties"]["AlarmName"], "Sub") == Some(name)
+        })
+        .unwrap_or_else(|| panic!("no alarm is named {name}"));
+    (id.as_str().unwrap().to_owned(), alarm)
+}
+
 fn resource<'a>(t: &'a Value, id: &str, kind: &str) -> &'a Value {
     let r = &t["Resources"][id];
     assert_eq!(r["Type"], kind, "{id} is not a {kind}");
@@ -103,11 +121,22 @@ fn every_function_rolls_out_through_its_alias_with_alarms() {
         .filter_map(Value::as_str)
         .collect();
     assert!(allowed.contains(&"Canary10Percent5Minutes"), "{allowed:?}");
-    // The API-wide rollback alarms: the 5xx rate and the p99 latency.
-    let global_alarms = refs(&pref["Alarms"]);
+    // The API-wide rollback alarms: the 5xx rate and the p99 latency. By name, not
+    // !Ref: they watch the API, which calls the aliases, whose deployment groups list
+    // them, so a !Ref would be a circular dependency (scripts/check-template-cycles.py
+    // finds those in the transformed template).
+    let global_alarms = pref["Alarms"].as_sequence().unwrap();
+    assert_eq!(global_alarms.len(), 2, "{global_alarms:?}");
     let watched: Vec<_> = global_alarms
         .iter()
-        .flat_map(|id| alarm_metrics(resource(&t, id, "AWS::CloudWatch::Alarm")))
+        .map(|item| {
+            assert!(
+                tagged(item, "Ref").is_none(),
+                "{item:?}: a !Ref makes a cycle"
+            );
+            listed_alarm(&t, item).1
+        })
+        .flat_map(alarm_metrics)
         .map(|(ns, name, _)| format!("{ns}/{name}"))
         .collect();
     assert!(
@@ -136,7 +165,15 @@ fn every_function_rolls_out_through_its_alias_with_alarms() {
         // Its own alarm, on its own errors and throttles.
         let own = refs(&f["Properties"]["DeploymentPreference"]["Alarms"]);
         assert_eq!(own.len(), 1, "{id}: one alarm of its own");
-        let metrics = alarm_metrics(resource(&t, &own[0], "AWS::CloudWatch::Alarm"));
+        let alarm = resource(&t, &own[0], "AWS::CloudWatch::Alarm");
+        let metrics = alarm_metrics(alarm);
+        // A minute with no datapoint of one of them still evaluates (FILL), rather than
+        // leaving the sum missing.
+        assert_eq!(
+            alarm["Properties"]["Metrics"][0]["Expression"], "FILL(errors, 0) + FILL(throttles, 0)",
+            "{id}: {}",
+            own[0]
+        );
         for name in ["Errors", "Throttles"] {
             assert!(
                 metrics.iter().any(|(ns, m, dims)| ns == "AWS/Lambda"
@@ -263,6 +300,22 @@ fn alarms_notify_and_the_dashboard_and_outputs_exist() {
     for id in ["AlarmTopic", "AlarmEmailSubscription"] {
         assert_eq!(t["Resources"][id]["Condition"], "HasAlarmEmail", "{id}");
     }
+    // CloudWatch cannot publish to a topic under the AWS-managed SNS key: no key at all.
+    assert!(
+        t["Resources"]["AlarmTopic"]["Properties"]
+            .get("KmsMasterKeyId")
+            .is_none(),
+        "alarms could not notify an encrypted topic"
+    );
+    // Metric math on an empty minute: FILL, so the alarm does not stay OK for lack of data.
+    let expression = t["Resources"]["ApiServerErrorsAlarm"]["Properties"]["Metrics"][0]
+        ["Expression"]
+        .as_str()
+        .unwrap();
+    assert!(
+        expression.contains("FILL(errors, 0)") && expression.contains("FILL(requests, 0)"),
+        "{expression}"
+    );
     let body =
         serde_yaml_ng::to_string(&t["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
             .unwrap();
@@ -277,6 +330,22 @@ fn alarms_notify_and_the_dashboard_and_outputs_exist() {
     ] {
         assert!(body.contains(shows), "the dashboard does not show {shows}");
     }
+    // Every function by name, in each of the errors, throttles and duration widgets (a
+    // SEARCH for a quoted prefix matches whole names only, so it would find none).
+    let body = match &t["Resources"]["Dashboard"]["Properties"]["DashboardBody"] {
+        Value::Tagged(sub) if sub.tag == "Sub" => sub.value[0].as_str().unwrap(),
+        other => panic!("the dashboard body is not a !Sub: {other:?}"),
+    };
+    assert!(!body.contains("SEARCH('{AWS/Lambda"), "{body}");
+    for (id, _) in functions(&t) {
+        assert_eq!(
+            body.matches(&format!("\"${{{id}}}\"")).count(),
+            3,
+            "{id}: not in each function widget"
+        );
+    }
+    // A namespace with a / or - is quoted in a SEARCH schema.
+    assert!(!body.contains("SEARCH('{${Namespace}"), "{body}");
     for output in ["ApiUrl", "TableName", "DashboardUrl"] {
         assert!(t["Outputs"].get(output).is_some(), "no output {output}");
     }
@@ -390,4 +459,79 @@ fn the_pipeline_deploys_only_stages_samconfig_defines() {
         }
     }
     assert_eq!(deployed, ["staging", "prod"]);
+}
+
+/// The AWS services `sam deploy` of the template touches, as IAM action prefixes: each
+/// `AWS::<Service>::*` type the template names, and what the Serverless transform makes
+/// of its `AWS::Serverless::*` resources.
+fn services_deployed(t: &Value) -> BTreeSet<String> {
+    let mut services = BTreeSet::from(["cloudformation".to_owned(), "s3".to_owned()]);
+    for r in t["Resources"].as_mapping().unwrap().values() {
+        let kind = r["Type"].as_str().unwrap();
+        let service = kind.split("::").nth(1).unwrap();
+        let prefixes: &[&str] = match (service, kind) {
+            (_, "AWS::Serverless::Function") => &["lambda", "iam", "codedeploy"],
+            (_, "AWS::Serverless::HttpApi") => &["apigateway"],
+            ("Serverless", _) => panic!("{kind}: which services does it deploy?"),
+            ("ApiGateway" | "ApiGatewayV2", _) => &["apigateway"],
+            _ => {
+                services.insert(service.to_lowercase());
+                &[]
+            }
+        };
+        services.extend(prefixes.iter().map(|p| (*p).to_owned()));
+    }
+    services
+}
+
+#[test]
+fn the_deploy_role_policy_covers_every_service_of_the_template() {
+    let text = std::fs::read_to_string(repo_root().join("docs/deploy-role-policy.json")).unwrap();
+    let policy: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(policy["Version"], "2012-10-17");
+    // An inline role policy holds at most 10,240 characters, whitespace excluded.
+    let size = text.chars().filter(|c| !c.is_whitespace()).count();
+    assert!(
+        size <= 10_240,
+        "{size} characters: too long for an inline policy"
+    );
+    let mut granted = BTreeSet::new();
+    for statement in policy["Statement"].as_array().unwrap() {
+        assert_eq!(statement["Effect"], "Allow", "{statement}");
+        assert!(statement.get("Resource").is_some(), "{statement}");
+        for action in statement["Action"].as_array().unwrap() {
+            let (service, name) = action.as_str().unwrap().split_once(':').unwrap();
+            assert!(!name.contains('*'), "{action}: name each action");
+            granted.insert(service.to_owned());
+        }
+    }
+    let needed = services_deployed(&template());
+    for service in [
+        "lambda",
+        "iam",
+        "codedeploy",
+        "apigateway",
+        "dynamodb",
+        "logs",
+    ] {
+        assert!(needed.contains(service), "{service}: {needed:?}");
+    }
+    let missing: Vec<_> = needed.difference(&granted).collect();
+    assert!(
+        missing.is_empty(),
+        "the deploy role policy grants nothing on {missing:?}"
+    );
+    // HTTP API access logs go through CloudWatch Logs' log delivery.
+    for action in [
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+    ] {
+        assert!(text.contains(&format!("\"{action}\"")), "no {action}");
+    }
 }
