@@ -150,9 +150,32 @@ done
 [ "$leaks" -eq 0 ] && echo "checked $checked JSON log lines: no key, secret or token found"
 [ "$leaks" -eq 0 ]
 
+step "every request line of the function binaries carries its invocation's request id"
+# As CloudWatch gets them: the runtime's invoke span puts the request id on each line.
+python3 - "$work/lambda.log.json" "$work/lambda-authorizer.log.json" <<'PY'
+import json, sys
+lines = 0
+for path in sys.argv[1:]:
+    for text in open(path):
+        line = json.loads(text)
+        if line.get("fields", {}).get("message") != "request":
+            continue
+        if not line.get("span", {}).get("requestId"):
+            sys.exit(f"{path}: a request line without span.requestId: {text}")
+        lines += 1
+if lines < 50:
+    sys.exit(f"only {lines} request lines in the emulators' logs")
+print(f"{lines} request lines of the function binaries, each with its span.requestId")
+PY
+
 step "sam build (arm64 release binaries, cross-compiled with cargo-lambda's zig)"
 sam build
 ls -l .aws-sam/build/*/bootstrap
+
+step "sam local: SAM's own emulators (invoke, start-api) over the arm64 build, in Docker"
+# shellcheck source=scripts/sam-local.sh
+source scripts/sam-local.sh
+sam_local_suites
 
 echo
 echo "make test: all checks passed in $SECONDS s"

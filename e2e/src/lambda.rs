@@ -5,11 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use im_shared::routes::Route;
+use im_shared::routes::{Route, ROUTES};
+use im_shared::store::DynamoStore;
 use serde_json::Value;
 
 use crate::openapi;
 use crate::repo::{read_json, repo_root};
+use crate::signatures::verify_signature_response;
+use crate::stack::{ddb, env};
 
 /// The event to invoke a function with.
 pub enum Data<'a> {
@@ -91,4 +94,75 @@ pub fn body(resp: &Value) -> Value {
 /// The event file of `route` in `dir` (`events` or `events/authorizer`).
 pub fn event_file(dir: &str, route: &Route) -> PathBuf {
     repo_root().join(dir).join(format!("{}.json", route.event))
+}
+
+/// Replays every event of `dir` (`events` or `events/authorizer`) in route-list order
+/// through `invoke` (an emulator: cargo lambda's or SAM's), and checks each answer: the
+/// documented status, signatures against an independent HMAC with the app's master
+/// `key`, and what each group write left in `store`. The table must be fresh, so that
+/// the create-group event makes group 1, which the later group events name.
+pub async fn replay(
+    dir: &str,
+    store: &DynamoStore,
+    key: &str,
+    invoke: impl Fn(&Route, &Path) -> Value,
+) {
+    for route in ROUTES {
+        let path = event_file(dir, route);
+        let event = read_json(&path);
+        assert_eq!(
+            event["routeKey"],
+            format!("{} {}", route.method, route.path),
+            "{}",
+            path.display()
+        );
+        let resp = invoke(route, &path);
+        assert_eq!(
+            resp["statusCode"], route.status,
+            "{dir}/{} answered {resp}",
+            route.event
+        );
+        let b = body(&resp);
+        match route.function.name() {
+            name if name.ends_with("-signature") => {
+                assert_eq!(resp["headers"]["cache-control"], "no-store");
+                verify_signature_response(&b, key);
+            }
+            "create-group" => {
+                assert_eq!(b["group_id"], 1);
+                assert_eq!(b["owner"], "alice");
+                assert_eq!(b["member_client_ids"], "alice:bob");
+            }
+            "add-members" => assert_eq!(b["member_client_ids"], "carol:dave"),
+            "update-group" => assert_eq!(b["group_name"], "renamed group"),
+            "grant-admins" => {
+                let admins = store.group_meta(1).await.unwrap().unwrap().admins;
+                assert_eq!(admins.into_iter().collect::<Vec<_>>(), ["bob"]);
+            }
+            "revoke-admins" => assert!(store
+                .group_meta(1)
+                .await
+                .unwrap()
+                .unwrap()
+                .admins
+                .is_empty()),
+            "remove-members" => assert_eq!(store.group_members(1).await.unwrap(), ["alice", "bob"]),
+            "transfer-owner" => {
+                assert_eq!(b["owner"], "bob");
+                assert!(resp["headers"]["etag"].as_str().is_some(), "{resp}");
+            }
+            _ => {}
+        }
+    }
+    // The delete-group event ran last among the group events: nothing of group 1 is left.
+    assert!(store.group_members(1).await.unwrap().is_empty());
+    assert_eq!(store.group_meta(1).await.unwrap(), None);
+}
+
+/// An emulator's table (cargo lambda's or SAM's), where `make test` registered `demo-app` (the events' app)
+/// with the admin command, and the master key it gave it.
+pub async fn demo_app(table: &str) -> (DynamoStore, String) {
+    let store = DynamoStore::new(ddb().await, table);
+    let key = std::fs::read_to_string(env("IM_TEST_DEMO_KEY_FILE")).unwrap();
+    (store, key.trim().to_owned())
 }

@@ -10,7 +10,10 @@
 //! - [`http`]: the one HTTP client of the tests, every answer checked against
 //!   `openapi.yaml`;
 //! - [`openapi`]: that check;
-//! - [`lambda`]: a function binary invoked under the Lambda emulator;
+//! - [`lambda`]: a function binary invoked under the Lambda emulator, and the replay of
+//!   every event file that both emulators' suites run;
+//! - [`sam`]: SAM CLI's `sam local invoke` and `sam local start-api` (the `sam_local`
+//!   test binary, run after `sam build`);
 //! - [`signatures`]: signatures checked against Python's HMAC;
 //! - [`im_cloud`]: a stand-in for an app's IM cloud (the vendor's realtime REST API 1.2),
 //!   with faults on demand; it needs no service;
@@ -22,6 +25,7 @@ pub mod im_cloud;
 pub mod lambda;
 pub mod openapi;
 pub mod repo;
+pub mod sam;
 pub mod signatures;
 pub mod sqs;
 pub mod stack;

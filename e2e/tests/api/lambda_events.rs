@@ -2,96 +2,32 @@
 //! started twice by `make test`: once per authentication mode), invoked with every
 //! `events/` file exactly as `sam local invoke -e events/<file>.json` would send it.
 
-use im_e2e::lambda::{body, event_file, invoke, Data};
+use im_e2e::lambda::{body, demo_app, event_file, invoke, replay, Data};
 use im_e2e::repo::{read_json, repo_root};
-use im_e2e::signatures::verify_signature_response;
-use im_e2e::stack::{ddb, env};
+use im_e2e::stack::env;
 use im_shared::routes::{Function, ROUTES};
-use im_shared::store::DynamoStore;
 use serde_json::Value;
-
-/// The emulators' tables, where `make test` registered `demo-app` (the events' app)
-/// with the admin command, and the master key it gave it.
-async fn demo_app(table: &str) -> (DynamoStore, String) {
-    let store = DynamoStore::new(ddb().await, table);
-    let key = std::fs::read_to_string(env("IM_TEST_DEMO_KEY_FILE")).unwrap();
-    (store, key.trim().to_owned())
-}
-
-/// Replays every event of `dir` in route-list order against the emulator on `port`.
-/// The table is fresh, so the create-group event makes group 1, which the later group
-/// events name.
-async fn replay(dir: &str, port: &str, store: &DynamoStore, key: &str) {
-    for route in ROUTES {
-        let path = event_file(dir, route);
-        let event = read_json(&path);
-        assert_eq!(
-            event["routeKey"],
-            format!("{} {}", route.method, route.path),
-            "{}",
-            path.display()
-        );
-        let resp = invoke(port, route.function.name(), Data::File(&path));
-        assert_eq!(
-            resp["statusCode"], route.status,
-            "{dir}/{} answered {resp}",
-            route.event
-        );
-        let b = body(&resp);
-        match route.function.name() {
-            name if name.ends_with("-signature") => {
-                assert_eq!(resp["headers"]["cache-control"], "no-store");
-                verify_signature_response(&b, key);
-            }
-            "create-group" => {
-                assert_eq!(b["group_id"], 1);
-                assert_eq!(b["owner"], "alice");
-                assert_eq!(b["member_client_ids"], "alice:bob");
-            }
-            "add-members" => assert_eq!(b["member_client_ids"], "carol:dave"),
-            "update-group" => assert_eq!(b["group_name"], "renamed group"),
-            "grant-admins" => {
-                let admins = store.group_meta(1).await.unwrap().unwrap().admins;
-                assert_eq!(admins.into_iter().collect::<Vec<_>>(), ["bob"]);
-            }
-            "revoke-admins" => assert!(store
-                .group_meta(1)
-                .await
-                .unwrap()
-                .unwrap()
-                .admins
-                .is_empty()),
-            "remove-members" => assert_eq!(store.group_members(1).await.unwrap(), ["alice", "bob"]),
-            "transfer-owner" => {
-                assert_eq!(b["owner"], "bob");
-                assert!(resp["headers"]["etag"].as_str().is_some(), "{resp}");
-            }
-            _ => {}
-        }
-    }
-    // The delete-group event ran last among the group events: nothing of group 1 is left.
-    assert!(store.group_members(1).await.unwrap().is_empty());
-    assert_eq!(store.group_meta(1).await.unwrap(), None);
-}
 
 /// One test per emulator: the replay must see a fresh table, so nothing else may run
 /// against that emulator's table at the same time.
 #[tokio::test]
 async fn token_mode_events_then_bad_input() {
     let (store, key) = demo_app(&env("IM_TEST_LAMBDA_TABLE")).await;
-    replay("events", &env("IM_TEST_LAMBDA_PORT"), &store, &key).await;
+    let port = env("IM_TEST_LAMBDA_PORT");
+    replay("events", &store, &key, |route, path| {
+        invoke(&port, route.function.name(), Data::File(path))
+    })
+    .await;
     bad_input_through_the_lambda_path();
 }
 
 #[tokio::test]
 async fn authorizer_mode_events_then_key_cases() {
     let (store, key) = demo_app(&env("IM_TEST_AUTHZ_TABLE")).await;
-    replay(
-        "events/authorizer",
-        &env("IM_TEST_AUTHZ_PORT"),
-        &store,
-        &key,
-    )
+    let port = env("IM_TEST_AUTHZ_PORT");
+    replay("events/authorizer", &store, &key, |route, path| {
+        invoke(&port, route.function.name(), Data::File(path))
+    })
     .await;
     authorizer_mode_key_cases().await;
 }

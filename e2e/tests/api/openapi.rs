@@ -244,7 +244,13 @@ fn the_document_is_valid_openapi_3_0() {
 #[tokio::test]
 async fn the_local_server_serves_the_document() {
     let base = env("IM_TEST_HTTP_URL");
-    let resp = reqwest::get(format!("{base}/openapi.yaml")).await.unwrap();
+    // The tests' client: it installs the TLS provider reqwest needs here (alone, this
+    // test ran before any other had, and plain reqwest::get panicked).
+    let resp = im_e2e::http::client()
+        .get(format!("{base}/openapi.yaml"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/yaml");
     let served = resp.bytes().await.unwrap();

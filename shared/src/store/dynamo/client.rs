@@ -38,15 +38,17 @@ impl Trust {
     }
 
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Self {
-        let endpoint = if var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-        {
-            None
-        } else {
-            var("AWS_ENDPOINT_URL_DYNAMODB")
-                .or_else(|| var("AWS_ENDPOINT_URL"))
-                .filter(|e| !e.is_empty())
-        };
+        let endpoint = endpoint_override(&var).or_else(|| {
+            if var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            {
+                None
+            } else {
+                var("AWS_ENDPOINT_URL_DYNAMODB")
+                    .or_else(|| var("AWS_ENDPOINT_URL"))
+                    .filter(|e| !e.is_empty())
+            }
+        });
         if endpoint.is_some_and(|e| {
             e.get(..7)
                 .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
@@ -58,6 +60,15 @@ impl Trust {
             _ => Trust::AmazonRoots,
         }
     }
+}
+
+/// `IM_DYNAMODB_ENDPOINT`, when set and not empty: a DynamoDB endpoint that wins over the
+/// SDK's own settings. `sam local` passes a function only the variables its template
+/// declares, so the template declares this one, empty on AWS (where the SDK resolves the
+/// regional endpoint), and `--env-vars` points it at DynamoDB Local. Declaring the SDK's
+/// own `AWS_ENDPOINT_URL_DYNAMODB` instead would set it, empty, in every deployed function.
+pub fn endpoint_override(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    var("IM_DYNAMODB_ENDPOINT").filter(|e| !e.is_empty())
 }
 
 /// The HTTP client for the SDK: rustls on aws-lc-rs (the SDK's own default provider),
@@ -164,6 +175,22 @@ mod tests {
             ]),
             Trust::AmazonRoots
         );
+        // The template's own variable wins, and is ignored while empty (as on AWS).
+        assert_eq!(
+            trust(&[
+                ("IM_DYNAMODB_ENDPOINT", "http://172.17.0.1:8000"),
+                ("AWS_ENDPOINT_URL_DYNAMODB", "https://dynamodb.example"),
+            ]),
+            Trust::Nothing
+        );
+        assert_eq!(
+            trust(&[
+                ("IM_DYNAMODB_ENDPOINT", ""),
+                ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"),
+            ]),
+            Trust::Nothing
+        );
+        assert_eq!(trust(&[("IM_DYNAMODB_ENDPOINT", "")]), Trust::AmazonRoots);
     }
 
     #[tokio::test]

@@ -56,16 +56,18 @@ impl DynamoStore {
     }
 
     /// A client configured from the standard AWS environment (region, credentials,
-    /// `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local), waiting no longer than `bounds`
-    /// say, so that storage that cannot be reached is an error within seconds, never a
-    /// hung request. Its HTTPS client trusts only Amazon's root CAs, compiled in
-    /// ([`client`]), unless the endpoint is plain http or `IM_DYNAMODB_TRUST=system`.
+    /// `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local, or `IM_DYNAMODB_ENDPOINT`, which
+    /// wins), waiting no longer than `bounds` say, so that storage that cannot be reached
+    /// is an error within seconds, never a hung request. Its HTTPS client trusts only
+    /// Amazon's root CAs, compiled in ([`client`]), unless the endpoint is plain http or
+    /// `IM_DYNAMODB_TRUST=system`.
     pub async fn client_from_env(bounds: &DynamoBounds) -> Client {
-        let config = bounded(bounds)
-            .http_client(client::http_client(client::Trust::from_env()))
-            .load()
-            .await;
-        Client::new(&config)
+        let mut loader =
+            bounded(bounds).http_client(client::http_client(client::Trust::from_env()));
+        if let Some(endpoint) = client::endpoint_override(|name| std::env::var(name).ok()) {
+            loader = loader.endpoint_url(endpoint);
+        }
+        Client::new(&loader.load().await)
     }
 
     /// Opens the connection to DynamoDB during a function's init, where the CPU is, so

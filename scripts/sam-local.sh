@@ -1,0 +1,83 @@
+# shellcheck shell=bash
+# The `sam local` suites of `make test` (sourced by scripts/test.sh after `sam build`,
+# with DynamoDB Local still running at $ddb_url and the local AWS settings exported).
+#
+#   sam_local_suites   says in one line which suites it runs and why, then runs them:
+#     - no Docker engine answering, or one that cannot run arm64 containers: none (a
+#       laptop without Docker is fine; make test still passes);
+#     - always otherwise: every function and event under `sam local invoke` and every route
+#       under `sam local start-api`, with DynamoDB unreachable (503, never a hang);
+#     - and, when a probe finds that a container can open a connection to DynamoDB
+#       Local on this machine, the full suites against it.
+# The suites are the `sam_local` test binary (e2e/tests/sam_local). Nothing here installs
+# anything on the machine (.ci/run provides Docker on CI machines).
+
+sam_local_suites() {
+  if ! command -v docker >/dev/null; then
+    echo "SAM suites: skipped: no docker command here (sam local runs functions in Docker)"
+    return 0
+  fi
+  if ! timeout 20 docker info >/dev/null 2>&1; then
+    echo "SAM suites: skipped: no Docker engine answers (docker info failed; sam local runs functions in Docker)"
+    return 0
+  fi
+  local image
+  image=$(bash scripts/sam-base-image.sh) || { echo "SAM suites: the base image could not be made"; return 1; }
+  # The functions are arm64, as deployed: natively, or through qemu's binfmt handler.
+  if ! timeout 120 docker run --rm --platform linux/arm64 --entrypoint /bin/sh "$image" -c true \
+    >/dev/null 2>&1; then
+    echo "SAM suites: skipped: this Docker engine cannot run arm64 containers (on Linux: qemu-user-static and binfmt-support)"
+    return 0
+  fi
+
+  # This machine as the containers see it: the default bridge's gateway (Linux), or
+  # IM_SAM_HOST (host.docker.internal on Docker Desktop).
+  local host=${IM_SAM_HOST:-}
+  [ -n "$host" ] || host=$(docker network inspect bridge --format '{{(index .IPAM.Config 0).Gateway}}' 2>/dev/null || true)
+  [ -n "$host" ] || host=host.docker.internal
+  local ddb_port=${ddb_url##*:}
+
+  # Tables for the full suites (fresh: the replays make group 1), and for the probe.
+  local table
+  for table in im-sam im-sam-authorizer im-sam-api im-sam-probe; do
+    target/debug/im-admin --table "$table" table create
+    target/debug/im-admin --table "$table" app add demo-app --key-file "$demo_key"
+  done
+  for table in im-sam im-sam-api im-sam-probe; do
+    target/debug/im-admin --table "$table" token-key add events-fixture --app demo-app \
+      --key-file events/fixture-token-secret
+  done
+
+  # The probe: a login signature through `sam local invoke` against DynamoDB Local.
+  # 200: containers reach it; 503: they cannot connect (as on this project's CI machines).
+  local vars="$work/sam-probe-env.json" status
+  printf '{"Parameters":{"TABLE_NAME":"im-sam-probe","IM_DYNAMODB_ENDPOINT":"http://%s:%s","AWS_EC2_METADATA_DISABLED":"true"}}' \
+    "$host" "$ddb_port" >"$vars"
+  # The environment of every SAM run of the suites (e2e/src/sam.rs): dummy credentials, no
+  # instance metadata, and SAM's own STS call (the account id) refused on loopback.
+  status=$(env SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
+    AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL_STS=http://127.0.0.1:1 AWS_MAX_ATTEMPTS=1 \
+    sam local invoke LoginSignatureFunction -e events/login-signature.json --skip-pull-image \
+    --invoke-image "$image" --env-vars "$vars" 2>"$work/sam-probe.log" \
+    | python3 -c 'import json,sys; print(json.loads([l for l in sys.stdin if l.strip()][-1])["statusCode"])' \
+    2>>"$work/sam-probe.log") || status=none
+  local filter
+  case "$status" in
+    200)
+      echo "SAM suites: containers reach DynamoDB Local at $host:$ddb_port (probe: a login signature answered 200): running the full suites and the unreachable-storage ones, on $image"
+      filter=""
+      ;;
+    503)
+      echo "SAM suites: containers cannot open connections on this machine (probe: a login signature against DynamoDB Local at $host:$ddb_port answered 503): running the unreachable-storage suites only, on $image"
+      filter=unreachable_
+      ;;
+    *)
+      echo "SAM suites: the probe failed (status $status):"; cat "$work/sam-probe.log"
+      return 1
+      ;;
+  esac
+  IM_TEST_SAM_IMAGE="$image" IM_TEST_SAM_HOST="$host" IM_TEST_SAM_DDB_PORT="$ddb_port" \
+  IM_TEST_SAM_TABLE=im-sam IM_TEST_SAM_AUTHZ_TABLE=im-sam-authorizer IM_TEST_SAM_API_TABLE=im-sam-api \
+  IM_TEST_DEMO_KEY_FILE="$demo_key" IM_TEST_DDB_ENDPOINT="$ddb_url" \
+    cargo test -q -p im-e2e --test sam_local -- --ignored --nocapture $filter
+}
