@@ -61,8 +61,10 @@ start_emulator() { # log table extra-env [dynamodb-endpoint]; sets $port
     --env-var "TABLE_NAME=$2,$(local_aws_env_csv "${4:-$ddb_url}")$3" \
     >"$1" 2>&1 &
   pids+=($!)
+  emulator_pids+=($!)
   wait_for_port "$port" 120
 }
+emulator_pids=()
 step "start the Lambda emulators (cargo lambda watch): bearer tokens, and API Gateway's JWT authorizer"
 slow_ddb_csv=$(IFS=,; echo ",${slow_ddb_bounds[*]}")
 start_emulator "$work/lambda.log" "$lambda_table" "$slow_ddb_csv"
@@ -167,6 +169,9 @@ if lines < 50:
     sys.exit(f"only {lines} request lines in the emulators' logs")
 print(f"{lines} request lines of the function binaries, each with its span.requestId")
 PY
+
+# The emulators are done: they watch the tree (inotify), which sam local start-api needs too.
+for pid in "${emulator_pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
 
 step "sam build (arm64 release binaries, cross-compiled with cargo-lambda's zig)"
 sam build

@@ -80,11 +80,12 @@ impl Settings {
     }
 }
 
-/// A file under the system's temporary folder, removed on drop.
-struct TempFile(PathBuf);
+/// A file under the system's temporary folder, removed on drop (and only then: nothing
+/// else here removes files, so no file of the repository can be taken for one).
+pub struct TempFile(PathBuf);
 
 impl TempFile {
-    fn with(text: &str) -> Self {
+    pub fn with(text: &str) -> Self {
         let path = std::env::temp_dir().join(format!(
             "im-sam-{}-{}.json",
             std::process::id(),
@@ -94,6 +95,10 @@ impl TempFile {
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .expect("write a temporary file");
         Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
     }
 }
 
@@ -220,9 +225,8 @@ impl StartApi {
             "--port",
             &port_text,
             "--skip-pull-image",
-            // One container per function, started at its first request and reused.
-            "--warm-containers",
-            "LAZY",
+            // No --warm-containers: SAM then watches every function's code folder
+            // (inotify), and a machine whose watches other tools hold makes it crash.
         ])
         .args(["--invoke-image", &image(), "--env-vars"])
         .arg(&env_vars.0)

@@ -23,7 +23,7 @@ use im_e2e::http::client;
 use im_e2e::lambda::{body, demo_app, event_file, replay};
 use im_e2e::openapi;
 use im_e2e::repo::{read_json, repo_root};
-use im_e2e::sam::{invoke, Auth, Settings, StartApi};
+use im_e2e::sam::{invoke, Auth, Settings, StartApi, TempFile};
 use im_e2e::stack::env;
 use im_shared::routes::{Route, ROUTES};
 use reqwest::Method;
@@ -76,17 +76,12 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], job: impl Fn(&T) -> R + Sync) -> V
     results.into_iter().map(Option::unwrap).collect()
 }
 
-/// An event of `events/` changed by `edit`, written to a temporary file.
-fn edited_event(file: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+/// An event of `events/` changed by `edit`, in a temporary file removed when the
+/// returned value is dropped.
+fn edited_event(file: &str, edit: impl FnOnce(&mut Value)) -> TempFile {
     let mut event = read_json(&repo_root().join("events").join(file));
     edit(&mut event);
-    let path = std::env::temp_dir().join(format!(
-        "im-sam-event-{}-{}.json",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    std::fs::write(&path, event.to_string()).unwrap();
-    path
+    TempFile::with(&event.to_string())
 }
 
 /// Our error shape: a JSON body with `code`, `msg` and the `request` it answers.
@@ -134,15 +129,22 @@ fn unreachable_storage_every_event_under_sam_local_invoke() {
         b64(json!({"alg": "none", "typ": "JWT", "kid": "events-fixture"})),
         b64(json!({"sub": "alice", "exp": 4102444800u64}))
     );
+    let mut edited_files = Vec::new();
     for authorization in [None, Some("Bearer not.a.token".to_owned()), Some(alg_none)] {
-        let path = edited_event("login-signature.json", |e| {
+        let edited = edited_event("login-signature.json", |e| {
             let headers = e["headers"].as_object_mut().unwrap();
             headers.remove("authorization");
             if let Some(a) = authorization {
                 headers.insert("authorization".into(), Value::from(a));
             }
         });
-        cases.push((Auth::Tokens, "login-signature", path, Some(401)));
+        cases.push((
+            Auth::Tokens,
+            "login-signature",
+            edited.path().to_owned(),
+            Some(401),
+        ));
+        edited_files.push(edited);
     }
 
     // The first invoke alone: SAM builds its emulation image on the base image once.
@@ -185,11 +187,6 @@ fn unreachable_storage_every_event_under_sam_local_invoke() {
                     "{what}"
                 );
             }
-        }
-    }
-    for (_, _, path, _) in &cases {
-        if path.starts_with(std::env::temp_dir()) {
-            let _ = std::fs::remove_file(path);
         }
     }
     println!(
