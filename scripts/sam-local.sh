@@ -48,19 +48,14 @@ sam_local_suites() {
       --key-file events/fixture-token-secret
   done
 
-  # The probe: a login signature through `sam local invoke` against DynamoDB Local.
-  # 200: containers reach it; 503: they cannot connect (as on this project's CI machines).
-  local vars="$work/sam-probe-env.json" status
-  printf '{"Parameters":{"TABLE_NAME":"im-sam-probe","IM_DYNAMODB_ENDPOINT":"http://%s:%s","AWS_EC2_METADATA_DISABLED":"true"}}' \
-    "$host" "$ddb_port" >"$vars"
-  # The environment of every SAM run of the suites (e2e/src/sam.rs): dummy credentials, no
-  # instance metadata, and SAM's own STS call (the account id) refused on loopback.
-  status=$(env SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
-    AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL_STS=http://127.0.0.1:1 AWS_MAX_ATTEMPTS=1 \
-    sam local invoke LoginSignatureFunction -e events/login-signature.json --skip-pull-image \
-    --invoke-image "$image" --env-vars "$vars" 2>"$work/sam-probe.log" \
-    | python3 -c 'import json,sys; print(json.loads([l for l in sys.stdin if l.strip()][-1])["statusCode"])' \
-    2>>"$work/sam-probe.log") || status=none
+  # The probe (e2e/src/bin/sam-probe.rs): a login signature through `sam local invoke`
+  # against DynamoDB Local, with the suites' own SAM environment (dummy credentials, no
+  # instance metadata, SAM's STS call refused on loopback). 200: containers reach it;
+  # 503: they cannot connect (as on this project's CI machines).
+  local status
+  status=$(IM_TEST_SAM_IMAGE="$image" IM_TEST_SAM_HOST="$host" IM_TEST_SAM_DDB_PORT="$ddb_port" \
+    IM_TEST_SAM_PROBE_TABLE=im-sam-probe cargo run -q -p im-e2e --bin sam-probe 2>"$work/sam-probe.log") \
+    || status=none
   local filter
   case "$status" in
     200)

@@ -12,7 +12,6 @@ use clap::{Parser, Subcommand};
 use im_admin::redrive::{self, QueueRedrive};
 use im_admin::{keyinput, table};
 use im_shared::auth;
-use im_shared::config::DynamoBounds;
 use im_shared::model::ids::check_id;
 use im_shared::model::{ImCloud, OnDelete};
 use im_shared::store::{DynamoStore, KeyStore, StoreError};
@@ -315,7 +314,7 @@ async fn run(cli: Cli) -> Result<()> {
     let table_name = cli
         .table
         .context("name the table with --table or TABLE_NAME")?;
-    let client = DynamoStore::client_from_env(&DynamoBounds::from_env()?).await;
+    let client = DynamoStore::client_from_env().await?;
     let store = DynamoStore::new(client.clone(), table_name.clone());
     match cli.command {
         Command::Table {

@@ -497,7 +497,7 @@ fn signature_path<M: Measurement>(c: &mut Criterion<M>, group: &'static str) {
     let calls = Calls::default();
     let config = Config::from_env().expect("configuration from the environment");
     let store = rt.block_on(async {
-        let client = DynamoStore::client_from_env(&config.dynamodb).await;
+        let client = DynamoStore::client_for(&config.dynamodb_target, &config.dynamodb).await;
         let counted = client
             .config()
             .to_builder()

@@ -134,6 +134,97 @@ impl Default for DynamoBounds {
     }
 }
 
+/// Which root certificates the DynamoDB client trusts (`IM_DYNAMODB_TRUST`, and the
+/// endpoint's scheme).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// None: the endpoint is plain `http://` (DynamoDB Local).
+    Nothing,
+    /// The compiled-in Amazon roots (the default).
+    AmazonRoots,
+    /// The machine's root certificates (`IM_DYNAMODB_TRUST=system`).
+    System,
+}
+
+/// Whether a function's init opens its connection to DynamoDB (`IM_DYNAMODB_WARM_UP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarmUp {
+    /// Over TLS only (AWS), where the handshake is worth paying during init; not over
+    /// plain http (DynamoDB Local on loopback), where a connection costs nothing and the
+    /// call would only add a round trip to init.
+    Tls,
+    Always,
+    Never,
+}
+
+/// Where the DynamoDB client connects and how, read once with the rest of the settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamoTarget {
+    /// An endpoint instead of the SDK's regional one: `IM_DYNAMODB_ENDPOINT` when not
+    /// empty, else `AWS_ENDPOINT_URL_DYNAMODB`, else `AWS_ENDPOINT_URL` (both ignored with
+    /// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`), the SDK's own order. `sam local` hands
+    /// a function only the variables its template declares, so the template declares
+    /// `IM_DYNAMODB_ENDPOINT`, empty on AWS, and `--env-vars` points it at DynamoDB Local;
+    /// declaring the SDK's variable instead would set it, empty, in every deployed function.
+    pub endpoint: Option<String>,
+    pub trust: Trust,
+    pub warm_up: WarmUp,
+}
+
+impl DynamoTarget {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let set = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let ignore_configured = lookup("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let endpoint = set("IM_DYNAMODB_ENDPOINT").or_else(|| {
+            if ignore_configured {
+                None
+            } else {
+                set("AWS_ENDPOINT_URL_DYNAMODB").or_else(|| set("AWS_ENDPOINT_URL"))
+            }
+        });
+        let plain_http = endpoint.as_deref().is_some_and(|e| {
+            e.get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+        });
+        let trust = choice(
+            lookup,
+            "IM_DYNAMODB_TRUST",
+            &[
+                (&["amazon"], Trust::AmazonRoots),
+                (&["system"], Trust::System),
+            ],
+        )?;
+        let warm_up = choice(
+            lookup,
+            "IM_DYNAMODB_WARM_UP",
+            &[
+                (&["tls"], WarmUp::Tls),
+                (&["always"], WarmUp::Always),
+                (&["never"], WarmUp::Never),
+            ],
+        )?;
+        Ok(Self {
+            endpoint,
+            trust: if plain_http { Trust::Nothing } else { trust },
+            warm_up,
+        })
+    }
+
+    /// Whether init should open the connection (see [`WarmUp`]).
+    pub fn warm_up_at_init(&self) -> bool {
+        match self.warm_up {
+            WarmUp::Always => true,
+            WarmUp::Never => false,
+            WarmUp::Tls => self.trust != Trust::Nothing,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
@@ -150,6 +241,7 @@ pub struct Config {
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     pub token_leeway_secs: u64,
     pub dynamodb: DynamoBounds,
+    pub dynamodb_target: DynamoTarget,
 }
 
 #[derive(Debug, Error)]
@@ -264,6 +356,7 @@ impl Config {
             auth,
             token_leeway_secs,
             dynamodb: DynamoBounds::from_lookup(&lookup)?,
+            dynamodb_target: DynamoTarget::from_lookup(&lookup)?,
         })
     }
 }
@@ -377,6 +470,99 @@ mod tests {
             ("IM_DYNAMODB_OPERATION_TIMEOUT_MS", "1000")
         ])
         .is_err());
+    }
+
+    fn target(vars: &[(&str, &str)]) -> Result<DynamoTarget, ConfigError> {
+        DynamoTarget::from_lookup(&|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    fn trust(vars: &[(&str, &str)]) -> Trust {
+        target(vars).unwrap().trust
+    }
+
+    #[test]
+    fn dynamodb_trust_follows_the_endpoint_and_the_setting() {
+        assert_eq!(trust(&[]), Trust::AmazonRoots);
+        assert_eq!(
+            trust(&[("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000")]),
+            Trust::Nothing
+        );
+        assert_eq!(
+            trust(&[("AWS_ENDPOINT_URL", "HTTP://localhost:8000")]),
+            Trust::Nothing
+        );
+        // The service-specific endpoint wins over the global one, as in the SDK.
+        let t = target(&[
+            ("AWS_ENDPOINT_URL_DYNAMODB", "https://dynamodb.example"),
+            ("AWS_ENDPOINT_URL", "http://localhost:8000"),
+        ])
+        .unwrap();
+        assert_eq!(t.trust, Trust::AmazonRoots);
+        assert_eq!(t.endpoint.as_deref(), Some("https://dynamodb.example"));
+        assert_eq!(
+            trust(&[
+                ("AWS_ENDPOINT_URL_DYNAMODB", "https://localstack.internal"),
+                ("IM_DYNAMODB_TRUST", "system"),
+            ]),
+            Trust::System
+        );
+        let ignored = target(&[
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"),
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (ignored.trust, ignored.endpoint),
+            (Trust::AmazonRoots, None)
+        );
+        // The template's own variable wins, and is ignored while empty (as on AWS).
+        let sam = target(&[
+            ("IM_DYNAMODB_ENDPOINT", "http://172.17.0.1:8000"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "https://dynamodb.example"),
+        ])
+        .unwrap();
+        assert_eq!(sam.trust, Trust::Nothing);
+        assert_eq!(sam.endpoint.as_deref(), Some("http://172.17.0.1:8000"));
+        assert_eq!(
+            trust(&[
+                ("IM_DYNAMODB_ENDPOINT", ""),
+                ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"),
+            ]),
+            Trust::Nothing
+        );
+        let aws = target(&[("IM_DYNAMODB_ENDPOINT", "")]).unwrap();
+        assert_eq!((aws.trust, aws.endpoint), (Trust::AmazonRoots, None));
+        // A misspelt setting is refused at start, not read as the default.
+        assert!(matches!(
+            target(&[("IM_DYNAMODB_TRUST", "sytem")]),
+            Err(ConfigError::Invalid {
+                name: "IM_DYNAMODB_TRUST",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn init_connects_over_tls_unless_told() {
+        let at_init = |vars: &[(&str, &str)]| target(vars).unwrap().warm_up_at_init();
+        let local = ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000");
+        assert!(at_init(&[]));
+        assert!(at_init(&[("IM_DYNAMODB_TRUST", "system")]));
+        assert!(!at_init(&[local]));
+        assert!(at_init(&[local, ("IM_DYNAMODB_WARM_UP", "always")]));
+        assert!(!at_init(&[("IM_DYNAMODB_WARM_UP", "never")]));
+        assert!(at_init(&[("IM_DYNAMODB_WARM_UP", "tls")]));
+        assert!(matches!(
+            target(&[("IM_DYNAMODB_WARM_UP", "sometimes")]),
+            Err(ConfigError::Invalid {
+                name: "IM_DYNAMODB_WARM_UP",
+                ..
+            })
+        ));
     }
 
     #[test]

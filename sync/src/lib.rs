@@ -24,7 +24,7 @@ pub use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 pub use aws_lambda_events::event::streams::DynamoDbEventResponse;
 pub use mirror::Syncer;
 
-use im_shared::config::{ConfigError, DynamoBounds};
+use im_shared::config::ConfigError;
 use im_shared::store::DynamoStore;
 use vendor::{RetryPolicy, Vendor};
 
@@ -68,7 +68,7 @@ impl Syncer {
     /// the HTTP client: built once at init, reused warm.
     pub async fn from_env() -> Result<Self, SetupError> {
         let table = std::env::var("TABLE_NAME").map_err(|_| SetupError::Missing("TABLE_NAME"))?;
-        let client = DynamoStore::client_from_env(&DynamoBounds::from_env()?).await;
+        let client = DynamoStore::client_from_env().await?;
         Self::with_client(DynamoStore::new(client, table))
     }
 

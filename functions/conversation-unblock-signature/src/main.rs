@@ -1,7 +1,6 @@
 //! Lambda entry point: this function's routes and handler are the ones the shared route
 //! list names `ConversationUnblockSignature`; everything else lives in `im-shared`.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    im_shared::lambda::run(im_shared::functions::ConversationUnblockSignature).await
+fn main() -> Result<(), lambda_http::Error> {
+    im_shared::lambda::run(im_shared::functions::ConversationUnblockSignature)
 }

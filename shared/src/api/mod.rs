@@ -41,20 +41,23 @@ fn method_filter(method: &str) -> MethodFilter {
 /// A router serving every route of `functions` (the local server passes them all).
 /// Every handler is linked into the caller.
 pub fn router(state: AppState, functions: &[Function]) -> Router {
-    build(state, functions, Function::handler)
+    build(state, functions, &Function::handler)
 }
 
 /// A router serving one function's routes, and linking only that function's handler:
 /// what a function binary runs.
 pub fn router_for<E: Entry>(state: AppState) -> Router {
-    build(state, &[E::FUNCTION], |_, filter| E::handler(filter))
+    build(state, &[E::FUNCTION], &|_, filter| E::handler(filter))
 }
 
 /// Anything outside `functions`' routes is a JSON 404 or 405.
+///
+/// `handler` is a trait object so that this, the middleware included, is compiled once
+/// in this library instead of once in each function binary (`sam build` compiles 22).
 fn build(
     state: AppState,
     functions: &[Function],
-    handler: impl Fn(Function, MethodFilter) -> MethodRouter<AppState>,
+    handler: &dyn Fn(Function, MethodFilter) -> MethodRouter<AppState>,
 ) -> Router {
     let mut by_path: BTreeMap<String, MethodRouter<AppState>> = BTreeMap::new();
     for route in ROUTES.iter().filter(|r| functions.contains(&r.function)) {

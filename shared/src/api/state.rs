@@ -27,24 +27,16 @@ impl AppState {
         }
     }
 
-    /// Configuration and a DynamoDB client from the environment: done once at init and
-    /// reused by every warm invocation.
-    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
-        Self::from_env_warm(None).await
-    }
-
-    /// [`AppState::from_env`], then, with `warm_up`, a connection to DynamoDB opened
-    /// within that time ([`DynamoStore::warm_up`]), so that the first request finds it
-    /// ready. For the functions' init.
-    pub async fn from_env_warm(
-        warm_up: Option<Duration>,
-    ) -> Result<Self, crate::config::ConfigError> {
-        let config = Config::from_env()?;
-        let client = DynamoStore::client_from_env(&config.dynamodb).await;
+    /// The state for `config`: a DynamoDB client made as it says, then, with `warm_up`,
+    /// a connection to DynamoDB opened within that time ([`DynamoStore::warm_up`]), so
+    /// that the first request finds it ready. Done once at init and reused by every warm
+    /// invocation.
+    pub async fn from_config(config: Config, warm_up: Option<Duration>) -> Self {
+        let client = DynamoStore::client_for(&config.dynamodb_target, &config.dynamodb).await;
         let store = DynamoStore::new(client, config.table_name.clone());
         if let Some(limit) = warm_up {
             store.warm_up(limit).await;
         }
-        Ok(Self::new(config, Arc::new(store)))
+        Self::new(config, Arc::new(store))
     }
 }

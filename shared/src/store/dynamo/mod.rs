@@ -18,8 +18,7 @@ mod sync;
 
 use std::time::Duration;
 
-use aws_config::retry::{ErrorKind, RetryConfig};
-use aws_config::timeout::TimeoutConfig;
+use aws_config::retry::ErrorKind;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -31,7 +30,7 @@ pub use self::sync::{padded_sequence, MirrorLink, SyncCursor};
 
 use self::layout::Item;
 use super::StoreError;
-use crate::config::DynamoBounds;
+use crate::config::{ConfigError, DynamoBounds, DynamoTarget};
 
 /// How a transaction ended.
 pub(super) enum TxOutcome {
@@ -55,19 +54,30 @@ impl DynamoStore {
         }
     }
 
-    /// A client configured from the standard AWS environment (region, credentials,
-    /// `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local, or `IM_DYNAMODB_ENDPOINT`, which
-    /// wins), waiting no longer than `bounds` say, so that storage that cannot be reached
-    /// is an error within seconds, never a hung request. Its HTTPS client trusts only
-    /// Amazon's root CAs, compiled in ([`client`]), unless the endpoint is plain http or
-    /// `IM_DYNAMODB_TRUST=system`.
-    pub async fn client_from_env(bounds: &DynamoBounds) -> Client {
-        let mut loader =
-            bounded(bounds).http_client(client::http_client(client::Trust::from_env()));
-        if let Some(endpoint) = client::endpoint_override(|name| std::env::var(name).ok()) {
+    /// The service's client: `target`'s endpoint and trust, waiting no longer than
+    /// `bounds` say, so that storage that cannot be reached is an error within seconds,
+    /// never a hung request. Its HTTPS client trusts only Amazon's root CAs, compiled in,
+    /// unless the endpoint is plain http or `IM_DYNAMODB_TRUST=system`; its credentials
+    /// and region come from the environment as the SDK reads them ([`client`] says how
+    /// that is done without the SDK's config loader on Lambda).
+    pub async fn client_for(target: &DynamoTarget, bounds: &DynamoBounds) -> Client {
+        let http = client::http_client(target.trust);
+        if let Some(config) = client::config_from_lambda_env(target, bounds, http.clone(), |name| {
+            std::env::var(name).ok()
+        }) {
+            return Client::from_conf(config);
+        }
+        let mut loader = client::loader(bounds).http_client(http);
+        if let Some(endpoint) = &target.endpoint {
             loader = loader.endpoint_url(endpoint);
         }
         Client::new(&loader.load().await)
+    }
+
+    /// [`DynamoStore::client_for`] with both settings read from the environment (the
+    /// operator's CLI and the stream function, which read nothing else of [`Config`](crate::config::Config)).
+    pub async fn client_from_env() -> Result<Client, ConfigError> {
+        Ok(Self::client_for(&DynamoTarget::from_env()?, &DynamoBounds::from_env()?).await)
     }
 
     /// Opens the connection to DynamoDB during a function's init, where the CPU is, so
@@ -110,7 +120,7 @@ impl DynamoStore {
     /// region and placeholder credentials, which DynamoDB Local accepts and never checks
     /// (so nothing probes for real ones), and the functions' `bounds`.
     pub async fn local_config(endpoint: &str, bounds: &DynamoBounds) -> aws_config::SdkConfig {
-        bounded(bounds)
+        client::loader(bounds)
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
                 "local",
@@ -273,22 +283,6 @@ impl DynamoStore {
         }
         Ok(())
     }
-}
-
-/// The SDK's settings every client of the table shares: the time-outs and retries of
-/// `bounds` (see [`DynamoBounds`] for why these).
-fn bounded(bounds: &DynamoBounds) -> aws_config::ConfigLoader {
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(bounds.connect_timeout)
-        .operation_attempt_timeout(bounds.attempt_timeout)
-        .operation_timeout(bounds.operation_timeout)
-        .build();
-    let retries = RetryConfig::standard()
-        .with_max_attempts(bounds.max_attempts)
-        .with_initial_backoff(DynamoBounds::INITIAL_BACKOFF);
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(timeouts)
-        .retry_config(retries)
 }
 
 pub(super) fn build_err(e: impl std::fmt::Display) -> StoreError {
