@@ -34,6 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::Router;
+use cpu_time::ThreadTime;
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use http::{header, HeaderValue, Request, StatusCode};
@@ -328,27 +329,16 @@ async fn request(router: &Router, uri: &str, bearer: &HeaderValue) -> StatusCode
 /// which wall time counts, are left out.
 struct ThreadCpu;
 
-fn thread_cpu_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 impl Measurement for ThreadCpu {
     type Intermediate = Duration;
     type Value = Duration;
 
     fn start(&self) -> Duration {
-        thread_cpu_now()
+        ThreadTime::now().as_duration()
     }
 
     fn end(&self, started: Duration) -> Duration {
-        thread_cpu_now() - started
+        ThreadTime::now().as_duration() - started
     }
 
     fn add(&self, a: &Duration, b: &Duration) -> Duration {

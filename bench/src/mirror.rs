@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use cpu_time::ThreadTime;
 use im_e2e::im_cloud::ImCloudStandIn;
 use im_e2e::stack::TestApp;
 use im_local::stream::{
@@ -408,18 +409,6 @@ fn process_cpu(pid: u32) -> Result<Duration> {
 
 // --- the handler alone -------------------------------------------------------------------
 
-/// CPU time of the calling thread so far.
-fn thread_cpu() -> Duration {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec for the call to fill.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
 struct Invocation {
     started: Instant,
     /// The client ids of the batch's member records.
@@ -470,7 +459,7 @@ impl HandlerThread {
                     let syncer = Syncer::with_client(store).expect("the sync handler");
                     while let Some((event, reply)) = rx.recv().await {
                         let payload = serde_json::to_vec(&event).expect("a stream event");
-                        let (wall, cpu) = (Instant::now(), thread_cpu());
+                        let (wall, cpu) = (Instant::now(), ThreadTime::now());
                         let event: StreamEvent =
                             serde_json::from_slice(&payload).expect("a stream event");
                         let records = event.records.len();
@@ -482,7 +471,7 @@ impl HandlerThread {
                             started: wall,
                             members: batch_members(&payload),
                             records,
-                            cpu: thread_cpu() - cpu,
+                            cpu: cpu.elapsed(),
                             wall: wall.elapsed(),
                         };
                         kept.lock().unwrap().push(invocation);
