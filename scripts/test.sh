@@ -37,7 +37,9 @@ step "the pipeline and the template, offline: actionlint, cfn-lint, sam validate
 make --no-print-directory lint-deploy
 
 step "build"
-cargo build --workspace --all-targets --quiet
+# What the services and cargo test below run: every library, binary, test and example.
+# Not the criterion benchmark (make bench builds it, in release; clippy above checks it).
+cargo build --workspace --lib --bins --tests --examples --quiet
 
 # DynamoDB Local under the whole suite (dozens of concurrent transactions, a JVM on two
 # shared cores) at times takes seconds to answer, where DynamoDB takes milliseconds: what
