@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::Message;
+use im_shared::store::dynamo::padded_sequence;
 use im_sync::stream::{read_batch, OnFailureMessage, ReadError};
 use im_sync::{StreamEvent, Syncer};
 
@@ -117,14 +118,15 @@ impl<'a> QueueRedrive<'a> {
         }
     }
 
-    /// Receives until the queue has nothing new, handles each message, then makes the
-    /// messages kept visible again. Errs on a queue that cannot be read or written; a
-    /// batch that fails is counted in the tally, not an error.
+    /// Receives until the queue has nothing new, handles each message in stream order,
+    /// then makes the messages kept visible again. Errs on a queue that cannot be read or
+    /// written; a batch that fails is counted in the tally, not an error.
     pub async fn run(&self) -> Result<Tally> {
         let mut tally = Tally::default();
         let mut seen = HashSet::new();
         // Receipt handles of the messages to leave in the queue.
         let mut release = Vec::new();
+        let mut messages = Vec::new();
         loop {
             let received = self
                 .sqs
@@ -149,22 +151,33 @@ impl<'a> QueueRedrive<'a> {
                     continue;
                 }
                 fresh += 1;
-                tally.received += 1;
-                if self.handle(&message, &mut tally).await? {
-                    self.sqs
-                        .delete_message()
-                        .queue_url(&self.queue_url)
-                        .receipt_handle(handle)
-                        .send()
-                        .await
-                        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
-                        .context("deleting a redriven message from the queue")?;
-                } else {
-                    release.push(handle);
-                }
+                messages.push(message);
             }
             if fresh == 0 {
                 break;
+            }
+        }
+        // SQS keeps no order, and a group's records wait behind its earliest one that
+        // failed: its batch goes first, or the later ones would fail again (and be kept).
+        messages.sort_by_cached_key(|m| {
+            serde_json::from_str::<OnFailureMessage>(m.body().unwrap_or_default())
+                .map(|m| padded_sequence(&m.batch.start_sequence_number))
+                .unwrap_or_else(|_| "~".into())
+        });
+        for message in messages {
+            tally.received += 1;
+            let handle = message.receipt_handle.clone().unwrap_or_default();
+            if self.handle(&message, &mut tally).await? {
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+                    .context("deleting a redriven message from the queue")?;
+            } else {
+                release.push(handle);
             }
         }
         for handle in release {

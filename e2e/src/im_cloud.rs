@@ -227,6 +227,14 @@ impl ImCloudStandIn {
         self.shared.lock().faults.poison_group(group_id, status);
     }
 
+    /// No fault but this: like [`Self::clear_faults`] then [`Self::fail_always_for_group`],
+    /// at once (no request in between sees the group answered).
+    pub fn fail_always_only_for_group(&self, group_id: u64, status: u16) {
+        let mut inner = self.shared.lock();
+        inner.faults.clear();
+        inner.faults.poison_group(group_id, status);
+    }
+
     /// No more faults: no rate, no queued faults, no poisoned ids (the slow delay stays).
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();

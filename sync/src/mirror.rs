@@ -12,7 +12,12 @@
 //!   nothing), and a create first looks for the conversation an earlier try made;
 //! - when a record cannot be applied yet, the batch reports it (and Lambda retries it and
 //!   everything after it on the shard, which the cursors of other groups then skip);
-//!   an answer no retry can fix marks the group `failed` instead, and the stream goes on.
+//!   an answer no retry can fix marks the group `failed` instead, and the stream goes on;
+//! - a record that stopped also holds its group (`held` in the `SYNC` item): once its
+//!   retries run out and Lambda moves on, the group's later records are reported too,
+//!   unapplied, until a redrive applies it. Otherwise a later record would move the
+//!   cursor past it, and its redrive would be skipped as done (a create's message or a
+//!   rename lost, a member change applied out of order).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -51,6 +56,8 @@ pub struct Syncer {
 struct Stopped {
     seq: String,
     why: String,
+    /// `seq` waits behind an earlier record that holds the group already.
+    behind: bool,
 }
 
 #[derive(Debug)]
@@ -183,12 +190,19 @@ impl Syncer {
             .map(|(group_id, records)| {
                 let targets = &targets;
                 async move {
-                    self.sync_group(group_id, &records, targets, deadline)
+                    let stopped = self
+                        .sync_group(group_id, &records, targets, deadline)
                         .await
-                        .err()
-                        .inspect(|s| {
-                            tracing::warn!(group_id, seq = %s.seq, why = %s.why, "group sync stopped; its records will be retried")
-                        })
+                        .err()?;
+                    tracing::warn!(group_id, seq = %stopped.seq, why = %stopped.why, "group sync stopped; its records will be retried");
+                    if !stopped.behind {
+                        // The group's later records wait for this one, wherever it goes
+                        // (a retry, or the dead letters and a redrive).
+                        if let Err(e) = self.store.hold_sync(group_id, &stopped.seq, &stopped.why).await {
+                            tracing::warn!(group_id, error = %e, "holding the group's later records failed");
+                        }
+                    }
+                    Some(stopped)
                 }
             })
             .buffer_unordered(PARALLEL_GROUPS)
@@ -235,6 +249,7 @@ impl Syncer {
         let stop = |seq: &str, why: String| Stopped {
             seq: seq.to_owned(),
             why,
+            behind: false,
         };
         let cursor = self
             .store
@@ -242,7 +257,7 @@ impl Syncer {
             .await
             .map_err(|e| stop(&first.seq, e.to_string()))?;
         // A retried batch: skip what was applied already.
-        let pending: Vec<&Record> = records
+        let mut pending: Vec<&Record> = records
             .iter()
             .filter(|r| {
                 cursor
@@ -263,6 +278,32 @@ impl Syncer {
         let Some(target) = target.filter(|t| t.cloud.mirroring()) else {
             return Ok(());
         };
+        // A record of this group that a try stopped at and that is not applied yet: it
+        // goes first. Without it in this batch (it ran out of retries, and waits for a
+        // redrive), only what comes before it may be applied; the rest is reported, to be
+        // retried and then dead-lettered behind it.
+        let held = cursor
+            .as_ref()
+            .and_then(|c| c.held.as_ref().filter(|h| c.seq < h.seq))
+            .map(|h| h.seq.clone());
+        let mut waiting = None;
+        if let Some(h) = &held {
+            if !pending.iter().any(|r| padded_sequence(&r.seq) == *h) {
+                let split = pending.partition_point(|r| padded_sequence(&r.seq) < *h);
+                waiting = Some(Stopped {
+                    behind: true,
+                    seq: pending[split].seq.clone(),
+                    why: format!(
+                        "held behind record {} of the group, which has not reached the IM cloud",
+                        h.trim_start_matches('0')
+                    ),
+                });
+                pending.truncate(split);
+                if pending.is_empty() {
+                    return Err(waiting.unwrap());
+                }
+            }
+        }
         let mut run = GroupRun {
             store: &self.store,
             api: self.vendor.app(target.cloud.server(), app_id, &target.key),
@@ -276,8 +317,13 @@ impl Syncer {
             sticky: cursor
                 .filter(|c| c.report.status == SyncStatus::Failed)
                 .map(|c| c.report.error.unwrap_or_default()),
+            held,
         };
-        run.apply(&pending, deadline).await
+        run.apply(&pending, deadline).await?;
+        match waiting {
+            Some(w) => Err(w),
+            None => Ok(()),
+        }
     }
 }
 
@@ -298,6 +344,9 @@ struct GroupRun<'a> {
     rebuilt: bool,
     /// A failure no retry could fix, kept until a reconcile clears it.
     sticky: Option<String>,
+    /// The record the group's later ones wait for (padded), if any: saving the cursor at
+    /// or past it lets them through.
+    held: Option<String>,
 }
 
 impl GroupRun<'_> {
@@ -307,6 +356,7 @@ impl GroupRun<'_> {
         let stop = |seq: &str, why: String| Stopped {
             seq: seq.to_owned(),
             why,
+            behind: false,
         };
         let now = self
             .store
@@ -361,9 +411,13 @@ impl GroupRun<'_> {
             Some(e) => (SyncStatus::Failed, Some(e.as_str())),
             None => (SyncStatus::Ok, None),
         };
+        let release = self
+            .held
+            .as_ref()
+            .is_some_and(|h| padded_sequence(seq) >= *h);
         if let Err(e) = self
             .store
-            .save_sync(self.group_id, seq, status, error, self.gone)
+            .save_sync(self.group_id, seq, status, error, self.gone, release)
             .await
         {
             tracing::warn!(group_id = self.group_id, error = %e, "saving the sync cursor failed");
@@ -377,6 +431,7 @@ impl GroupRun<'_> {
             return Err(Stopped {
                 seq: at.to_owned(),
                 why: e.to_string(),
+                behind: false,
             });
         }
         tracing::warn!(group_id = self.group_id, error = %e, "the IM cloud refused a change for good; the group is marked failed");

@@ -42,13 +42,16 @@ pub struct GroupReport {
     pub finding: Finding,
     /// The group was marked failed (its last error).
     pub failed: Option<String>,
+    /// The group's later changes wait for a record that has not reached the IM cloud
+    /// (which, and why it stopped).
+    pub held: Option<String>,
     /// With `--fix`: the conversation now matches (and names it).
     pub fixed: Option<String>,
 }
 
 impl GroupReport {
     pub fn in_step(&self) -> bool {
-        self.finding == Finding::InStep && self.failed.is_none()
+        self.finding == Finding::InStep && self.failed.is_none() && self.held.is_none()
     }
 }
 
@@ -80,6 +83,9 @@ impl fmt::Display for GroupReport {
         }
         if let Some(e) = &self.failed {
             write!(f, "; marked failed: {e}")?;
+        }
+        if let Some(h) = &self.held {
+            write!(f, "; later changes held behind {h}")?;
         }
         if let Some(c) = &self.fixed {
             write!(f, "; fixed: conversation {c} now matches")?;
@@ -121,16 +127,25 @@ impl Syncer {
         fix: bool,
     ) -> Result<GroupReport, ReconcileError> {
         let store = self.store();
-        let failed = store
-            .sync_cursor(group_id)
-            .await?
+        let cursor = store.sync_cursor(group_id).await?;
+        let failed = cursor
+            .as_ref()
             .filter(|c| c.report.status == SyncStatus::Failed)
-            .map(|c| c.report.error.unwrap_or_default());
+            .map(|c| c.report.error.clone().unwrap_or_default());
+        let held = cursor.and_then(|c| {
+            let h = c.held.filter(|h| c.seq < h.seq)?;
+            Some(format!(
+                "stream record {} ({})",
+                h.seq.trim_start_matches('0'),
+                h.why
+            ))
+        });
         let mut report = GroupReport {
             group_id,
             conversation: None,
             finding: Finding::InStep,
             failed,
+            held,
             fixed: None,
         };
         let Some(meta) = store
@@ -169,7 +184,7 @@ impl Syncer {
         if !fix || matches!(report.finding, Finding::Unreachable(_)) {
             return Ok(report);
         }
-        if report.finding == Finding::InStep && report.failed.is_none() {
+        if report.in_step() {
             return Ok(report);
         }
         match self

@@ -416,9 +416,8 @@ async fn fifty_concurrent_writes_converge_while_a_third_of_the_answers_fail() {
 
 impl Mirrored {
     /// Creates a group between two healthy ones whose every request to the IM cloud fails
-    /// with a 500 until the faults are cleared. Returns its id and, once its record has
-    /// been dead-lettered, its lines of the local dead-letter file (whole lines only: the
-    /// poller may be writing one as we read).
+    /// with a 500 until the faults are cleared. Returns its id and, once its first record
+    /// has been dead-lettered, its lines of the local dead-letter file.
     async fn poisoned_and_dead_lettered(&self) -> (u64, String) {
         let healthy = self.create("alice", "first", "bob").await;
         self.wait_in_step(healthy).await;
@@ -438,25 +437,15 @@ impl Mirrored {
         }
         let poisoned = self.create("alice", "poisoned", "bob").await;
         assert!(poisoned < next + 200, "the poisoned range was used up");
-        self.cloud.clear_faults();
-        self.cloud.fail_always_for_group(poisoned, 500);
+        self.cloud.fail_always_only_for_group(poisoned, 500);
         let after = self.create("carol", "after", "dave").await;
         self.wait_in_step(after).await;
-        let dead_letters = env("IM_TEST_SYNC_DEAD_LETTERS");
-        let marker = format!("GROUP#{poisoned}");
-        let letters_of = |text: &str| -> String {
-            text.split_inclusive('\n')
-                .filter(|l| l.ends_with('\n') && l.contains(&marker))
-                .filter(|l| serde_json::from_str::<Value>(l).is_ok())
-                .collect()
-        };
         eventually("the poisoned record is dead-lettered", || async {
-            std::fs::read_to_string(&dead_letters).is_ok_and(|t| !letters_of(&t).is_empty())
+            !dead_letters_of(poisoned).is_empty()
         })
         .await;
         assert!(self.cloud.conversations_for_group(poisoned).is_empty());
-        let mine = letters_of(&std::fs::read_to_string(&dead_letters).unwrap());
-        (poisoned, mine)
+        (poisoned, dead_letters_of(poisoned))
     }
 }
 
@@ -467,8 +456,26 @@ async fn a_record_that_always_fails_is_dead_lettered_and_holds_no_other_group_ba
     // Sent back through by the operator once the IM cloud answers again: this group's
     // letters only (the file is shared by every test).
     m.cloud.clear_faults();
-    let letters = std::env::temp_dir().join(format!("{}.jsonl", m.api.app.app_id));
-    std::fs::write(&letters, mine).unwrap();
+    redrive_file(&m, mine).await;
+    m.wait_in_step(poisoned).await;
+}
+
+/// The lines of the local dead-letter file that carry records of group `id` (whole lines
+/// only: the poller may be writing one as we read).
+fn dead_letters_of(id: u64) -> String {
+    let marker = format!("GROUP#{id}");
+    std::fs::read_to_string(env("IM_TEST_SYNC_DEAD_LETTERS"))
+        .unwrap_or_default()
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n') && l.contains(&marker))
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok())
+        .collect()
+}
+
+/// `im-admin sync redrive --file` of `letters`, which must apply them all.
+async fn redrive_file(m: &Mirrored, letters: String) {
+    let path = std::env::temp_dir().join(format!("{}.jsonl", m.api.app.app_id));
+    std::fs::write(&path, letters).unwrap();
     let mut command = admin_command();
     command
         .args([
@@ -478,7 +485,7 @@ async fn a_record_that_always_fails_is_dead_lettered_and_holds_no_other_group_ba
             "redrive",
             "--file",
         ])
-        .arg(&letters);
+        .arg(&path);
     let out = run(command).await;
     assert!(
         out.status.success(),
@@ -486,8 +493,63 @@ async fn a_record_that_always_fails_is_dead_lettered_and_holds_no_other_group_ba
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::remove_file(&letters).unwrap();
-    m.wait_in_step(poisoned).await;
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// Once a record has run out of retries, the group's later records must not overtake it:
+/// were one applied, the cursor would pass the dead-lettered record and its redrive would
+/// be skipped as done (here: the create's message lost). They are held, dead-lettered
+/// behind it, and one redrive applies them all in order.
+#[tokio::test]
+async fn a_dead_lettered_record_holds_its_groups_later_records_until_it_is_redriven() {
+    let m = mirrored("mirror-hold", true, OnDelete::Keep).await;
+    let (poisoned, _) = m.poisoned_and_dead_lettered().await;
+    // The IM cloud answers again; the create has still not reached it.
+    m.cloud.clear_faults();
+    let sync = &m.group("alice", poisoned).await["sync"];
+    assert_eq!(sync["status"], "held", "{sync}");
+    assert!(sync["error"].as_str().unwrap().contains("500"), "{sync}");
+    m.add("alice", poisoned, "carol").await;
+    let resp = m
+        .api
+        .send(
+            "alice",
+            Method::PUT,
+            format!("/im/group/{poisoned}"),
+            Some(json!({"group_name": "poisoned-renamed"})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    // The rename is the group's last record: once it is dead-lettered, so is every one
+    // before it (the poller keeps a shard's order).
+    eventually("the rename is dead-lettered behind the create", || async {
+        dead_letters_of(poisoned).contains("poisoned-renamed")
+    })
+    .await;
+    assert!(
+        m.cloud.conversations_for_group(poisoned).is_empty(),
+        "a later record went first"
+    );
+    let letters = dead_letters_of(poisoned);
+    assert!(letters.lines().count() >= 5, "{letters}");
+
+    redrive_file(&m, letters).await;
+    let c = m.wait_in_step(poisoned).await;
+    assert_eq!(c.name.as_deref(), Some("poisoned-renamed"));
+    assert_eq!(
+        c.members,
+        BTreeSet::from(["alice".to_owned(), "bob".to_owned(), "carol".to_owned()])
+    );
+    let g = json!(poisoned);
+    assert_eq!(
+        m.events(&c.id),
+        [
+            json!({"event": "created", "group_id": g, "members": ["alice", "bob"], "by": "alice"}),
+            json!({"event": "members_added", "group_id": g, "members": ["carol"], "by": "alice"}),
+            json!({"event": "renamed", "group_id": g, "members": [], "by": "alice"}),
+        ]
+    );
+    assert_eq!(m.group("alice", poisoned).await["sync"]["status"], "ok");
 }
 
 /// `im-admin sync redrive --queue-url` on `queue` (with `extra` arguments): whether it

@@ -896,3 +896,59 @@ async fn the_caches_hold_a_bounded_number_of_ids() {
     assert!(links.held() <= 20, "{} links", links.held());
     assert!(links.held() > 0, "the link cache holds nothing");
 }
+
+/// A group's hold (the mirror's record that its later records wait for): the earliest
+/// stopped record holds, never one the cursor already passed; the save that passes it
+/// lifts it; a reconcile's clear lifts it too.
+#[tokio::test]
+async fn a_sync_hold_keeps_the_earliest_record_until_the_cursor_passes_it() {
+    use im_shared::model::SyncStatus;
+    let store = fresh_store("sync-hold").await;
+    let group = 42;
+    let held = |c: Option<im_shared::store::dynamo::SyncCursor>| {
+        c.and_then(|c| c.held)
+            .map(|h| (h.seq.trim_start_matches('0').to_owned(), h.why))
+    };
+    // Nothing applied yet: a stop at 500 holds the group.
+    store.hold_sync(group, "500", "a 503").await.unwrap();
+    let cursor = store.sync_cursor(group).await.unwrap().unwrap();
+    assert_eq!(cursor.seq, "", "no record applied");
+    assert_eq!(cursor.report.status, SyncStatus::Ok);
+    assert_eq!(held(Some(cursor)), Some(("500".into(), "a 503".into())));
+    // A later record stopping (behind it) does not move the hold; an earlier one does.
+    store.hold_sync(group, "700", "later").await.unwrap();
+    assert_eq!(
+        held(store.sync_cursor(group).await.unwrap()),
+        Some(("500".into(), "a 503".into()))
+    );
+    store.hold_sync(group, "400", "earlier").await.unwrap();
+    assert_eq!(
+        held(store.sync_cursor(group).await.unwrap()),
+        Some(("400".into(), "earlier".into()))
+    );
+    // Applying up to 399 keeps it; reaching it lifts it.
+    store
+        .save_sync(group, "399", SyncStatus::Ok, None, false, false)
+        .await
+        .unwrap();
+    assert!(held(store.sync_cursor(group).await.unwrap()).is_some());
+    store
+        .save_sync(group, "400", SyncStatus::Ok, None, false, true)
+        .await
+        .unwrap();
+    let cursor = store.sync_cursor(group).await.unwrap().unwrap();
+    assert_eq!(cursor.seq.trim_start_matches('0'), "400");
+    assert_eq!(cursor.held, None);
+    // A stop at a record the cursor covers (a slower, concurrent try) holds nothing.
+    store.hold_sync(group, "350", "stale").await.unwrap();
+    assert_eq!(held(store.sync_cursor(group).await.unwrap()), None);
+    // A reconcile's clear lifts a hold.
+    store.hold_sync(group, "800", "a 500").await.unwrap();
+    assert!(held(store.sync_cursor(group).await.unwrap()).is_some());
+    store.clear_sync_failure(group).await.unwrap();
+    let cursor = store.sync_cursor(group).await.unwrap().unwrap();
+    assert_eq!(
+        (cursor.held, cursor.seq.trim_start_matches('0')),
+        (None, "400")
+    );
+}

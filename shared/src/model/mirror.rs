@@ -53,6 +53,11 @@ pub enum SyncStatus {
     /// The IM cloud refused a change for good (a conversation that no longer exists, a
     /// rejected key): later changes wait for `im-admin sync reconcile --fix`.
     Failed,
+    /// A change could not reach the IM cloud yet (it ran out of retries, or is being
+    /// retried): the group's later changes wait for it, so that none overtakes it. Its
+    /// redrive, or `im-admin sync reconcile --fix`, lets them through. Reported only;
+    /// stored as a hold beside the status.
+    Held,
 }
 
 impl SyncStatus {
@@ -60,6 +65,7 @@ impl SyncStatus {
         match self {
             Self::Ok => "ok",
             Self::Failed => "failed",
+            Self::Held => "held",
         }
     }
 

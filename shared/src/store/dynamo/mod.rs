@@ -26,7 +26,7 @@ use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, TransactWriteIte
 use aws_sdk_dynamodb::Client;
 use rand::Rng;
 
-pub use self::sync::{padded_sequence, MirrorLink, SyncCursor};
+pub use self::sync::{padded_sequence, Hold, MirrorLink, SyncCursor};
 
 use self::layout::Item;
 use super::StoreError;

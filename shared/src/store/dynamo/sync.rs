@@ -20,9 +20,22 @@ pub fn padded_sequence(seq: &str) -> String {
 /// A group's sync state as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncCursor {
-    /// The last stream record applied, padded (see [`padded_sequence`]).
+    /// The last stream record applied, padded (see [`padded_sequence`]); empty when
+    /// none was.
     pub seq: String,
     pub report: SyncReport,
+    /// The first record a try stopped at, while it is not applied: the group's later
+    /// records wait for it (see [`DynamoStore::hold_sync`]).
+    pub held: Option<Hold>,
+}
+
+/// A record the group's later records wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// Padded (see [`padded_sequence`]).
+    pub seq: String,
+    /// Why its last try stopped.
+    pub why: String,
 }
 
 /// How writing back a conversation the mirror made for a group ended.
@@ -42,14 +55,29 @@ pub(super) fn sync_key(group_id: u64) -> Item {
     key(group_pk(group_id), SYNC_SK)
 }
 
+/// The state as `GET /im/group/{id}` reports it: a group waiting for a record that has
+/// not reached the IM cloud is `held`, with why that record stopped.
 pub(super) fn report_from_item(item: &Item) -> Option<SyncReport> {
     let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-    Some(SyncReport {
+    let stored = SyncReport {
         status: SyncStatus::parse(&text("status")?)?,
         error: text("error"),
         at: text("at").unwrap_or_default(),
+    };
+    Some(match (stored.status, text(HELD)) {
+        (SyncStatus::Ok, Some(_)) => SyncReport {
+            status: SyncStatus::Held,
+            error: text(HELD_WHY),
+            at: text(HELD_AT).unwrap_or(stored.at),
+        },
+        _ => stored,
     })
 }
+
+/// The attributes of a hold: the record, why it stopped, and when.
+const HELD: &str = "held";
+const HELD_WHY: &str = "held_why";
+const HELD_AT: &str = "held_at";
 
 impl DynamoStore {
     /// The app's IM cloud settings and its master key, in one read; `None` for an
@@ -81,17 +109,27 @@ impl DynamoStore {
             .await
             .map_err(|e| sdk_err("GetItem(sync)", e))?;
         Ok(out.item().and_then(|item| {
+            let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
             Some(SyncCursor {
-                seq: item.get("seq")?.as_s().ok()?.clone(),
-                report: report_from_item(item)?,
+                seq: text("seq").unwrap_or_default(),
+                report: SyncReport {
+                    status: SyncStatus::parse(&text("status")?)?,
+                    error: text("error"),
+                    at: text("at").unwrap_or_default(),
+                },
+                held: text(HELD).map(|seq| Hold {
+                    seq,
+                    why: text(HELD_WHY).unwrap_or_default(),
+                }),
             })
         }))
     }
 
     /// Records that the stream was applied up to `seq` (a raw sequence number), with
-    /// `status`. Never moves the cursor back: a slower, concurrent try that lost the race
-    /// leaves the state as the faster one wrote it. A gone group's state expires after a
-    /// day, once no retry of its records can arrive.
+    /// `status`; `release` lifts the group's hold (`seq` is at or past it). Never moves
+    /// the cursor back: a slower, concurrent try that lost the race leaves the state as
+    /// the faster one wrote it. A gone group's state expires after a day, once no retry
+    /// of its records can arrive.
     pub async fn save_sync(
         &self,
         group_id: u64,
@@ -99,6 +137,7 @@ impl DynamoStore {
         status: SyncStatus,
         error: Option<&str>,
         group_gone: bool,
+        release: bool,
     ) -> Result<(), StoreError> {
         // An update that creates the item when needed: the function may update group
         // items but put none (template.yaml).
@@ -124,10 +163,21 @@ impl DynamoStore {
             update =
                 update.expression_attribute_values(":expires", number(epoch_now() + 24 * 60 * 60));
         }
-        let remove = if error.is_none() {
-            " REMOVE #error"
+        let mut removes = Vec::new();
+        if error.is_none() {
+            removes.push("#error");
+        }
+        if release {
+            removes.extend(["#held", "#held_why", "#held_at"]);
+            update = update
+                .expression_attribute_names("#held", HELD)
+                .expression_attribute_names("#held_why", HELD_WHY)
+                .expression_attribute_names("#held_at", HELD_AT);
+        }
+        let remove = if removes.is_empty() {
+            String::new()
         } else {
-            ""
+            format!(" REMOVE {}", removes.join(", "))
         };
         let result = update
             .update_expression(format!("SET {}{remove}", sets.join(", ")))
@@ -254,14 +304,56 @@ impl DynamoStore {
         Ok(matches!(self.transact(items).await?, TxOutcome::Done))
     }
 
-    /// Clears a group's failed state once a reconcile repaired it.
+    /// Marks the group's record `seq` (raw) as not applied, because of `why`: until it is
+    /// (a retry, or a redrive of its dead letter), the mirror applies none of the group's
+    /// later records, so that they cannot overtake it (a member change applied before an
+    /// earlier one, a create's message skipped because a later record moved the cursor
+    /// past it). Only the earliest such record holds, and only while the cursor is before
+    /// it.
+    pub async fn hold_sync(&self, group_id: u64, seq: &str, why: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(sync_key(group_id)))
+            .update_expression(
+                "SET #held = :seq, #held_why = :why, #held_at = :now, #status = if_not_exists(#status, :ok), #at = if_not_exists(#at, :now)",
+            )
+            .condition_expression(
+                "(attribute_not_exists(seq) OR seq < :seq) AND (attribute_not_exists(#held) OR #held >= :seq)",
+            )
+            .expression_attribute_names("#held", HELD)
+            .expression_attribute_names("#held_why", HELD_WHY)
+            .expression_attribute_names("#held_at", HELD_AT)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":seq", s(padded_sequence(seq)))
+            .expression_attribute_values(":why", s(why))
+            .expression_attribute_values(":ok", s(SyncStatus::Ok.as_str()))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(sdk_err("UpdateItem(sync hold)", e)),
+        }
+    }
+
+    /// Clears a group's failed state, and its hold, once a reconcile repaired it (what
+    /// the held records would have done is in the conversation now).
     pub async fn clear_sync_failure(&self, group_id: u64) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(sync_key(group_id)))
-            .update_expression("SET #status = :ok, #at = :now REMOVE #error")
+            .update_expression(
+                "SET #status = :ok, #at = :now REMOVE #error, #held, #held_why, #held_at",
+            )
+            .expression_attribute_names("#held", HELD)
+            .expression_attribute_names("#held_why", HELD_WHY)
+            .expression_attribute_names("#held_at", HELD_AT)
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#at", "at")
