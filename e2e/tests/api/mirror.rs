@@ -677,24 +677,8 @@ async fn reconcile_reports_a_difference_made_behind_the_services_back_and_fix_re
     let c = m.wait_in_step(id).await;
     m.cloud.remove_member_directly(&c.id, "bob");
     m.cloud.add_member_directly(&c.id, "mallory");
-    let reconcile = |fix: bool| {
-        let mut cmd = admin_command();
-        cmd.args([
-            "--table",
-            &env("IM_TEST_LOCAL_TABLE"),
-            "sync",
-            "reconcile",
-            "--app",
-            &m.api.app.app_id,
-        ]);
-        if fix {
-            cmd.arg("--fix");
-        }
-        run(cmd)
-    };
-    let report = reconcile(false).await;
-    let text = String::from_utf8_lossy(&report.stdout).into_owned();
-    assert!(!report.status.success(), "a difference exits 1: {text}");
+    let (ok, text) = reconcile(&m, false).await;
+    assert!(!ok, "a difference exits 1: {text}");
     assert!(
         text.contains("missing from the conversation: bob"),
         "{text}"
@@ -703,19 +687,62 @@ async fn reconcile_reports_a_difference_made_behind_the_services_back_and_fix_re
         text.contains("in the conversation but not the group: mallory"),
         "{text}"
     );
-    let fixed = reconcile(true).await;
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&fixed.stdout),
-        String::from_utf8_lossy(&fixed.stderr)
-    );
-    assert!(fixed.status.success(), "{all}");
+    let (ok, all) = reconcile(&m, true).await;
+    assert!(ok, "{all}");
     assert!(!all.contains(&m.api.app.master_key), "the key never leaves");
     assert!(m.in_step(id).await.is_some());
-    assert!(
-        reconcile(false).await.status.success(),
-        "in step after the fix"
+    assert!(reconcile(&m, false).await.0, "in step after the fix");
+}
+
+/// `im-admin sync reconcile` of the app (`--fix` to repair): whether it succeeded, and
+/// all it printed.
+async fn reconcile(m: &Mirrored, fix: bool) -> (bool, String) {
+    let mut cmd = admin_command();
+    cmd.args([
+        "--table",
+        &env("IM_TEST_LOCAL_TABLE"),
+        "sync",
+        "reconcile",
+        "--app",
+        &m.api.app.app_id,
+    ]);
+    if fix {
+        cmd.arg("--fix");
+    }
+    let out = run(cmd).await;
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
+    (out.status.success(), printed)
+}
+
+/// A hold whose record will not be redriven (its letter lost, or its batch gone from the
+/// stream): reconcile names it, and `--fix` repairs the group and lifts the hold, so the
+/// group's next changes flow again.
+#[tokio::test]
+async fn reconcile_fix_lifts_a_hold_whose_record_is_not_redriven() {
+    let m = mirrored("mirror-unhold", false, OnDelete::Keep).await;
+    let (poisoned, _) = m.poisoned_and_dead_lettered().await;
+    m.cloud.clear_faults();
+    let (ok, text) = reconcile(&m, false).await;
+    assert!(!ok, "a hold exits 1: {text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("group {poisoned}:"))
+                && l.contains("no conversation")
+                && l.contains("later changes held behind stream record")),
+        "{text}"
+    );
+    let (ok, all) = reconcile(&m, true).await;
+    assert!(ok, "{all}");
+    m.wait_in_step(poisoned).await;
+    assert_eq!(m.group("alice", poisoned).await["sync"]["status"], "ok");
+    m.add("alice", poisoned, "carol").await;
+    let c = m.wait_in_step(poisoned).await;
+    assert!(c.members.contains("carol"), "the next change went through");
+    assert!(reconcile(&m, false).await.0, "nothing held, in step");
 }
 
 #[tokio::test]
