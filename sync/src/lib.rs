@@ -20,7 +20,7 @@ pub mod vendor;
 
 use std::time::Duration;
 
-pub use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+pub use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord as StreamRecord};
 pub use aws_lambda_events::event::streams::DynamoDbEventResponse;
 pub use mirror::Syncer;
 

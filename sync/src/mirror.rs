@@ -287,21 +287,25 @@ impl Syncer {
             .and_then(|c| c.held.as_ref().filter(|h| c.seq < h.seq))
             .map(|h| h.seq.clone());
         let mut waiting = None;
-        if let Some(h) = &held {
-            if !pending.iter().any(|r| padded_sequence(&r.seq) == *h) {
-                let split = pending.partition_point(|r| padded_sequence(&r.seq) < *h);
-                waiting = Some(Stopped {
-                    behind: true,
-                    seq: pending[split].seq.clone(),
+        if let Some(h) = held
+            .as_ref()
+            .filter(|h| !pending.iter().any(|r| padded_sequence(&r.seq) == **h))
+        {
+            let split = pending.partition_point(|r| padded_sequence(&r.seq) < *h);
+            if let Some(next) = pending.get(split) {
+                let behind = Stopped {
+                    seq: next.seq.clone(),
                     why: format!(
                         "held behind record {} of the group, which has not reached the IM cloud",
                         h.trim_start_matches('0')
                     ),
-                });
+                    behind: true,
+                };
                 pending.truncate(split);
                 if pending.is_empty() {
-                    return Err(waiting.unwrap());
+                    return Err(behind);
                 }
+                waiting = Some(behind);
             }
         }
         let mut run = GroupRun {

@@ -9,9 +9,13 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use im_e2e::http::{Api, BACKEND};
 use im_e2e::im_cloud::{Conversation, FaultKind, ImCloudStandIn};
+use im_e2e::repo::{read_json, repo_root};
 use im_e2e::sqs::SqsStandIn;
-use im_e2e::stack::{admin_command, env};
-use im_shared::model::{ImCloud, OnDelete};
+use im_e2e::stack::{admin_command, env, fresh_store, test_key};
+use im_shared::model::{ImCloud, OnDelete, Secret};
+use im_shared::store::dynamo::padded_sequence;
+use im_sync::vendor::{RetryPolicy, Vendor};
+use im_sync::{StreamEvent, StreamRecord, Syncer};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -550,6 +554,123 @@ async fn a_dead_lettered_record_holds_its_groups_later_records_until_it_is_redri
         ]
     );
     assert_eq!(m.group("alice", poisoned).await["sync"]["status"], "ok");
+}
+
+/// The mirror's handler itself, on a table of its own, given one group's records
+/// (`events/sync-conversations.json`: a create, then its two member items) in the
+/// batches Lambda and a redrive can give: once the create stopped, the later records
+/// wait for it even when they come without it; the create's redrive goes through, and
+/// then they do. Records between the cursor and a hold go through; reaching it lifts it.
+#[tokio::test]
+async fn a_held_groups_later_records_wait_for_the_held_one_in_any_batch() {
+    let store = fresh_store("mirror-held").await;
+    let key = test_key();
+    store
+        .create_app("demo-app", &Secret::new(key.as_str()))
+        .await
+        .unwrap();
+    let cloud = ImCloudStandIn::start("demo-app", &key).await;
+    let settings = ImCloud::new(
+        cloud.url(),
+        true,
+        true,
+        Some(SYSTEM.to_owned()),
+        OnDelete::Keep,
+    )
+    .unwrap();
+    store.set_im_cloud("demo-app", &settings).await.unwrap();
+    let event: StreamEvent = serde_json::from_value(read_json(
+        &repo_root().join("events/sync-conversations.json"),
+    ))
+    .unwrap();
+    // The items the records report, written as the create wrote them.
+    for r in &event.records {
+        store
+            .client()
+            .put_item()
+            .table_name(store.table())
+            .set_item(Some(r.change.new_image.clone().into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let group = 1001;
+    let seq = |r: &StreamRecord| r.change.sequence_number.clone().unwrap();
+    let (create, members) = (event.records[0].clone(), event.records[1..].to_vec());
+    // A failing call gives up within a second, not the default 20 s.
+    let policy = RetryPolicy {
+        attempt_timeout: Duration::from_millis(500),
+        budget: Duration::from_secs(1),
+        ..RetryPolicy::default()
+    };
+    let syncer = Syncer::new(store.clone(), Vendor::new(policy).unwrap());
+    let handle = |records: Vec<StreamRecord>| {
+        let syncer = &syncer;
+        async move {
+            let mut batch = StreamEvent::default();
+            batch.records = records;
+            let answer = syncer
+                .handle(batch, Instant::now() + Duration::from_secs(30))
+                .await;
+            answer
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier.unwrap_or_default())
+                .collect::<Vec<_>>()
+        }
+    };
+    let held = || async {
+        store
+            .sync_cursor(group)
+            .await
+            .unwrap()
+            .and_then(|c| c.held)
+            .map(|h| h.seq)
+    };
+
+    // The create fails: reported, and it holds the group.
+    cloud.fail_always_for_group(group, 500);
+    assert_eq!(handle(event.records.clone()).await, [seq(&create)]);
+    assert_eq!(held().await, Some(padded_sequence(&seq(&create))));
+    // Its retries ran out and Lambda moved on: its members' records come alone, and the
+    // IM cloud answers again. They wait, without a call.
+    cloud.clear_faults();
+    let calls = cloud.requests().len();
+    assert_eq!(handle(members.clone()).await, [seq(&members[0])]);
+    assert_eq!(cloud.requests().len(), calls, "a held record calls nothing");
+    assert!(cloud.conversations_for_group(group).is_empty());
+    // The create's redrive: the conversation, and its message.
+    assert_eq!(handle(vec![create.clone()]).await, Vec::<String>::new());
+    let made = cloud.conversations_for_group(group);
+    assert_eq!(made.len(), 1);
+    assert_eq!(cloud.messages(&made[0].id).len(), 1, "created");
+    assert_eq!(held().await, None);
+    // Then the members' records go through (nothing left to do for them).
+    assert_eq!(handle(members.clone()).await, Vec::<String>::new());
+    assert_eq!(cloud.messages(&made[0].id).len(), 1);
+
+    // A hold ahead of the cursor, and a batch of records before it only: applied, the
+    // hold kept. The records are the last member's again, at later positions.
+    let last = members.last().unwrap().clone();
+    let base: u128 = seq(&last).parse().unwrap();
+    let at = |n: u128| {
+        let mut r = last.clone();
+        r.change.sequence_number = Some((base + n).to_string());
+        r
+    };
+    store
+        .hold_sync(group, &(base + 2).to_string(), "a test's")
+        .await
+        .unwrap();
+    assert_eq!(handle(vec![at(1)]).await, Vec::<String>::new());
+    let cursor = store.sync_cursor(group).await.unwrap().unwrap();
+    assert_eq!(cursor.seq, padded_sequence(&(base + 1).to_string()));
+    assert_eq!(held().await, Some(padded_sequence(&(base + 2).to_string())));
+    // A batch past it without it waits; with it, goes through and lifts it.
+    assert_eq!(handle(vec![at(3)]).await, [(base + 3).to_string()]);
+    assert_eq!(handle(vec![at(2), at(3)]).await, Vec::<String>::new());
+    assert_eq!(held().await, None);
+    assert_eq!(cloud.conversations_for_group(group).len(), 1);
 }
 
 /// `im-admin sync redrive --queue-url` on `queue` (with `extra` arguments): whether it
