@@ -132,13 +132,13 @@ impl Syncer {
             .as_ref()
             .filter(|c| c.report.status == SyncStatus::Failed)
             .map(|c| c.report.error.clone().unwrap_or_default());
-        let held = cursor.and_then(|c| {
-            let h = c.held.filter(|h| c.seq < h.seq)?;
-            Some(format!(
+        let hold = cursor.and_then(|c| c.held.filter(|h| c.seq < h.seq));
+        let held = hold.as_ref().map(|h| {
+            format!(
                 "stream record {} ({})",
                 h.seq.trim_start_matches('0'),
                 h.why
-            ))
+            )
         });
         let mut report = GroupReport {
             group_id,
@@ -192,7 +192,9 @@ impl Syncer {
             .await
         {
             Ok(Some(conversation)) => {
-                store.clear_sync_failure(group_id).await?;
+                store
+                    .clear_sync_failure(group_id, hold.as_ref().map(|h| h.seq.as_str()))
+                    .await?;
                 report.fixed = Some(conversation);
             }
             Ok(None) => {}

@@ -903,6 +903,7 @@ async fn the_caches_hold_a_bounded_number_of_ids() {
 #[tokio::test]
 async fn a_sync_hold_keeps_the_earliest_record_until_the_cursor_passes_it() {
     use im_shared::model::SyncStatus;
+    use im_shared::store::dynamo::padded_sequence;
     let store = fresh_store("sync-hold").await;
     let group = 42;
     let held = |c: Option<im_shared::store::dynamo::SyncCursor>| {
@@ -942,13 +943,38 @@ async fn a_sync_hold_keeps_the_earliest_record_until_the_cursor_passes_it() {
     // A stop at a record the cursor covers (a slower, concurrent try) holds nothing.
     store.hold_sync(group, "350", "stale").await.unwrap();
     assert_eq!(held(store.sync_cursor(group).await.unwrap()), None);
-    // A reconcile's clear lifts a hold.
+    // A reconcile's clear lifts a hold, and stands in for its record: the cursor moves
+    // to it, so a later redrive of it is skipped.
     store.hold_sync(group, "800", "a 500").await.unwrap();
-    assert!(held(store.sync_cursor(group).await.unwrap()).is_some());
-    store.clear_sync_failure(group).await.unwrap();
+    let hold = store
+        .sync_cursor(group)
+        .await
+        .unwrap()
+        .unwrap()
+        .held
+        .unwrap();
+    store
+        .clear_sync_failure(group, Some(&hold.seq))
+        .await
+        .unwrap();
     let cursor = store.sync_cursor(group).await.unwrap().unwrap();
     assert_eq!(
         (cursor.held, cursor.seq.trim_start_matches('0')),
-        (None, "400")
+        (None, "800")
+    );
+    // Without a hold (or with one applied meanwhile), only the state is cleared.
+    store
+        .clear_sync_failure(group, Some(&padded_sequence("700")))
+        .await
+        .unwrap();
+    store.clear_sync_failure(group, None).await.unwrap();
+    let cursor = store.sync_cursor(group).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            cursor.held,
+            cursor.seq.trim_start_matches('0'),
+            cursor.report.status
+        ),
+        (None, "800", SyncStatus::Ok)
     );
 }

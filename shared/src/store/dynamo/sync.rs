@@ -341,8 +341,45 @@ impl DynamoStore {
     }
 
     /// Clears a group's failed state, and its hold, once a reconcile repaired it (what
-    /// the held records would have done is in the conversation now).
-    pub async fn clear_sync_failure(&self, group_id: u64) -> Result<(), StoreError> {
+    /// the held records would have done is in the conversation now). `held`, the hold
+    /// the reconcile saw (padded), also moves the cursor to it: the repair stands in for
+    /// that record, so a later redrive of it is skipped rather than applied over the
+    /// group's newer changes.
+    pub async fn clear_sync_failure(
+        &self,
+        group_id: u64,
+        held: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if let Some(h) = held {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(sync_key(group_id)))
+                .update_expression(
+                    "SET seq = :held, #status = :ok, #at = :now REMOVE #error, #held, #held_why, #held_at",
+                )
+                .condition_expression(
+                    "#held = :held AND (attribute_not_exists(seq) OR seq < :held)",
+                )
+                .expression_attribute_names("#held", HELD)
+                .expression_attribute_names("#held_why", HELD_WHY)
+                .expression_attribute_names("#held_at", HELD_AT)
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#at", "at")
+                .expression_attribute_names("#error", "error")
+                .expression_attribute_values(":held", s(h))
+                .expression_attribute_values(":ok", s(SyncStatus::Ok.as_str()))
+                .expression_attribute_values(":now", s(now_rfc3339()))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                // Applied meanwhile, or held elsewhere now: clear as without one.
+                Err(e) if is_condition_failure(&e) => {}
+                Err(e) => return Err(sdk_err("UpdateItem(sync)", e)),
+            }
+        }
         let result = self
             .client
             .update_item()
