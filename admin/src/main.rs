@@ -144,9 +144,10 @@ enum ImCloudCommand {
 #[derive(Subcommand)]
 enum SyncCommand {
     /// Compare each live group's members with its conversation's in the app's IM cloud
-    /// and report every difference; with --fix, repair them (add, remove, or make a new
-    /// conversation for one that is gone) and clear the group's failed state. Exits 1
-    /// while any group still differs.
+    /// and report every difference, and every group marked failed or held; with --fix,
+    /// repair them (add, remove, or make a new conversation for one that is gone) and
+    /// clear the group's failed state and hold (the repair stands in for the held record:
+    /// a later redrive skips it). Exits 1 while any group still differs.
     Reconcile {
         #[arg(long)]
         app: String,
