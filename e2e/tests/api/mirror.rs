@@ -56,6 +56,17 @@ async fn run(mut command: std::process::Command) -> std::process::Output {
         .unwrap()
 }
 
+/// [`run`]: whether the command succeeded, and all it printed.
+async fn run_printed(command: std::process::Command) -> (bool, String) {
+    let out = run(command).await;
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), printed)
+}
+
 /// Waits (up to two minutes: the stream is shared by every test, and a poisoned record
 /// holds it while it is retried) until `done` holds.
 async fn eventually<F, Fut>(what: &str, mut done: F)
@@ -107,6 +118,19 @@ impl Mirrored {
             )
             .await;
         assert_eq!(resp.status(), 204);
+    }
+
+    async fn rename(&self, by: &str, id: u64, name: &str) {
+        let resp = self
+            .api
+            .send(
+                by,
+                Method::PUT,
+                format!("/im/group/{id}"),
+                Some(json!({ "group_name": name })),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
     }
 
     async fn group(&self, client: &str, id: u64) -> Value {
@@ -175,16 +199,7 @@ async fn a_group_and_every_change_to_it_reach_its_conversation() {
     m.add("alice", id, "dave").await;
     m.remove("alice", id, "carol").await;
     m.remove("bob", id, "bob").await;
-    let resp = m
-        .api
-        .send(
-            "alice",
-            Method::PUT,
-            format!("/im/group/{id}"),
-            Some(json!({"group_name": "crew2"})),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
+    m.rename("alice", id, "crew2").await;
     let resp = m
         .api
         .send(
@@ -490,13 +505,8 @@ async fn redrive_file(m: &Mirrored, letters: String) {
             "--file",
         ])
         .arg(&path);
-    let out = run(command).await;
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, printed) = run_printed(command).await;
+    assert!(ok, "{printed}");
     std::fs::remove_file(&path).unwrap();
 }
 
@@ -514,16 +524,7 @@ async fn a_dead_lettered_record_holds_its_groups_later_records_until_it_is_redri
     assert_eq!(sync["status"], "held", "{sync}");
     assert!(sync["error"].as_str().unwrap().contains("500"), "{sync}");
     m.add("alice", poisoned, "carol").await;
-    let resp = m
-        .api
-        .send(
-            "alice",
-            Method::PUT,
-            format!("/im/group/{poisoned}"),
-            Some(json!({"group_name": "poisoned-renamed"})),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
+    m.rename("alice", poisoned, "poisoned-renamed").await;
     // The rename is the group's last record: once it is dead-lettered, so is every one
     // before it (the poller keeps a shard's order).
     eventually("the rename is dead-lettered behind the create", || async {
@@ -684,13 +685,7 @@ async fn redrive_queue(queue: &SqsStandIn, extra: &[&str]) -> (bool, String) {
         .args(["--table", &env("IM_TEST_LOCAL_TABLE"), "sync", "redrive"])
         .args(["--queue-url", queue.queue_url()])
         .args(extra);
-    let out = run(command).await;
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), printed)
+    run_printed(command).await
 }
 
 #[tokio::test]
@@ -830,13 +825,7 @@ async fn reconcile(m: &Mirrored, fix: bool) -> (bool, String) {
     if fix {
         cmd.arg("--fix");
     }
-    let out = run(cmd).await;
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), printed)
+    run_printed(cmd).await
 }
 
 /// A hold whose record will not be redriven (its letter lost, or its batch gone from the
@@ -898,22 +887,8 @@ async fn a_conversation_gone_from_the_im_cloud_marks_the_group_failed_until_a_fi
         m.group("bob", id).await.get("sync").is_none(),
         "members do not see it"
     );
-    let mut command = admin_command();
-    command.args([
-        "--table",
-        &env("IM_TEST_LOCAL_TABLE"),
-        "sync",
-        "reconcile",
-        "--app",
-        &m.api.app.app_id,
-        "--fix",
-    ]);
-    let out = run(command).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (ok, printed) = reconcile(&m, true).await;
+    assert!(ok, "{printed}");
     let now = m.wait_in_step(id).await;
     assert_ne!(now.id, c.id, "a new conversation");
     assert_eq!(m.group("alice", id).await["sync"]["status"], "ok");

@@ -78,6 +78,8 @@ pub(super) fn report_from_item(item: &Item) -> Option<SyncReport> {
 const HELD: &str = "held";
 const HELD_WHY: &str = "held_why";
 const HELD_AT: &str = "held_at";
+/// What lifts a hold, in an update expression.
+const REMOVE_HOLD: &str = "#held, #held_why, #held_at";
 
 impl DynamoStore {
     /// The app's IM cloud settings and its master key, in one read; `None` for an
@@ -142,50 +144,87 @@ impl DynamoStore {
         // An update that creates the item when needed: the function may update group
         // items but put none (template.yaml).
         let mut sets = vec!["seq = :seq", "#status = :status", "#at = :now"];
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(sync_key(group_id)))
-            .condition_expression("attribute_not_exists(seq) OR seq <= :seq")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#at", "at")
-            .expression_attribute_names("#error", "error")
-            .expression_attribute_values(":seq", s(padded_sequence(seq)))
-            .expression_attribute_values(":status", s(status.as_str()))
-            .expression_attribute_values(":now", s(now_rfc3339()));
+        let mut values = vec![
+            (":seq", s(padded_sequence(seq))),
+            (":status", s(status.as_str())),
+        ];
         if let Some(e) = error {
             sets.push("#error = :error");
-            update = update.expression_attribute_values(":error", s(e));
+            values.push((":error", s(e)));
         }
         if group_gone {
             sets.push("expires_at = :expires");
-            update =
-                update.expression_attribute_values(":expires", number(epoch_now() + 24 * 60 * 60));
+            values.push((":expires", number(epoch_now() + 24 * 60 * 60)));
         }
         let mut removes = Vec::new();
         if error.is_none() {
             removes.push("#error");
         }
         if release {
-            removes.extend(["#held", "#held_why", "#held_at"]);
-            update = update
-                .expression_attribute_names("#held", HELD)
-                .expression_attribute_names("#held_why", HELD_WHY)
-                .expression_attribute_names("#held_at", HELD_AT);
+            removes.push(REMOVE_HOLD);
         }
-        let remove = if removes.is_empty() {
-            String::new()
-        } else {
-            format!(" REMOVE {}", removes.join(", "))
+        let mut update = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            update = format!("{update} REMOVE {}", removes.join(", "));
+        }
+        self.update_sync(
+            group_id,
+            &update,
+            "attribute_not_exists(seq) OR seq <= :seq",
+            values,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// One conditional update of the group's sync item; answers whether it was made (a
+    /// refused condition is no error). The placeholders of the item's attributes
+    /// (`#status`, `#at`, `#error`, `#held`, `#held_why`, `#held_at`) and `:now` are
+    /// filled in as far as the expressions use them.
+    async fn update_sync(
+        &self,
+        group_id: u64,
+        update: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, StoreError> {
+        const NAMES: [(&str, &str); 6] = [
+            ("#status", "status"),
+            ("#at", "at"),
+            ("#error", "error"),
+            ("#held_why", HELD_WHY),
+            ("#held_at", HELD_AT),
+            ("#held", HELD),
+        ];
+        let used = |p: &str| {
+            // `#held` is a prefix of the others: match it as a whole word.
+            [update, condition].iter().any(|text| {
+                text.match_indices(p).any(|(i, _)| {
+                    !text[i + p.len()..].starts_with(|c: char| c == '_' || c.is_alphanumeric())
+                })
+            })
         };
-        let result = update
-            .update_expression(format!("SET {}{remove}", sets.join(", ")))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(sync_key(group_id)))
+            .update_expression(update)
+            .condition_expression(condition);
+        for (placeholder, name) in NAMES {
+            if used(placeholder) {
+                request = request.expression_attribute_names(placeholder, name);
+            }
+        }
+        if used(":now") {
+            request = request.expression_attribute_values(":now", s(now_rfc3339()));
+        }
+        for (placeholder, value) in values {
+            request = request.expression_attribute_values(placeholder, value);
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(sdk_err("UpdateItem(sync)", e)),
         }
     }
@@ -311,33 +350,19 @@ impl DynamoStore {
     /// past it). Only the earliest such record holds, and only while the cursor is before
     /// it.
     pub async fn hold_sync(&self, group_id: u64, seq: &str, why: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(sync_key(group_id)))
-            .update_expression(
-                "SET #held = :seq, #held_why = :why, #held_at = :now, #status = if_not_exists(#status, :ok), #at = if_not_exists(#at, :now)",
-            )
-            .condition_expression(
-                "(attribute_not_exists(seq) OR seq < :seq) AND (attribute_not_exists(#held) OR #held >= :seq)",
-            )
-            .expression_attribute_names("#held", HELD)
-            .expression_attribute_names("#held_why", HELD_WHY)
-            .expression_attribute_names("#held_at", HELD_AT)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#at", "at")
-            .expression_attribute_values(":seq", s(padded_sequence(seq)))
-            .expression_attribute_values(":why", s(why))
-            .expression_attribute_values(":ok", s(SyncStatus::Ok.as_str()))
-            .expression_attribute_values(":now", s(now_rfc3339()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(sdk_err("UpdateItem(sync hold)", e)),
-        }
+        self.update_sync(
+            group_id,
+            "SET #held = :seq, #held_why = :why, #held_at = :now, \
+             #status = if_not_exists(#status, :ok), #at = if_not_exists(#at, :now)",
+            "(attribute_not_exists(seq) OR seq < :seq) AND (attribute_not_exists(#held) OR #held >= :seq)",
+            vec![
+                (":seq", s(padded_sequence(seq))),
+                (":why", s(why)),
+                (":ok", s(SyncStatus::Ok.as_str())),
+            ],
+        )
+        .await
+        .map(drop)
     }
 
     /// Clears a group's failed state, and its hold, once a reconcile repaired it (what
@@ -350,59 +375,31 @@ impl DynamoStore {
         group_id: u64,
         held: Option<&str>,
     ) -> Result<(), StoreError> {
+        let ok = || (":ok", s(SyncStatus::Ok.as_str()));
         if let Some(h) = held {
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(sync_key(group_id)))
-                .update_expression(
-                    "SET seq = :held, #status = :ok, #at = :now REMOVE #error, #held, #held_why, #held_at",
-                )
-                .condition_expression(
+            let moved = self
+                .update_sync(
+                    group_id,
+                    &format!(
+                        "SET seq = :held, #status = :ok, #at = :now REMOVE #error, {REMOVE_HOLD}"
+                    ),
                     "#held = :held AND (attribute_not_exists(seq) OR seq < :held)",
+                    vec![(":held", s(h)), ok()],
                 )
-                .expression_attribute_names("#held", HELD)
-                .expression_attribute_names("#held_why", HELD_WHY)
-                .expression_attribute_names("#held_at", HELD_AT)
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_names("#at", "at")
-                .expression_attribute_names("#error", "error")
-                .expression_attribute_values(":held", s(h))
-                .expression_attribute_values(":ok", s(SyncStatus::Ok.as_str()))
-                .expression_attribute_values(":now", s(now_rfc3339()))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(()),
-                // Applied meanwhile, or held elsewhere now: clear as without one.
-                Err(e) if is_condition_failure(&e) => {}
-                Err(e) => return Err(sdk_err("UpdateItem(sync)", e)),
+                .await?;
+            // Otherwise it was applied meanwhile, or another record holds now: clear as
+            // without one.
+            if moved {
+                return Ok(());
             }
         }
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(sync_key(group_id)))
-            .update_expression(
-                "SET #status = :ok, #at = :now REMOVE #error, #held, #held_why, #held_at",
-            )
-            .expression_attribute_names("#held", HELD)
-            .expression_attribute_names("#held_why", HELD_WHY)
-            .expression_attribute_names("#held_at", HELD_AT)
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#at", "at")
-            .expression_attribute_names("#error", "error")
-            .expression_attribute_values(":ok", s(SyncStatus::Ok.as_str()))
-            .expression_attribute_values(":now", s(now_rfc3339()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(sdk_err("UpdateItem(sync)", e)),
-        }
+        self.update_sync(
+            group_id,
+            &format!("SET #status = :ok, #at = :now REMOVE #error, {REMOVE_HOLD}"),
+            "attribute_exists(pk)",
+            vec![ok()],
+        )
+        .await
+        .map(drop)
     }
 }
