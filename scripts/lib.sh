@@ -11,6 +11,7 @@
 #   free_port                   prints a free TCP port on 127.0.0.1
 #   local_aws_env ENDPOINT      exports the DynamoDB endpoint and the local AWS settings
 #   local_aws_env_csv ENDPOINT  the same as KEY=value,... (for `cargo lambda watch --env-var`)
+#   build_debug                 the debug build of every library, binary, test and example
 #
 # Each service is started in the background with job control on (set -m), so it leads its
 # own process group, and the EXIT trap ends every group, pass or fail.
@@ -23,6 +24,13 @@ LOCAL_AWS_SETTINGS=(
   AWS_REGION=us-east-1
   AWS_EC2_METADATA_DISABLED=true
 )
+
+# One target selection for every debug build the scripts make: Cargo resolves features
+# over the packages and targets it is asked for, so `-p im-e2e`, or `--bins` alone (no
+# dev-dependencies), would build dozens of crates again with other features.
+build_debug() {
+  cargo build --workspace --lib --bins --tests --examples --quiet
+}
 
 svc_init() { # name [keep-logs]
   svc_name=$1

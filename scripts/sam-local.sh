@@ -52,9 +52,13 @@ sam_local_suites() {
   # against DynamoDB Local, with the suites' own SAM environment (dummy credentials, no
   # instance metadata, SAM's STS call refused on loopback). 200: containers reach it;
   # 503: they cannot connect (as on this project's CI machines).
+  # The probe and the suites as test.sh's build step built them (scripts/lib.sh: nothing
+  # to do here then); `cargo run -p im-e2e` and `cargo test -p im-e2e` would resolve
+  # features for im-e2e alone and compile 65 crates again (2.5 minutes on two cores).
+  build_debug
   local status
   status=$(IM_TEST_SAM_IMAGE="$image" IM_TEST_SAM_HOST="$host" IM_TEST_SAM_DDB_PORT="$ddb_port" \
-    IM_TEST_SAM_PROBE_TABLE=im-sam-probe cargo run -q -p im-e2e --bin sam-probe 2>"$work/sam-probe.log") \
+    IM_TEST_SAM_PROBE_TABLE=im-sam-probe target/debug/sam-probe 2>"$work/sam-probe.log") \
     || status=none
   local filter
   case "$status" in
@@ -74,5 +78,5 @@ sam_local_suites() {
   IM_TEST_SAM_IMAGE="$image" IM_TEST_SAM_HOST="$host" IM_TEST_SAM_DDB_PORT="$ddb_port" \
   IM_TEST_SAM_TABLE=im-sam IM_TEST_SAM_AUTHZ_TABLE=im-sam-authorizer IM_TEST_SAM_API_TABLE=im-sam-api \
   IM_TEST_DEMO_KEY_FILE="$demo_key" IM_TEST_DDB_ENDPOINT="$ddb_url" \
-    cargo test -q -p im-e2e --test sam_local -- --ignored --nocapture $filter
+    cargo test -q --workspace --test sam_local -- --ignored --nocapture $filter
 }

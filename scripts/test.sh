@@ -39,7 +39,7 @@ make --no-print-directory lint-deploy
 step "build"
 # What the services and cargo test below run: every library, binary, test and example.
 # Not the criterion benchmark (make bench builds it, in release; clippy above checks it).
-cargo build --workspace --lib --bins --tests --examples --quiet
+build_debug
 
 # DynamoDB Local under the whole suite (dozens of concurrent transactions, a JVM on two
 # shared cores) at times takes seconds to answer, where DynamoDB takes milliseconds: what
