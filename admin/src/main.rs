@@ -384,6 +384,9 @@ async fn run(cli: Cli) -> Result<()> {
                             "app {app_id} already exists (use `app rotate` to change its key)"
                         )
                     }
+                    Err(StoreError::AppRemoved) => anyhow::bail!(
+                        "app id {app_id} was removed; its groups and conversation links are still in the table, so the id is never registered again: choose another"
+                    ),
                     Err(e) => return Err(e.into()),
                 }
             }

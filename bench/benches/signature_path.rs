@@ -45,8 +45,8 @@ use im_shared::config::Config;
 use im_shared::functions;
 use im_shared::model::signing::{self, Operation};
 use im_shared::model::{
-    Caller, Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus, Idempotency, MemberList, Page,
-    Secret, TokenKey,
+    Caller, ConversationClaim, Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus, Idempotency,
+    MemberList, Page, Secret, TokenKey,
 };
 use im_shared::store::{
     ConversationStore, DynamoStore, GroupStore, KeyStore, MemberStore, StoreError,
@@ -62,7 +62,7 @@ use tower::ServiceExt;
 /// and every other call goes to the store unchanged.
 struct WarmFacts {
     store: DynamoStore,
-    links: Cache<String, Option<u64>>,
+    links: Cache<String, Option<ConversationClaim>>,
     standings: Cache<String, GroupStatus>,
 }
 
@@ -82,7 +82,7 @@ impl ConversationStore for WarmFacts {
         &self,
         app_id: &str,
         conversation_id: &str,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<ConversationClaim>, StoreError> {
         let key = format!("{app_id}\n{conversation_id}");
         if let Some(hit) = self.links.get(&key) {
             return Ok(hit);
@@ -193,7 +193,7 @@ impl MemberStore for WarmFacts {
         caller: &Caller,
         group_id: u64,
         members: &MemberList,
-        grant: bool,
+        grant: Option<usize>,
     ) -> Result<(), StoreError> {
         self.store
             .set_admins(caller, group_id, members, grant)

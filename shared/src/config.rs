@@ -14,6 +14,9 @@ pub use crate::model::signing::{HistoryFormat, TimestampUnit};
 /// members fit in one atomic request, whichever request it is.
 pub const TRANSACTION_MEMBER_CAP: usize = 96;
 
+/// The most `IM_MAX_ADMINS` may be.
+pub const MAX_ADMINS_BOUND: usize = 1_000;
+
 /// How callers prove who they are. There is deliberately no unauthenticated mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMode {
@@ -40,6 +43,9 @@ pub struct Limits {
     /// Members added or removed (or created with a group) in one request.
     pub max_group_members_per_request: usize,
     pub max_body_bytes: usize,
+    /// Admins of one group: they live on the group item, which every signature check on
+    /// the group reads, so they are few (and the item stays far below DynamoDB's 400 KB).
+    pub max_admins: usize,
 }
 
 impl Default for Limits {
@@ -50,6 +56,7 @@ impl Default for Limits {
             max_signature_members: 100,
             max_group_members_per_request: TRANSACTION_MEMBER_CAP,
             max_body_bytes: 16 * 1024,
+            max_admins: 100,
         }
     }
 }
@@ -278,6 +285,8 @@ impl Config {
                 TRANSACTION_MEMBER_CAP,
             )?,
             max_body_bytes: number("IM_MAX_BODY_BYTES", defaults.max_body_bytes, 1024 * 1024)?,
+            // 1,000 admins of 64-character ids (the default id limit) are 64 KB at most.
+            max_admins: number("IM_MAX_ADMINS", defaults.max_admins, MAX_ADMINS_BOUND)?,
         };
         let timestamp_unit = choice(
             &lookup,

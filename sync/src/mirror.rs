@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::streams::DynamoDbBatchItemFailure;
 use futures::StreamExt;
 use im_shared::model::{ImCloud, OnDelete, Secret, SyncStatus};
-use im_shared::store::dynamo::{padded_sequence, MirrorLink};
+use im_shared::store::dynamo::{padded_sequence, MirrorLink, SyncSave};
 use im_shared::store::{DynamoStore, StoreError};
 use tokio::sync::Mutex;
 
 use crate::message;
 use crate::records::{self, Change, GroupImage, Record};
-use crate::vendor::{AppApi, Vendor, VendorError};
+use crate::vendor::{AppApi, Refusal, Vendor, VendorError};
 use crate::{DynamoDbEventResponse, StreamEvent};
 
 /// Groups synced at once within one batch.
@@ -82,9 +82,25 @@ impl std::fmt::Display for StepError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Vendor(e) => e.fmt(f),
-            Self::Store(e) => e.fmt(f),
+            // What a group's sync state shows (GET /im/group/{id}): never the storage
+            // error's details (they can name the table's ARN and the account). They go
+            // to the log where the step stopped.
+            Self::Store(e) => f.write_str(stored_why(e)),
         }
     }
+}
+
+/// A storage failure as the sync state tells it.
+fn stored_why(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Unavailable(_) => "the table could not be reached; the record will be retried",
+        _ => "the table refused a read or write; the record will be retried",
+    }
+}
+
+/// A fresh creation marker (see `DynamoStore::creation_marker`): 128 random bits.
+pub(crate) fn new_marker() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 impl StepError {
@@ -255,7 +271,7 @@ impl Syncer {
             .store
             .sync_cursor(group_id)
             .await
-            .map_err(|e| stop(&first.seq, e.to_string()))?;
+            .map_err(|e| stop(&first.seq, logged(group_id, e)))?;
         // A retried batch: skip what was applied already.
         let mut pending: Vec<&Record> = records
             .iter()
@@ -274,7 +290,7 @@ impl Syncer {
         let target = self
             .target(app_id, targets)
             .await
-            .map_err(|e| stop(&first.seq, e.to_string()))?;
+            .map_err(|e| stop(&first.seq, logged(group_id, e)))?;
         let Some(target) = target.filter(|t| t.cloud.mirroring()) else {
             return Ok(());
         };
@@ -318,6 +334,7 @@ impl Syncer {
             live: false,
             gone: false,
             rebuilt: false,
+            dismissed: cursor.as_ref().is_some_and(|c| c.dismissed),
             sticky: cursor
                 .filter(|c| c.report.status == SyncStatus::Failed)
                 .map(|c| c.report.error.unwrap_or_default()),
@@ -329,6 +346,12 @@ impl Syncer {
             None => Ok(()),
         }
     }
+}
+
+/// A storage error's details to the log, its words for the sync state.
+fn logged(group_id: u64, e: StoreError) -> String {
+    tracing::warn!(group_id, error = %e, "storage failed while syncing a group");
+    stored_why(&e).to_owned()
 }
 
 /// One group's records in one batch.
@@ -351,6 +374,10 @@ struct GroupRun<'a> {
     /// The record the group's later ones wait for (padded), if any: saving the cursor at
     /// or past it lets them through.
     held: Option<String>,
+    /// The group's dismissal has been applied (in this run, or an earlier one): the
+    /// member removals after it are the delete's own, which the conversation does not
+    /// follow. Removals before it (a kick just before the delete) are applied.
+    dismissed: bool,
 }
 
 impl GroupRun<'_> {
@@ -366,11 +393,22 @@ impl GroupRun<'_> {
             .store
             .group_meta(self.group_id)
             .await
-            .map_err(|e| stop(first, e.to_string()))?
+            .map_err(|e| stop(first, logged(self.group_id, e)))?
             .filter(|m| m.app_id == self.app_id);
         self.gone = now.is_none();
         self.live = now.as_ref().is_some_and(|m| m.live);
-        self.conversation = now.as_ref().and_then(|m| m.conversation_id.clone());
+        self.conversation = match &now {
+            Some(m) => m.conversation_id.clone(),
+            // Deleted meanwhile: the conversation it had, as its records tell (the kicks
+            // before its dismissal still reach it).
+            None => pending.iter().find_map(|r| match &r.change {
+                Change::Group { old, new } => old
+                    .as_ref()
+                    .and_then(|g| g.conversation_id.clone())
+                    .or_else(|| new.as_ref().and_then(|g| g.conversation_id.clone())),
+                Change::Member { .. } => None,
+            }),
+        };
         if let (true, None, Some(group)) = (self.live, &self.conversation, &now) {
             if let Err(e) = self.make_conversation(&group.group_name).await {
                 return self.failed(e, first, last).await;
@@ -394,8 +432,18 @@ impl GroupRun<'_> {
                         saved = done;
                     }
                 }
-                Err(e) if e.permanent() => return self.failed(e, step.first(), last).await,
+                Err(e) if e.permanent() => {
+                    // Refused for good: this step fails alone (the group is marked
+                    // failed until a reconcile), and the records after it go on: a refused
+                    // add or rename must not keep a later kick from the conversation.
+                    tracing::warn!(group_id = self.group_id, error = %e, "the IM cloud refused a change for good; the group is marked failed");
+                    self.sticky = Some(e.to_string());
+                    done = Some(step.last());
+                }
                 Err(e) => {
+                    if let StepError::Store(s) = &e {
+                        tracing::warn!(group_id = self.group_id, error = %s, "storage failed while syncing a group");
+                    }
                     self.save(done).await;
                     return Err(stop(step.first(), e.to_string()));
                 }
@@ -421,7 +469,17 @@ impl GroupRun<'_> {
             .is_some_and(|h| padded_sequence(seq) >= *h);
         if let Err(e) = self
             .store
-            .save_sync(self.group_id, seq, status, error, self.gone, release)
+            .save_sync(
+                self.group_id,
+                seq,
+                &SyncSave {
+                    status,
+                    error,
+                    group_gone: self.gone,
+                    release,
+                    dismissed: self.dismissed,
+                },
+            )
             .await
         {
             tracing::warn!(group_id = self.group_id, error = %e, "saving the sync cursor failed");
@@ -444,31 +502,39 @@ impl GroupRun<'_> {
         Ok(())
     }
 
-    /// Gives a live group without a conversation one: an earlier try's, or a new one,
-    /// with the group's members as they are now; then links it like any conversation.
+    /// Gives a live group without a conversation one: an earlier try's (found by the
+    /// marker this service wrote before that try's create), or a new one, with the
+    /// group's members as they are now; then links it. A conversation is changed (its
+    /// members set) only once its link to this group is written.
     async fn make_conversation(&mut self, name: &str) -> Result<(), StepError> {
+        let marker = self
+            .store
+            .creation_marker(self.group_id, &new_marker())
+            .await?;
         let members = self.store.group_members(self.group_id).await?;
         let (id, made) = self
             .api
-            .ensure_group_conversation(self.group_id, name, &members)
+            .ensure_group_conversation(self.group_id, &marker, name, &members)
             .await?;
-        if !made {
-            // An earlier try's: its members are as they were then.
-            self.api.set_members(&id, &members).await?;
-        }
         match self
             .store
             .link_mirrored(self.app_id, self.group_id, &id)
             .await?
         {
             MirrorLink::Linked => {
+                if !made {
+                    // An earlier try's, linked now: its members are as they were then.
+                    let repair = self.api.set_members(&id, &members).await?;
+                    self.note_refused(&repair.refused);
+                }
                 self.conversation = Some(id);
                 self.rebuilt = true;
             }
             MirrorLink::AlreadyLinked(other) => {
                 // The backend linked one meanwhile; the link's own record brings the
-                // members there. Ours is nobody's: remove it.
-                if made && other != id {
+                // members there. Ours (made now, or found by our marker) is nobody's:
+                // remove it.
+                if other != id {
                     self.api.delete_conversation(&id).await?;
                 }
                 self.conversation = Some(other);
@@ -488,17 +554,35 @@ impl GroupRun<'_> {
         Ok(())
     }
 
+    /// Member ids the IM cloud would not take: the group is marked failed, naming them
+    /// (a reconcile names them again), while every other id went through.
+    fn note_refused(&mut self, refused: &[Refusal]) {
+        if refused.is_empty() {
+            return;
+        }
+        let ids: Vec<&str> = refused.iter().map(|r| r.client_id.as_str()).collect();
+        tracing::warn!(group_id = self.group_id, refused = ?ids, "the IM cloud refused member ids");
+        self.sticky = Some(format!(
+            "the IM cloud refused member {}: {}",
+            ids.join(", "),
+            refused[0].why
+        ));
+    }
+
     /// Applies one step; answers whether it posted a message.
     async fn step(&mut self, step: &Step<'_>) -> Result<bool, StepError> {
         match step {
             Step::Members { joined, ids, .. } => {
-                // A group being deleted loses its member items with it: with `keep`, its
-                // conversation keeps them; with `delete`, it goes as a whole.
-                if !self.live || self.rebuilt {
+                // A group being deleted loses its member items with it, after its
+                // dismissal: with `keep`, its conversation keeps them; with `delete`, it
+                // goes as a whole. The changes before the dismissal are applied, whether
+                // or not the group is still there when they are read.
+                if self.dismissed || self.rebuilt {
                     return Ok(false);
                 }
-                if let Some(conversation) = &self.conversation {
-                    self.api.change_members(conversation, ids, *joined).await?;
+                if let Some(conversation) = self.conversation.clone() {
+                    let refused = self.api.change_members(&conversation, ids, *joined).await?;
+                    self.note_refused(&refused);
                 }
                 Ok(false)
             }
@@ -524,8 +608,9 @@ impl GroupRun<'_> {
                 && n.conversation_id != n.mirrored_conversation;
             if moved && self.live && !self.rebuilt && n.conversation_id == self.conversation {
                 let members = self.store.group_members(self.group_id).await?;
-                if let Some(c) = &self.conversation {
-                    self.api.change_members(c, &members, true).await?;
+                if let Some(c) = self.conversation.clone() {
+                    let refused = self.api.change_members(&c, &members, true).await?;
+                    self.note_refused(&refused);
                 }
             }
             if n.live() && n.group_name != o.group_name && self.live {
@@ -554,14 +639,14 @@ impl GroupRun<'_> {
             _ => false,
         };
         if dismissed && self.cloud.on_delete() == OnDelete::Delete {
-            let conversation = match then {
-                Some(c) => Some(c),
-                // Made by a try whose write-back never landed.
-                None => self.api.find_group_conversation(self.group_id).await?,
-            };
-            if let Some(c) = conversation {
-                self.api.delete_conversation(&c).await?;
+            // Only the conversation the group had: never one found by its attributes,
+            // which any client can set.
+            if let Some(c) = &then {
+                self.api.delete_conversation(c).await?;
             }
+        }
+        if dismissed {
+            self.dismissed = true;
         }
         Ok(posted)
     }

@@ -8,7 +8,8 @@ use im_shared::model::SyncStatus;
 use im_shared::store::dynamo::MirrorLink;
 use im_shared::store::StoreError;
 
-use crate::vendor::{AppApi, VendorError};
+use crate::mirror::new_marker;
+use crate::vendor::{AppApi, Refusal, VendorError};
 use crate::Syncer;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +46,11 @@ pub struct GroupReport {
     /// The group's later changes wait for a record that has not reached the IM cloud
     /// (which, and why it stopped).
     pub held: Option<String>,
-    /// With `--fix`: the conversation now matches (and names it).
+    /// With `--fix`: the conversation now matches (and names it), but for `refused`.
     pub fixed: Option<String>,
+    /// With `--fix`: member ids the IM cloud would not take, with its answer. The group
+    /// stays marked failed while any is left: a repair names what it could not do.
+    pub refused: Vec<Refusal>,
 }
 
 impl GroupReport {
@@ -89,6 +93,13 @@ impl fmt::Display for GroupReport {
         }
         if let Some(c) = &self.fixed {
             write!(f, "; fixed: conversation {c} now matches")?;
+        }
+        for r in &self.refused {
+            write!(
+                f,
+                "; not repaired: the IM cloud refused {} ({})",
+                r.client_id, r.why
+            )?;
         }
         Ok(())
     }
@@ -147,6 +158,7 @@ impl Syncer {
             failed,
             held,
             fixed: None,
+            refused: Vec::new(),
         };
         let Some(meta) = store
             .group_meta(group_id)
@@ -191,20 +203,24 @@ impl Syncer {
             .repair(api, app_id, group_id, &meta, &members, &report.finding)
             .await
         {
-            Ok(Some(conversation)) => {
+            Ok(Some((conversation, refused))) if refused.is_empty() => {
                 store
                     .clear_sync_failure(group_id, hold.as_ref().map(|h| h.seq.as_str()))
                     .await?;
                 report.fixed = Some(conversation);
             }
+            Ok(Some((_, refused))) => report.refused = refused,
             Ok(None) => {}
             Err(e) => report.finding = Finding::Unreachable(e.to_string()),
         }
         Ok(report)
     }
 
-    /// Makes the group's conversation match it; answers the conversation, or `None` when
-    /// the group moved on meanwhile (run reconcile again).
+    /// Makes the group's conversation match it; answers the conversation and the ids the
+    /// IM cloud refused, or `None` when the group moved on meanwhile (run reconcile
+    /// again). Like the mirror, it changes a conversation only once this group's link to
+    /// it is written: one it makes is found again by the group's creation marker, never
+    /// by attributes a client can set.
     async fn repair(
         &self,
         api: &AppApi<'_>,
@@ -213,7 +229,7 @@ impl Syncer {
         meta: &im_shared::model::GroupMeta,
         members: &[String],
         finding: &Finding,
-    ) -> Result<Option<String>, VendorError> {
+    ) -> Result<Option<(String, Vec<Refusal>)>, VendorError> {
         let store = self.store();
         let unavailable = |e: StoreError| VendorError::Unavailable(e.to_string());
         match finding {
@@ -221,14 +237,17 @@ impl Syncer {
                 let Some(c) = &meta.conversation_id else {
                     return Ok(None);
                 };
-                api.set_members(c, members).await?;
-                Ok(Some(c.clone()))
+                let repair = api.set_members(c, members).await?;
+                Ok(Some((c.clone(), repair.refused)))
             }
             Finding::NoConversation | Finding::ConversationGone(_) => {
-                let (id, _) = api
-                    .ensure_group_conversation(group_id, &meta.group_name, members)
+                let marker = store
+                    .creation_marker(group_id, &new_marker())
+                    .await
+                    .map_err(unavailable)?;
+                let (id, made) = api
+                    .ensure_group_conversation(group_id, &marker, &meta.group_name, members)
                     .await?;
-                api.set_members(&id, members).await?;
                 let linked = match &meta.conversation_id {
                     None => {
                         store
@@ -242,7 +261,17 @@ impl Syncer {
                         .await
                         .map_err(unavailable)?,
                 };
-                Ok(linked.then_some(id))
+                if !linked {
+                    // Left unlinked and untouched: the next reconcile finds it by the
+                    // marker, or the backend's link stands.
+                    return Ok(None);
+                }
+                let refused = if made {
+                    Vec::new()
+                } else {
+                    api.set_members(&id, members).await?.refused
+                };
+                Ok(Some((id, refused)))
             }
             Finding::NotALiveGroup | Finding::Unreachable(_) => Ok(None),
         }

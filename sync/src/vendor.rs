@@ -231,13 +231,16 @@ impl AppApi<'_> {
         }
     }
 
-    /// The conversation an earlier try made for `group_id`, if any (by the group id in
-    /// its attributes; the oldest, should there be several).
+    /// The conversation an earlier try made for `group_id`, if any: the one whose
+    /// attributes carry both the group id and `marker`, the value the store wrote before
+    /// that try's create (the oldest, should there be several). A conversation is never
+    /// taken for the group's on `attr.group_id` alone: any client can set that.
     pub async fn find_group_conversation(
         &self,
         group_id: u64,
+        marker: &str,
     ) -> Result<Option<String>, VendorError> {
-        let filter = json!({ "attr.group_id": group_id }).to_string();
+        let filter = json!({ "attr.group_id": group_id, "attr.mirror_marker": marker }).to_string();
         // The documented parameters are where, skip and limit (no order): sorted here.
         let query = [("where", filter), ("limit", "10".to_owned())];
         let answer = self
@@ -253,6 +256,12 @@ impl AppApi<'_> {
             .as_array()
             .into_iter()
             .flatten()
+            // The vendor's query is trusted to filter, but the marker is checked here too:
+            // acting on another conversation would evict its members.
+            .filter(|c| {
+                c["attr"]["mirror_marker"].as_str() == Some(marker)
+                    && c["attr"]["group_id"].as_u64() == Some(group_id)
+            })
             .filter_map(|c| {
                 Some((
                     c["createdAt"].as_str().unwrap_or_default().to_owned(),
@@ -264,13 +273,14 @@ impl AppApi<'_> {
         Ok(found.into_iter().next().map(|(_, id)| id))
     }
 
-    /// The conversation of `group_id`: the one an earlier try made, or a new one with
-    /// `members`. Answers its id and whether it was made now. A create whose answer was
-    /// lost may still have happened, so it is never simply sent again: each new try
-    /// first looks for it.
+    /// The conversation of `group_id`: the one an earlier try made (found by `marker`),
+    /// or a new one with `members`. Answers its id and whether it was made now. A create
+    /// whose answer was lost may still have happened, so it is never simply sent again:
+    /// each new try first looks for it.
     pub async fn ensure_group_conversation(
         &self,
         group_id: u64,
+        marker: &str,
         name: &str,
         members: &[String],
     ) -> Result<(String, bool), VendorError> {
@@ -278,13 +288,13 @@ impl AppApi<'_> {
         let started = Instant::now();
         let mut backoff = policy.first_backoff;
         loop {
-            if let Some(id) = self.find_group_conversation(group_id).await? {
+            if let Some(id) = self.find_group_conversation(group_id, marker).await? {
                 return Ok((id, false));
             }
             let body = json!({
                 "name": name,
                 "m": members,
-                "attr": { "type": "group", "group_id": group_id },
+                "attr": { "type": "group", "group_id": group_id, "mirror_marker": marker },
             });
             let answer = self
                 .call_within(
@@ -344,39 +354,58 @@ impl AppApi<'_> {
     }
 
     /// Adds (`add`) or removes clients; the vendor treats members as a set, so a repeat
-    /// changes nothing.
+    /// changes nothing. A chunk the vendor refuses as a bad request is split until the
+    /// ids it refuses stand alone: one id the vendor cannot take fails only itself, and
+    /// is answered (with the vendor's words) instead of stopping the others.
     pub async fn change_members(
         &self,
         conversation: &str,
         ids: &[String],
         add: bool,
-    ) -> Result<(), VendorError> {
+    ) -> Result<Vec<Refusal>, VendorError> {
         let url = self.conversation_url(conversation, "/members");
         let (what, method) = if add {
             ("add members", Method::POST)
         } else {
             ("remove members", Method::DELETE)
         };
-        for chunk in ids.chunks(CLIENT_IDS_PER_CALL) {
-            self.call(
-                what,
-                method.clone(),
-                &url,
-                None,
-                Some(&json!({ "client_ids": chunk })),
-            )
-            .await?;
+        let mut refused = Vec::new();
+        let mut todo: Vec<&[String]> = ids.chunks(CLIENT_IDS_PER_CALL).rev().collect();
+        while let Some(chunk) = todo.pop() {
+            let answer = self
+                .call(
+                    what,
+                    method.clone(),
+                    &url,
+                    None,
+                    Some(&json!({ "client_ids": chunk })),
+                )
+                .await;
+            match answer {
+                Ok(_) => {}
+                Err(e) if refuses_ids(&e) && chunk.len() > 1 => {
+                    let (a, b) = chunk.split_at(chunk.len() / 2);
+                    todo.push(b);
+                    todo.push(a);
+                }
+                Err(e) if refuses_ids(&e) => refused.push(Refusal {
+                    client_id: chunk[0].clone(),
+                    why: e.to_string(),
+                }),
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
+        Ok(refused)
     }
 
-    /// Makes the conversation's members exactly `members`: adds the missing, removes
-    /// the others. Answers what it changed.
+    /// Makes the conversation's members exactly `members`: removes the others first
+    /// (whatever an add then meets, nobody keeps access the group took away), then adds
+    /// the missing. Answers what it changed, and the ids the vendor refused.
     pub async fn set_members(
         &self,
         conversation: &str,
         members: &[String],
-    ) -> Result<(Vec<String>, Vec<String>), VendorError> {
+    ) -> Result<MemberRepair, VendorError> {
         let have = self.members(conversation).await?;
         let missing: Vec<String> = members
             .iter()
@@ -384,13 +413,18 @@ impl AppApi<'_> {
             .cloned()
             .collect();
         let extra: Vec<String> = have.into_iter().filter(|m| !members.contains(m)).collect();
-        if !missing.is_empty() {
-            self.change_members(conversation, &missing, true).await?;
-        }
+        let mut refused = Vec::new();
         if !extra.is_empty() {
-            self.change_members(conversation, &extra, false).await?;
+            refused.extend(self.change_members(conversation, &extra, false).await?);
         }
-        Ok((missing, extra))
+        if !missing.is_empty() {
+            refused.extend(self.change_members(conversation, &missing, true).await?);
+        }
+        Ok(MemberRepair {
+            added: missing,
+            removed: extra,
+            refused,
+        })
     }
 
     pub async fn members(&self, conversation: &str) -> Result<Vec<String>, VendorError> {
@@ -424,6 +458,28 @@ impl AppApi<'_> {
         .await
         .map(drop)
     }
+}
+
+/// A member id the vendor would not take (its answer, in words).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub client_id: String,
+    pub why: String,
+}
+
+/// What [`AppApi::set_members`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberRepair {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Ids the vendor refused (not added, or not removed), each with its answer.
+    pub refused: Vec<Refusal>,
+}
+
+/// Refused as a bad request: something in the body, which for a member change is its
+/// ids (a missing conversation is 404, a bad key 401: those concern every id alike).
+fn refuses_ids(e: &VendorError) -> bool {
+    matches!(e, VendorError::Refused { status: 400, .. })
 }
 
 fn retryable(status: StatusCode) -> bool {

@@ -25,6 +25,11 @@ fn admin(table: &str, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// What `im-admin args` (with `stdin`) printed, whatever its outcome.
+fn operator_text(table: &str, args: &[&str], stdin: &str) -> String {
+    text(&admin(table, args, Some(stdin)))
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -124,6 +129,25 @@ async fn operator_workflow_never_shows_a_key() {
     run(&["app", "remove", "app-two"], None, true);
     run(&["app", "remove", "app-two"], None, false);
     assert_eq!(run(&["app", "list"], None, true), "app-one\n");
+    // A removed app's id is never registered again: its groups and links stay in the
+    // table, and a new app of that id would inherit them.
+    run(&["app", "add", "app-two"], Some(&k1), false);
+    let printed = operator_text(&table, &["app", "add", "app-two"], &k1);
+    assert!(printed.contains("was removed"), "{printed}");
+    run(&["app", "rotate", "app-two"], Some(&k1), false);
+    run(
+        &[
+            "app",
+            "im-cloud",
+            "set",
+            "app-two",
+            "--server",
+            "https://im.example.com",
+        ],
+        None,
+        false,
+    );
+    assert_eq!(store.master_key("app-two").await.unwrap(), None);
     std::fs::remove_file(key_file).unwrap();
 
     // Token secrets: add (for an existing app, at least 32 bytes), list, mint, retire.

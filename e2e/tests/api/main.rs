@@ -3,6 +3,7 @@
 //! `cargo test -p im-e2e --test api store::`.
 
 mod admin_cli;
+mod admins_bound;
 mod authz_matrix;
 mod deploy;
 mod group_lifecycle;

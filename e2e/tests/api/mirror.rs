@@ -6,12 +6,13 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::join_all;
 use im_e2e::http::{Api, BACKEND};
 use im_e2e::im_cloud::{Conversation, FaultKind, ImCloudStandIn};
 use im_e2e::repo::{read_json, repo_root};
 use im_e2e::sqs::SqsStandIn;
-use im_e2e::stack::{admin_command, env, fresh_store, test_key};
+use im_e2e::stack::{admin_command, change_group_item, env, fresh_store, test_key};
 use im_shared::model::{ImCloud, OnDelete, Secret};
 use im_shared::store::dynamo::padded_sequence;
 use im_sync::vendor::{RetryPolicy, Vendor};
@@ -188,7 +189,11 @@ async fn a_group_and_every_change_to_it_reach_its_conversation() {
     let id = m.create("alice", "crew", "bob:carol").await;
     let c = m.wait_in_step(id).await;
     assert_eq!(c.name.as_deref(), Some("crew"));
-    assert_eq!(c.attr, json!({"type": "group", "group_id": id}));
+    assert_eq!(c.attr["type"], "group");
+    assert_eq!(c.attr["group_id"], id);
+    // The marker the service wrote before the create: 128 random bits, in hex.
+    let marker = c.attr["mirror_marker"].as_str().unwrap();
+    assert!(marker.len() == 32 && marker.bytes().all(|b| b.is_ascii_hexdigit()));
     assert_eq!(m.cloud.conversations_for_group(id).len(), 1);
     // The owner sees the link and the sync state; a member sees the link only.
     let seen = m.group("alice", id).await;
@@ -892,4 +897,277 @@ async fn a_conversation_gone_from_the_im_cloud_marks_the_group_failed_until_a_fi
     let now = m.wait_in_step(id).await;
     assert_ne!(now.id, c.id, "a new conversation");
     assert_eq!(m.group("alice", id).await["sync"]["status"], "ok");
+}
+
+/// Conversations a client made and tagged with group ids the service will hand out next
+/// (any client can set `attr` on its conversations, and ids are sequential).
+fn pre_tag(m: &Mirrored, from: u64, count: u64, members: &[&str]) -> Vec<(u64, String)> {
+    (from..from + count)
+        .map(|g| {
+            let attr = json!({"type": "group", "group_id": g});
+            (
+                g,
+                m.cloud.create_conversation_directly("bait", members, attr),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_conversation_pre_tagged_with_a_future_group_id_is_never_touched() {
+    let m = mirrored("mirror-own", false, OnDelete::Delete).await;
+    // A victim group whose conversation (linked by the backend) an attacker tagged with
+    // the next group ids, and plain bait conversations for the ids after those.
+    let next = m.create("alice", "probe", "carol").await + 1;
+    let tagged = pre_tag(&m, next, 200, &["victim1", "victim2"]);
+    let victim_conversation = tagged[0].1.clone();
+    let victim = m
+        .api
+        .create(
+            BACKEND,
+            json!({"group_name": "victim", "member_client_ids": "victim1:victim2", "conversation_id": victim_conversation}),
+        )
+        .await;
+    let id = m.create("mallory", "attack", "bob").await;
+    assert!(
+        (next..next + 200).contains(&id),
+        "group {id} fell outside the pre-tagged ids {next}.."
+    );
+    let c = m.wait_in_step(id).await;
+    assert!(
+        !tagged.iter().any(|(_, t)| *t == c.id),
+        "the mirror took a pre-tagged conversation for group {id}"
+    );
+    assert_eq!(c.members, BTreeSet::from(["mallory".into(), "bob".into()]));
+    // on_delete=delete: only the group's own conversation goes.
+    let resp = m
+        .api
+        .send("mallory", Method::DELETE, format!("/im/group/{id}"), None)
+        .await;
+    assert_eq!(resp.status(), 204);
+    eventually("the group's conversation is deleted", || async {
+        m.cloud.conversation(&c.id).is_none()
+    })
+    .await;
+    let deleted: Vec<String> = m
+        .cloud
+        .deleted_conversations()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(deleted, std::slice::from_ref(&c.id));
+    // The victim group's conversation has the victim group's members (the mirror put
+    // its creator, the backend, in too); every other bait conversation is as it was.
+    let victims = m.members(victim).await;
+    assert_eq!(victims.len(), 3, "victim1, victim2, the backend");
+    eventually(
+        "the victim's conversation has its group's members",
+        || async {
+            m.cloud
+                .conversation(&victim_conversation)
+                .is_some_and(|c| c.members == victims)
+        },
+    )
+    .await;
+    for (g, t) in &tagged {
+        let left = m.cloud.conversation(t).expect("a pre-tagged conversation");
+        let expected = if *t == victim_conversation {
+            victims.clone()
+        } else {
+            BTreeSet::from(["victim1".into(), "victim2".into()])
+        };
+        assert_eq!(
+            left.members, expected,
+            "the conversation tagged {g} was given other members"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reconcile_fix_makes_its_own_conversation_rather_than_take_a_pre_tagged_one() {
+    let m = mirrored("mirror-own-fix", false, OnDelete::Keep).await;
+    let next = m.create("alice", "probe", "carol").await + 1;
+    let tagged = pre_tag(&m, next, 200, &["victim1"]);
+    // The IM cloud refuses everything about the next groups for a while: the group is
+    // left without a conversation, marked failed, for a reconcile to repair.
+    for (g, _) in &tagged {
+        m.cloud.fail_always_for_group(*g, 403);
+    }
+    let id = m.create("alice", "later", "bob").await;
+    assert!((next..next + 200).contains(&id));
+    eventually("the group is marked failed", || async {
+        m.group("alice", id).await["sync"]["status"] == "failed"
+    })
+    .await;
+    m.cloud.clear_faults();
+    let (ok, printed) = reconcile(&m, true).await;
+    assert!(ok, "{printed}");
+    let c = m.wait_in_step(id).await;
+    assert!(!tagged.iter().any(|(_, t)| *t == c.id), "{printed}");
+    for (_, t) in &tagged {
+        let left = m.cloud.conversation(t).unwrap();
+        assert_eq!(left.members, BTreeSet::from(["victim1".into()]));
+    }
+}
+
+#[tokio::test]
+async fn an_id_the_im_cloud_refuses_fails_alone_and_later_removals_still_go_through() {
+    let m = mirrored("mirror-refused", false, OnDelete::Keep).await;
+    let id = m.create("alice", "mixed", "bob:carol").await;
+    let c = m.wait_in_step(id).await;
+    // Our ids may hold a '.', the vendor's may not (the stand-in follows its rule): one
+    // request adds it with a good id, and the next ones kick two members.
+    m.add("alice", id, "dave:not.a.vendor.id").await;
+    m.remove("alice", id, "bob").await;
+    m.remove("alice", id, "carol").await;
+    eventually(
+        "the kicks and the good add reach the conversation",
+        || async {
+            m.cloud.conversation(&c.id).is_some_and(|c| {
+                c.members == BTreeSet::from(["alice".to_owned(), "dave".to_owned()])
+            })
+        },
+    )
+    .await;
+    let seen = m.group("alice", id).await;
+    assert_eq!(seen["sync"]["status"], "failed");
+    let error = seen["sync"]["error"].as_str().unwrap();
+    assert!(error.contains("not.a.vendor.id"), "{error}");
+    assert!(!error.contains("dave"), "{error}");
+    // reconcile names what it cannot repair, and fails.
+    let (ok, printed) = reconcile(&m, true).await;
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains("not repaired: the IM cloud refused not.a.vendor.id"),
+        "{printed}"
+    );
+}
+
+#[tokio::test]
+async fn a_kick_just_before_a_delete_reaches_the_kept_conversation() {
+    let m = mirrored("mirror-kick-del", true, OnDelete::Keep).await;
+    let id = m.create("alice", "closing", "bob:carol").await;
+    let c = m.wait_in_step(id).await;
+    m.remove("alice", id, "carol").await;
+    let resp = m
+        .api
+        .send("alice", Method::DELETE, format!("/im/group/{id}"), None)
+        .await;
+    assert_eq!(resp.status(), 204);
+    eventually("the dismissal reached the conversation", || async {
+        m.events(&c.id).iter().any(|e| e["event"] == "dismissed")
+    })
+    .await;
+    // The kick is applied; the delete's own member removals are not (keep).
+    let kept = m.cloud.conversation(&c.id).unwrap();
+    assert_eq!(
+        kept.members,
+        BTreeSet::from(["alice".to_owned(), "bob".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_or_moved_groups_conversation_is_closed_to_clients() {
+    let m = mirrored("mirror-closed", false, OnDelete::Keep).await;
+    let id = m.create("alice", "soon-gone", "bob").await;
+    let c = m.wait_in_step(id).await;
+    let paths = |conv: &str| {
+        [
+            format!("invite/{{a}}/bob/{conv}/eve"),
+            format!("kick/{{a}}/bob/{conv}/alice"),
+            format!("history/{{a}}/bob/{conv}"),
+            format!("conversation-block/{{a}}/bob/{conv}/alice"),
+            // The open-conversation signature that equals its history signature.
+            format!("conversation/{{a}}/bob/{conv}"),
+        ]
+    };
+    assert_eq!(
+        m.api
+            .sign("bob", &format!("history/{{a}}/bob/{}", c.id))
+            .await,
+        200
+    );
+    let resp = m
+        .api
+        .send("alice", Method::DELETE, format!("/im/group/{id}"), None)
+        .await;
+    assert_eq!(resp.status(), 204);
+    // Under the default IM_UNLINKED_CONVERSATIONS=allow, a stranger (eve) and a former
+    // member (bob) alike get nothing on it; the app's backend still does.
+    for path in paths(&c.id) {
+        assert_eq!(m.api.sign("bob", &path).await, 403, "{path}");
+        let eve = path.replace("/bob/", "/eve/");
+        assert_eq!(m.api.sign("eve", &eve).await, 403, "{eve}");
+        assert_eq!(m.api.sign(BACKEND, &path).await, 200, "{path}");
+    }
+    // A moved link closes the conversation it left, and opens the new one to members.
+    let other = m.create("alice", "moving", "bob").await;
+    let first = m.wait_in_step(other).await;
+    let second = m
+        .cloud
+        .create_conversation_directly("second", &[], Value::Null);
+    assert_eq!(m.api.link(BACKEND, other, &second).await, 200);
+    for path in paths(&first.id) {
+        assert_eq!(m.api.sign("bob", &path).await, 403, "{path}");
+    }
+    let history = format!("history/{{a}}/bob/{second}");
+    assert_eq!(m.api.sign("bob", &history).await, 200);
+    // The backend may link the closed conversation again: then it is that group's
+    // (within the link cache's time, IM_LINK_CACHE_SECONDS, 10 s by default).
+    assert_eq!(m.api.link(BACKEND, other, &first.id).await, 200);
+    let history = format!("history/{{a}}/bob/{}", first.id);
+    let linked_at = Instant::now();
+    while m.api.sign("bob", &history).await != 200 {
+        assert!(linked_at.elapsed() < Duration::from_secs(12), "{history}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn finishing_a_half_done_delete_is_the_owners_or_the_backends_and_announces_it_once() {
+    let m = mirrored("mirror-finish", true, OnDelete::Keep).await;
+    let id = m.create("alice", "interrupted", "bob").await;
+    let c = m.wait_in_step(id).await;
+    // What a crash right after the owner's delete marked the group leaves behind.
+    let dismissed =
+        json!({"event": "dismissed", "by": "alice", "members": [], "at": "2026-12-01T00:00:00Z"});
+    let change = serde_dynamo::to_attribute_value(&dismissed).unwrap();
+    change_group_item(&m.api.store, id, |u| {
+        u.update_expression("SET #s = :d, last_change = :c")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":d", AttributeValue::S("deleting".into()))
+            .expression_attribute_values(":c", change)
+    })
+    .await;
+    eventually("the dismissal reached the conversation", || async {
+        m.events(&c.id).iter().any(|e| e["event"] == "dismissed")
+    })
+    .await;
+    // A member cannot finish it; the backend can, and it stays alice's dismissal.
+    let resp = m
+        .api
+        .send("bob", Method::DELETE, format!("/im/group/{id}"), None)
+        .await;
+    assert_eq!(resp.status(), 404);
+    assert!(m.api.store.group_meta(id).await.unwrap().is_some());
+    let resp = m
+        .api
+        .send(BACKEND, Method::DELETE, format!("/im/group/{id}"), None)
+        .await;
+    assert_eq!(resp.status(), 404);
+    eventually("the group is gone", || async {
+        m.api.store.group_meta(id).await.unwrap().is_none()
+    })
+    .await;
+    // A later change of the group's conversation would come after: wait for the
+    // mirror to pass the group's last records, then count.
+    let marker = m.create("alice", "after", "bob").await;
+    m.wait_in_step(marker).await;
+    let dismissals: Vec<Value> = m
+        .events(&c.id)
+        .into_iter()
+        .filter(|e| e["event"] == "dismissed")
+        .collect();
+    assert_eq!(dismissals.len(), 1, "{dismissals:?}");
+    assert_eq!(dismissals[0]["by"], "alice");
 }

@@ -55,6 +55,25 @@ async fn link_item(api: &Api, conversation: &str) -> Option<u64> {
         .map(|n| n.parse().unwrap())
 }
 
+/// Whether the conversation's link is a tombstone (its group deleted or moved on).
+async fn link_closed(api: &Api, conversation: &str) -> bool {
+    api.store
+        .client()
+        .get_item()
+        .table_name(api.store.table())
+        .key(
+            "pk",
+            AttributeValue::S(format!("CONV#{}:{conversation}", api.app.app_id)),
+        )
+        .key("sk", AttributeValue::S("CONV".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item()
+        .is_some_and(|i| i.contains_key("closed_at"))
+}
+
 // 1. One message, one meaning -------------------------------------------------------------
 
 #[tokio::test]
@@ -360,7 +379,7 @@ async fn unlinked_conversations_deny_clients_when_set() {
 }
 
 #[tokio::test]
-async fn deleted_and_moved_conversations_are_unlinked_and_a_group_being_deleted_refuses() {
+async fn deleted_conversations_stay_closed_and_a_group_being_deleted_refuses() {
     let api = Api::local("unlinked-life").await;
     let conv = unique("conv");
     let g = group(&api, "owner", "member", Some(&conv)).await;
@@ -381,14 +400,27 @@ async fn deleted_and_moved_conversations_are_unlinked_and_a_group_being_deleted_
             200
         );
     }
-    // The delete finishes (404 for the caller: it had already been deleted); with the
-    // default policy the old conversation is now anyone's to sign for, for themselves.
+    // The delete finishes (404 for the caller: it had already been deleted). The link
+    // stays as a tombstone: the conversation may still hold the group's members, so
+    // under the default policy it does not become anyone's to sign for; only the
+    // backend's. The group's id, naming no group now, is any other id.
     let resp = api
         .send("owner", Method::DELETE, &format!("/im/group/{g}"), None)
         .await;
     assert_eq!(resp.status(), 404);
-    assert_eq!(link_item(&api, &conv).await, None);
-    assert_eq!(history("outsider", conv.clone()).await, 200);
+    assert_eq!(
+        link_item(&api, &conv).await,
+        Some(g),
+        "the tombstone keeps its group"
+    );
+    assert!(link_closed(&api, &conv).await);
+    assert_eq!(history("outsider", conv.clone()).await, 403);
+    assert_eq!(history("member", conv.clone()).await, 403);
+    assert_eq!(
+        api.sign(BACKEND, &format!("history/{{a}}/member/{conv}"))
+            .await,
+        200
+    );
     assert_eq!(history("outsider", g.to_string()).await, 200);
 }
 

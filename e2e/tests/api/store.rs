@@ -13,6 +13,7 @@ use im_shared::model::Secret;
 use im_shared::model::{
     Caller, GroupPatch, GroupSpec, GroupStatus, NewGroup, Standing, TokenKey, DEFAULT_MAX_MEMBERS,
 };
+use im_shared::store::dynamo::SyncSave;
 use im_shared::store::{
     ConversationStore, DynamoStore, GroupStore, KeyStore, MemberStore, StoreError,
 };
@@ -200,7 +201,7 @@ async fn roles_are_conditions_of_the_writes() {
         .unwrap()
         .group_id;
     store
-        .set_admins(&owner, g, &members(&["gadmin"]), true)
+        .set_admins(&owner, g, &members(&["gadmin"]), Some(100))
         .await
         .unwrap();
     assert_eq!(
@@ -218,11 +219,11 @@ async fn roles_are_conditions_of_the_writes() {
     // Only the owner grants admin.
     assert!(denied(
         store
-            .set_admins(&admin, g, &members(&["member"]), true)
+            .set_admins(&admin, g, &members(&["member"]), Some(100))
             .await
     ));
     assert!(matches!(
-        store.set_admins(&owner, g, &members(&["outsider"]), true).await,
+        store.set_admins(&owner, g, &members(&["outsider"]), Some(100)).await,
         Err(StoreError::NotMembers(ids)) if ids == ["outsider"]
     ));
     // Any member adds; an outsider cannot.
@@ -292,7 +293,7 @@ async fn standing_for_signature_checks() {
         .unwrap()
         .group_id;
     store
-        .set_admins(&owner, g, &members(&["adm"]), true)
+        .set_admins(&owner, g, &members(&["adm"]), Some(100))
         .await
         .unwrap();
     let st = |member, owner, admin| {
@@ -338,7 +339,9 @@ async fn unknown_groups_are_not_found_and_untouched() {
         assert!(nf(store.remove_members(&who, 42, &members(&["a"])).await));
         assert!(nf(store.rename_simple(&who, 42, "n").await));
         assert!(nf(store.delete_group(&who, 42, None).await));
-        assert!(nf(store.set_admins(&who, 42, &members(&["a"]), true).await));
+        assert!(nf(store
+            .set_admins(&who, 42, &members(&["a"]), Some(100))
+            .await));
     }
     assert_eq!(items_of_group(&store, 42).await, 0);
 }
@@ -361,7 +364,7 @@ async fn delete_removes_every_member_item_of_a_large_group() {
     assert_eq!(items_of_group(&store, group).await, 0);
 }
 #[tokio::test]
-async fn a_delete_interrupted_half_way_is_finished_by_the_next_delete() {
+async fn a_delete_interrupted_half_way_is_finished_by_its_owner_or_the_backend_only() {
     let store = fresh_store("store-resume").await;
     let owner = caller("owner");
     let group = store
@@ -380,9 +383,13 @@ async fn a_delete_interrupted_half_way_is_finished_by_the_next_delete() {
     );
     let add = store.add_members(&owner, group, &members(&["x"])).await;
     assert!(matches!(add, Err(StoreError::NotFound)));
-    // ...and the next delete (404 for its caller) removes what was left.
+    // A member's delete finishes nothing (404: for it the group is gone)...
     let delete = store.delete_group(&caller("m001"), group, None).await;
     assert!(matches!(delete, Err(StoreError::NotFound)));
+    assert_eq!(items_of_group(&store, group).await, 32);
+    // ...the app's backend's does (404 too: it had already been deleted).
+    let finish = store.delete_group(&app_admin(), group, None).await;
+    assert!(matches!(finish, Err(StoreError::NotFound)));
     assert_eq!(items_of_group(&store, group).await, 0);
 }
 #[tokio::test]
@@ -694,7 +701,7 @@ async fn members_and_a_clients_groups_page_by_page() {
         .unwrap()
         .group_id;
     store
-        .set_admins(&owner, g, &members(&["m2"]), true)
+        .set_admins(&owner, g, &members(&["m2"]), Some(100))
         .await
         .unwrap();
     let mut seen = Vec::new();
@@ -928,13 +935,17 @@ async fn a_sync_hold_keeps_the_earliest_record_until_the_cursor_passes_it() {
         Some(("400".into(), "earlier".into()))
     );
     // Applying up to 399 keeps it; reaching it lifts it.
-    store
-        .save_sync(group, "399", SyncStatus::Ok, None, false, false)
-        .await
-        .unwrap();
+    store.save_sync(group, "399", &SyncSave::OK).await.unwrap();
     assert!(held(store.sync_cursor(group).await.unwrap()).is_some());
     store
-        .save_sync(group, "400", SyncStatus::Ok, None, false, true)
+        .save_sync(
+            group,
+            "400",
+            &SyncSave {
+                release: true,
+                ..SyncSave::OK
+            },
+        )
         .await
         .unwrap();
     let cursor = store.sync_cursor(group).await.unwrap().unwrap();

@@ -116,12 +116,25 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::NotFound("group"),
             StoreError::Forbidden => ApiError::Forbidden,
             StoreError::AlreadyExists => ApiError::Conflict("already exists".into()),
+            StoreError::AppRemoved => {
+                ApiError::Conflict("the app id belonged to a removed app".into())
+            }
             StoreError::NotMembers(ids) => {
                 ApiError::Conflict(format!("not members of the group: {}", ids.join(":")))
             }
             StoreError::Full { count, max, adding } => ApiError::Conflict(format!(
                 "the group has {count} of at most {max} members; adding {adding} would exceed that, so nobody was added"
             )),
+            StoreError::TooManyAdmins { max } => ApiError::Conflict(format!(
+                "a group has at most {max} admins; granting these would exceed that, so nobody was made an admin"
+            )),
+            StoreError::Invalid(detail) => {
+                tracing::warn!(error = %detail, "storage refused the request as invalid");
+                ApiError::BadRequest(
+                    "the request would make an item larger, or a value other, than storage takes"
+                        .into(),
+                )
+            }
             StoreError::Stale { current } => ApiError::PreconditionFailed(format!(
                 "the group changed since: its ETag is now \"{current}\""
             )),

@@ -16,7 +16,7 @@ use crate::config::AuthMode;
 use crate::model::ids::{check_id, MemberList};
 use crate::model::policy::{self, Check, GroupRule, Lookup};
 use crate::model::signing::{self, Operation};
-use crate::model::Caller;
+use crate::model::{Caller, ConversationClaim, GroupStatus};
 
 /// Every signature route's parameters; axum has already URL-decoded them. The routes of
 /// the API's first version name the conversation `conversion_id`, the newer ones
@@ -114,8 +114,9 @@ async fn authorize(
     let Some(check) = check.filter(|_| !caller.app_admin) else {
         return Ok(());
     };
-    let group_id = match policy::lookup(check.conversation_id) {
-        Lookup::GroupId(id) => Some(id),
+    let lookup = policy::lookup(check.conversation_id);
+    let claim = match lookup {
+        Lookup::GroupId(id) => Some(ConversationClaim::Group(id)),
         Lookup::Link => {
             state
                 .links
@@ -123,8 +124,16 @@ async fn authorize(
                 .await?
         }
     };
-    let group = match group_id {
-        Some(id) => Some(state.store.standing(&p.app_id, id, &p.client_id).await?),
+    let group = match claim {
+        Some(ConversationClaim::Group(id)) => {
+            match state.store.standing(&p.app_id, id, &p.client_id).await? {
+                // A link whose group is gone (its tombstone not written yet, or a link
+                // older than tombstones): the conversation was that group's.
+                GroupStatus::Absent if lookup == Lookup::Link => Some(GroupStatus::Closed),
+                status => Some(status),
+            }
+        }
+        Some(ConversationClaim::Closed) => Some(GroupStatus::Closed),
         None => None,
     };
     policy::judge(

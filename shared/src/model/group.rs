@@ -86,6 +86,9 @@ pub enum GroupStatus {
     Absent,
     /// Being deleted: gone for its members, but its conversation is not free yet.
     Deleting,
+    /// A conversation whose group's link to it is closed (the group deleted, or moved to
+    /// another conversation): it was a group's, so it is no client's to act on.
+    Closed,
     Live(Standing),
 }
 

@@ -88,12 +88,17 @@ impl MemberList {
     }
 }
 
-/// Group ids are positive integers, written in plain decimal and small enough to be
-/// exact in a JSON number (2^53).
+/// Group ids are positive integers, written in plain decimal (one spelling: no leading
+/// zeros, so `0003` is not group 3, neither as a path nor as a conversation id) and
+/// small enough to be exact in a JSON number (2^53).
 pub fn parse_group_id(raw: &str) -> Result<u64, Invalid> {
     const MAX: u64 = (1 << 53) - 1;
-    let bad = || Invalid::new("group_id must be a positive integer");
-    if raw.is_empty() || raw.len() > 16 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+    let bad = || Invalid::new("group_id must be a positive integer, without leading zeros");
+    if raw.is_empty()
+        || raw.len() > 16
+        || raw.starts_with('0')
+        || !raw.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
     match raw.parse::<u64>() {
@@ -113,6 +118,28 @@ pub fn conversation_may_link(conversation_id: &str, group_id: u64) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_group_id_has_one_spelling() {
+        assert_eq!(parse_group_id("3"), Ok(3));
+        assert_eq!(parse_group_id("9007199254740991"), Ok((1 << 53) - 1));
+        for other in [
+            "0003",
+            "03",
+            "0",
+            "00",
+            "+3",
+            "3.0",
+            " 3",
+            "9007199254740992",
+            "",
+        ] {
+            assert!(parse_group_id(other).is_err(), "{other:?}");
+        }
+        // A conversation id that is not a group id's one spelling is any other id.
+        assert!(conversation_may_link("0003", 4));
+        assert!(!conversation_may_link("3", 4));
+    }
 
     fn parse(s: &str) -> Result<MemberList, Invalid> {
         MemberList::parse_joined("m", s, 100, 64)
@@ -190,8 +217,8 @@ mod tests {
         assert!(conversation_may_link("42", 42));
         assert!(!conversation_may_link("42", 7));
         assert!(
-            !conversation_may_link("042", 42),
-            "not the id as the service writes it"
+            conversation_may_link("042", 42) && conversation_may_link("042", 7),
+            "not a group id's one spelling: any other conversation id"
         );
         assert!(conversation_may_link("5f1c0ffee", 7));
         assert!(conversation_may_link("0", 7), "0 is no group id");

@@ -120,14 +120,20 @@ impl fmt::Display for ImCloud {
 fn server_origin(raw: &str) -> Result<String, Invalid> {
     let bad = |why: &str| Invalid::new(format!("server {raw:?}: {why}"));
     let url = url::Url::parse(raw.trim()).map_err(|_| bad("not an absolute URL"))?;
-    let host = url.host_str().ok_or_else(|| bad("no host"))?;
+    url.host_str().ok_or_else(|| bad("no host"))?;
+    // A literal loopback address only: a name (`localhost` included) is whatever the
+    // resolver answers, which need not be this machine, and the master key travels in
+    // the clear over http.
     let loopback = matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
-        || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-        || host == "localhost";
+        || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback());
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
-        "http" => return Err(bad("http only on a loopback address; use https")),
+        "http" => {
+            return Err(bad(
+                "http only on a literal loopback address (127.0.0.1, [::1]), for local runs and tests; use https",
+            ))
+        }
         _ => return Err(bad("the scheme must be https")),
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -160,13 +166,14 @@ mod tests {
             ("https://im.example.com:8443", "https://im.example.com:8443"),
             ("HTTPS://IM.Example.com", "https://im.example.com"),
             ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
-            ("http://localhost:9000/", "http://localhost:9000"),
             ("http://[::1]:9000", "http://[::1]:9000"),
         ] {
             assert_eq!(settings(raw).unwrap().server(), origin, "{raw}");
         }
         for bad in [
             "http://im.example.com",
+            "http://localhost:9000",
+            "http://localhost.:9000",
             "http://10.0.0.1:9000",
             "ftp://im.example.com",
             "https://user:pw@im.example.com",

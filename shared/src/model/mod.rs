@@ -19,6 +19,7 @@ pub use group::{
 pub use ids::MemberList;
 pub use im_cloud::{ImCloud, OnDelete};
 pub use mirror::{ChangeEvent, SyncReport, SyncStatus};
+pub use policy::ConversationClaim;
 pub use secret::Secret;
 
 /// Input that breaks a rule of the model; the HTTP layer answers it with a 400 whose

@@ -8,9 +8,23 @@
 //! it as its `conversation_id` (only the app's backend links conversations). Any other
 //! conversation is *unlinked*: the service knows nothing of who belongs to it, and
 //! [`UnlinkedConversations`] says who may have signatures on it.
+//!
+//! A linked conversation stays *closed* once its group is deleted or has moved to another
+//! conversation (the link leaves a tombstone): its members may still be in it, so it
+//! never falls back to the unlinked rule, and only the app's backend gets signatures on
+//! it.
 
 use super::group::{GroupStatus, Standing};
 use super::ids::{parse_group_id, MemberList};
+
+/// What the link table says of a conversation id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationClaim {
+    /// The group whose conversation it is.
+    Group(u64),
+    /// It was a group's; that group is deleted or moved on (a tombstone).
+    Closed,
+}
 
 /// Who gets invite, kick, history and conversation-block signatures on a conversation that
 /// no group of the app claims (neither a group's linked `conversation_id` nor a group id).
@@ -74,11 +88,14 @@ pub enum Denied {
     Deleting,
     /// `IM_UNLINKED_CONVERSATIONS=deny` and no group claims the conversation.
     Unlinked,
+    /// The conversation was a group's, and that group is gone or moved on.
+    Closed,
 }
 
 /// The decision for a client (never the app's backend, who may have every signature of
 /// its app) on `check`, given what the conversation turned out to be: `group` is `None`
-/// when no group claims it.
+/// when no group claims it (a group id of no group of the app counts as unclaimed), and
+/// [`GroupStatus::Closed`] when a group's link to it is closed.
 pub fn judge(
     check: &Check<'_>,
     members: &MemberList,
@@ -92,6 +109,7 @@ pub fn judge(
                 _ => Ok(()),
             }
         }
+        Some(GroupStatus::Closed) => return Err(Denied::Closed),
         Some(GroupStatus::Deleting) => return Err(Denied::Deleting),
         Some(GroupStatus::Live(standing)) => standing,
     };
@@ -227,6 +245,28 @@ mod tests {
             // A one-to-one open-conversation is not a group matter under either policy.
             let open = check(GroupRule::Member, false, false);
             assert_eq!(judge(&open, &members("bob"), unlinked, DENY), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_closed_conversation_refuses_every_client_under_either_policy() {
+        // A deleted group's conversation (or the one a group moved from) may still hold
+        // its members: no client gets an invite, kick, history or block signature on it,
+        // nor the open-conversation signature that equals its history signature.
+        for rule in [GroupRule::Member, GroupRule::Manager] {
+            for unlinked_policy in [true, false] {
+                for policy in [ALLOW, DENY] {
+                    assert_eq!(
+                        judge(
+                            &check(rule, unlinked_policy, false),
+                            &members(""),
+                            Some(&GroupStatus::Closed),
+                            policy
+                        ),
+                        Err(Denied::Closed)
+                    );
+                }
+            }
         }
     }
 }

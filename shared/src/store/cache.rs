@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use mini_moka::sync::{Cache, ConcurrentCacheExt};
 
 use super::{ConversationStore, KeyStore, StoreError};
-use crate::model::{Secret, TokenKey};
+use crate::model::{ConversationClaim, Secret, TokenKey};
 
 /// Bounded so that a flood of random ids cannot grow memory without limit.
 const MAX_CACHED: u64 = 10_000;
@@ -119,7 +119,7 @@ impl Keys {
 #[derive(Clone)]
 pub struct Links {
     store: Arc<dyn ConversationStore>,
-    groups: Ttl<u64>,
+    groups: Ttl<ConversationClaim>,
 }
 
 impl Links {
@@ -141,7 +141,7 @@ impl Links {
         &self,
         app_id: &str,
         conversation_id: &str,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<ConversationClaim>, StoreError> {
         // Unambiguous: app ids hold no ':' (crate::model::ids).
         let id = format!("{app_id}:{conversation_id}");
         cached(

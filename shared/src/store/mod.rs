@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 use crate::model::{
-    Caller, Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus, Idempotency, MemberList, Page,
-    Secret, TokenKey,
+    Caller, ConversationClaim, Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus, Idempotency,
+    MemberList, Page, Secret, TokenKey,
 };
 
 pub use cache::{Keys, Links};
@@ -27,8 +27,20 @@ pub enum StoreError {
     Forbidden,
     #[error("already exists")]
     AlreadyExists,
+    /// The app id was an app's that was removed: it is never registered again.
+    #[error("the app id belonged to a removed app")]
+    AppRemoved,
     #[error("not members of the group: {0:?}")]
     NotMembers(Vec<String>),
+    /// Granting would give the group more admins than the setting allows
+    /// (`IM_MAX_ADMINS`); nothing was granted.
+    #[error("a group has at most {max} admins")]
+    TooManyAdmins { max: u64 },
+    /// A write DynamoDB refuses as invalid (an item past its size limit, a key or value
+    /// it cannot take): the request's fault, answered with a 400; the detail is for the
+    /// log.
+    #[error("dynamodb refused the request as invalid: {0}")]
+    Invalid(String),
     /// Adding would take the group past its member limit; nothing was added.
     #[error("the group is full")]
     Full { count: u64, max: u64, adding: u64 },
@@ -133,13 +145,14 @@ pub trait MemberStore: Send + Sync + 'static {
         group_id: u64,
         members: &MemberList,
     ) -> Result<(), StoreError>;
-    /// Owner: make members group admins (`grant`) or plain members again.
+    /// Owner: make members group admins (`grant`: `Some(the most admins a group may
+    /// have)`) or plain members again (`None`).
     async fn set_admins(
         &self,
         caller: &Caller,
         group_id: u64,
         members: &MemberList,
-        grant: bool,
+        grant: Option<usize>,
     ) -> Result<(), StoreError>;
     /// A page of the group's members (`client_id`, `joined_at`), in client-id order,
     /// after `after`, for a member of it (or the app's backend).
@@ -165,12 +178,13 @@ pub trait MemberStore: Send + Sync + 'static {
 /// in it.
 #[async_trait]
 pub trait ConversationStore: Send + Sync + 'static {
-    /// The group whose conversation `conversation_id` is, in `app_id`.
+    /// The group whose conversation `conversation_id` is, in `app_id`, or that it was
+    /// one's and is closed now; `None` when no group ever claimed it.
     async fn conversation_group(
         &self,
         app_id: &str,
         conversation_id: &str,
-    ) -> Result<Option<u64>, StoreError>;
+    ) -> Result<Option<ConversationClaim>, StoreError>;
     /// Whether `group_id` is a group of `app_id` (live, or being deleted), and if live,
     /// `client_id`'s standing in it.
     async fn standing(

@@ -200,8 +200,11 @@ async fn members_route(
         match op {
             MembersOp::Add => store.add_members(&caller, id, &list).await?,
             MembersOp::Remove => store.remove_members(&caller, id, &list).await?,
-            MembersOp::GrantAdmin => store.set_admins(&caller, id, &list, true).await?,
-            MembersOp::RevokeAdmin => store.set_admins(&caller, id, &list, false).await?,
+            MembersOp::GrantAdmin => {
+                let max = state.config.limits.max_admins;
+                store.set_admins(&caller, id, &list, Some(max)).await?
+            }
+            MembersOp::RevokeAdmin => store.set_admins(&caller, id, &list, None).await?,
         }
         if op.removes() {
             return Ok(StatusCode::NO_CONTENT.into_response());

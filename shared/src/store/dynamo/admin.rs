@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
 use super::expr::Expr;
 use super::layout::*;
@@ -14,7 +14,9 @@ use crate::model::{ImCloud, OnDelete, Secret, TokenKey};
 use crate::store::{KeyStore, StoreError};
 
 impl DynamoStore {
-    /// Registers a new app; `AlreadyExists` if the id is taken.
+    /// Registers a new app; `AlreadyExists` if the id is taken, `AppRemoved` if an app
+    /// that was removed had it (its groups and links are still in the table, and a new
+    /// app must not inherit them).
     pub async fn create_app(&self, app_id: &str, master_key: &Secret) -> Result<(), StoreError> {
         let now = now_rfc3339();
         let mut item = key(APP_PK, app_id);
@@ -31,7 +33,10 @@ impl DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::AlreadyExists),
+            Err(e) if is_condition_failure(&e) => match self.app_item(app_id, "created_at").await {
+                Err(StoreError::NotFound) => Err(StoreError::AppRemoved),
+                _ => Err(StoreError::AlreadyExists),
+            },
             Err(e) => Err(sdk_err("PutItem(app)", e)),
         }
     }
@@ -43,7 +48,7 @@ impl DynamoStore {
     }
 
     /// The app item's `attributes` (a projection), read consistently; `NotFound` for an
-    /// unknown app. Never the master key unless asked for by name.
+    /// unknown or removed app. Never the master key unless asked for by name.
     pub(super) async fn app_item(
         &self,
         app_id: &str,
@@ -54,12 +59,15 @@ impl DynamoStore {
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key(APP_PK, app_id)))
-            .projection_expression(format!("pk, {attributes}"))
+            .projection_expression(format!("pk, {REMOVED_AT}, {attributes}"))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| sdk_err("GetItem(app)", e))?;
-        out.item().cloned().ok_or(StoreError::NotFound)
+        out.item()
+            .filter(|item| !item.contains_key(REMOVED_AT))
+            .cloned()
+            .ok_or(StoreError::NotFound)
     }
 
     /// Sets one attribute of an existing app item (and `updated_at`); `NotFound` for an
@@ -76,7 +84,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(APP_PK, app_id)))
             .update_expression("SET #a = :v, updated_at = :now")
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(removed_at)")
             .expression_attribute_names("#a", attribute)
             .expression_attribute_values(":v", value)
             .expression_attribute_values(":now", s(now_rfc3339()))
@@ -89,7 +97,9 @@ impl DynamoStore {
         }
     }
 
-    /// Removes an app and, in the same transaction, retires every token secret that
+    /// Removes an app (its item becomes a tombstone: no key, no settings, `removed_at`,
+    /// so the id is never registered again for an app that would inherit the groups and
+    /// links left in the table) and, in the same transaction, retires every token secret that
     /// speaks for it: no token of a removed app verifies again (warm functions stop
     /// within `IM_APP_CACHE_SECONDS`, as for `retire`). The app item counts the keys ever
     /// added to it (`token_keys`), and the delete holds only at the count read, so a key
@@ -130,17 +140,23 @@ impl DynamoStore {
                     .value(":n", AttributeValue::N(n.clone())),
                 None => Expr::new("attribute_exists(pk) AND attribute_not_exists(token_keys)"),
             };
-            let delete = Delete::builder()
+            let now = now_rfc3339();
+            let mut values = unchanged.values.clone();
+            values.insert(":now".into(), s(now.as_str()));
+            let tombstone = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(APP_PK, app_id)))
-                .condition_expression(&unchanged.text)
-                .set_expression_attribute_values(
-                    (!unchanged.values.is_empty()).then(|| unchanged.values.clone()),
-                )
+                .update_expression(format!(
+                    "SET {REMOVED_AT} = :now, updated_at = :now REMOVE master_key, im_cloud"
+                ))
+                .condition_expression(format!(
+                    "{} AND attribute_not_exists({REMOVED_AT})",
+                    unchanged.text
+                ))
+                .set_expression_attribute_values(Some(values))
                 .build()
                 .map_err(build_err)?;
-            let mut items = vec![TransactWriteItem::builder().delete(delete).build()];
-            let now = now_rfc3339();
+            let mut items = vec![TransactWriteItem::builder().update(tombstone).build()];
             for kid in &kids {
                 items.push(self.retire_item(kid, app_id, &now)?);
             }
@@ -223,12 +239,13 @@ impl DynamoStore {
         .map_err(|e| corrupt(e.to_string()))
     }
 
-    /// App ids only: keys never leave the table through this.
+    /// App ids only (not removed ones): keys never leave the table through this.
     pub async fn list_apps(&self) -> Result<Vec<String>, StoreError> {
         Ok(self
-            .query_partition(APP_PK, "sk", &[])
+            .query_partition(APP_PK, &format!("sk, {REMOVED_AT}"), &[])
             .await?
             .into_iter()
+            .filter(|item| !item.contains_key(REMOVED_AT))
             .filter_map(|item| item.get(SK).and_then(|v| v.as_s().ok()).cloned())
             .collect())
     }
@@ -297,7 +314,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(APP_PK, app_id)))
             .update_expression("ADD token_keys :one")
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(removed_at)")
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .build()
             .map_err(build_err)?;

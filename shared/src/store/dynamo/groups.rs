@@ -294,7 +294,7 @@ impl GroupStore for DynamoStore {
             if seen.conversation_id.as_deref() != Some(conversation.as_str()) {
                 items.push(self.link_put(&caller.app_id, conversation, group_id)?);
                 if let Some(old) = &seen.conversation_id {
-                    items.push(self.link_delete(&caller.app_id, old, group_id)?);
+                    items.push(self.link_close(&caller.app_id, old, group_id)?);
                 }
             }
             let refused = match self.transact(items).await? {
@@ -330,7 +330,8 @@ impl GroupStore for DynamoStore {
     ) -> Result<(), StoreError> {
         // 1. Mark the group as being deleted: from here on every read and write treats it
         //    as gone. A group already marked (a delete that crashed half-way) is finished
-        //    below by any caller of its app, but answers NotFound: it was already deleted.
+        //    below, by its owner or the app's backend only, but answers NotFound: it was
+        //    already deleted.
         let now = now_rfc3339();
         let update = Expr::new("SET #status = :deleting, updated_at = :now, last_change = :change")
             .value(":deleting", s(DELETING))
@@ -347,25 +348,44 @@ impl GroupStore for DynamoStore {
             versions,
             may: GroupMeta::owned_by,
         });
-        let cond = Expr {
-            text: format!(
-                "attribute_exists(pk) AND #app = :app AND (#status = :deleting OR ({}))",
-                allowed.text
-            ),
-            ..allowed
-        };
-        let old = self
+        let marked = self
             .update_meta_alone(
                 caller,
                 group_id,
                 &update,
-                &cond,
+                &allowed,
                 ReturnValue::AllOld,
                 precondition,
             )
-            .await?
-            .as_ref()
-            .and_then(meta_from_item);
+            .await;
+        let old = match marked {
+            Ok(old) => old,
+            Err(StoreError::NotFound) => {
+                // Perhaps a delete that stopped half-way. Finishing it keeps its
+                // `last_change`: it was dismissed by whoever dismissed it, and the mirror
+                // announces it once.
+                let touch = Expr::new("SET updated_at = :now").value(":now", s(now.as_str()));
+                let half_done =
+                    Expr::new("attribute_exists(pk) AND #app = :app AND #status = :deleting")
+                        .name("#app", "app_id")
+                        .name("#status", "status")
+                        .value(":app", s(caller.app_id.as_str()))
+                        .value(":deleting", s(DELETING))
+                        .owned_by(caller);
+                self.update_meta_alone(
+                    caller,
+                    group_id,
+                    &touch,
+                    &half_done,
+                    ReturnValue::AllOld,
+                    None,
+                )
+                .await?
+            }
+            Err(e) => return Err(e),
+        }
+        .as_ref()
+        .and_then(meta_from_item);
         let was_live = old.as_ref().is_some_and(|m| m.live);
         // 2. Remove every member item, then the group item itself.
         let member_keys = self
@@ -376,19 +396,23 @@ impl GroupStore for DynamoStore {
             .collect();
         self.batch_delete(member_keys).await?;
         if let Some(conversation) = old.as_ref().and_then(|m| m.conversation_id.as_deref()) {
-            let unlink = self
+            // The link becomes a tombstone (see `link_close`): the conversation keeps
+            // the group's members, so it stays closed to clients.
+            let close = self
                 .client
-                .delete_item()
+                .update_item()
                 .table_name(&self.table)
                 .set_key(Some(link_key(&caller.app_id, conversation)))
+                .update_expression("SET closed_at = if_not_exists(closed_at, :now)")
                 .condition_expression("group_id = :g")
                 .expression_attribute_values(":g", number(group_id))
+                .expression_attribute_values(":now", s(now.as_str()))
                 .send()
                 .await;
-            match unlink {
+            match close {
                 // Refused: the link is gone, or another group's by now; it stays.
                 Err(e) if !is_condition_failure(&e) => {
-                    return Err(sdk_err("DeleteItem(conversation link)", e))
+                    return Err(sdk_err("UpdateItem(conversation link)", e))
                 }
                 _ => {}
             }

@@ -3,13 +3,13 @@
 //!
 //! | item | pk | sk | attributes |
 //! | --- | --- | --- | --- |
-//! | app | `APP` | app id | `master_key`, `token_keys` (how many token keys were ever added), `im_cloud` (map: `server`, `mirroring`, `system_messages`, `system_client`, `on_delete`), `created_at`, `updated_at` |
+//! | app | `APP` | app id | `master_key`, `token_keys` (how many token keys were ever added), `im_cloud` (map: `server`, `mirroring`, `system_messages`, `system_client`, `on_delete`), `created_at`, `updated_at`; a removed app keeps only `removed_at` (a tombstone: the id is never registered again, since the app's groups and links stay in the table) |
 //! | token secret | `TOKEN_KEY` | key id (`kid`) | `app_id`, `secret`, `status` (active, retired), `created_at` |
 //! | group-id counter | `COUNTER` | `GROUP_ID` | `next_id` |
 //! | group | `GROUP#<id>` | `META` | `group_id`, `app_id`, `group_name`, `owner`, `admins` (string set), `status` (active, deleting), `member_count`, `max_members`, `places_left` (`max_members` − `member_count`, kept with every add and removal so that an add's condition can check room without a read; absent on items written before it existed, which the first add or removal after a read fills in), `version`, `avatar_url`, `description`, `conversation_id`, `mirrored_conversation` (the conversation the IM cloud mirror made and linked, if it did), `last_change` (map: `event`, `by`, `members`, `at`: the change the write made, for the IM cloud mirror's messages), `created_at`, `updated_at` |
-//! | group sync state | `GROUP#<id>` | `SYNC` | `seq` (the last stream record applied, 40 digits), `status` (ok, failed), `error`, `at`, `held`/`held_why`/`held_at` (the first record not applied after a try stopped, which the group's later records wait for), `expires_at` once the group is gone |
+//! | group sync state | `GROUP#<id>` | `SYNC` | `seq` (the last stream record applied, 40 digits), `status` (ok, failed), `error`, `at`, `held`/`held_why`/`held_at` (the first record not applied after a try stopped, which the group's later records wait for), `dismissed` (true once the group's dismissal reached the IM cloud), `creation_marker` (a random value written before the mirror's create call and put in the conversation's `attr.mirror_marker`: how a try whose answer was lost recognises its own conversation), `expires_at` once the group is gone |
 //! | member | `GROUP#<id>` | `MEMBER#<client id>` | `client_id`, `group_id`, `joined_at`, `gsi1pk` = `CLIENT#<app id>:<client id>`, `gsi1sk` = `GROUP#<id, 20 digits>` |
-//! | conversation link | `CONV#<app id>:<conversation id>` | `CONV` | `group_id`: the one group whose conversation this is |
+//! | conversation link | `CONV#<app id>:<conversation id>` | `CONV` | `group_id`: the one group whose conversation this is; `closed_at` once that group is deleted or moved to another conversation (a tombstone: only the app's backend gets signatures on it, until a group links it again) |
 //! | idempotency record | `IDEM#<app id>:<client id>:<key>` | `IDEM` | `fingerprint`, the created group's `group_id`, `group_name`, `owner`, `member_client_ids`, `expires_at` (epoch seconds: the table's TTL attribute) |
 //!
 //! Ids never contain `:` (see [`crate::model::ids::check_id`]), so these keys cannot collide.
@@ -26,6 +26,8 @@ use crate::model::{Caller, GroupMeta, DEFAULT_MAX_MEMBERS};
 pub(super) const PK: &str = "pk";
 pub(super) const SK: &str = "sk";
 pub(super) const APP_PK: &str = "APP";
+/// On an app item: the app was removed (the item is its tombstone).
+pub(super) const REMOVED_AT: &str = "removed_at";
 pub(super) const TOKEN_KEY_PK: &str = "TOKEN_KEY";
 pub(super) const COUNTER_PK: &str = "COUNTER";
 pub(super) const COUNTER_SK: &str = "GROUP_ID";

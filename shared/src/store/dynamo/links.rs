@@ -2,12 +2,17 @@
 //! is), and what the signature rules read of a group.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 
 use super::layout::*;
 use super::{build_err, sdk_err, DynamoStore};
-use crate::model::{GroupStatus, Standing};
+use crate::model::{ConversationClaim, GroupStatus, Standing};
 use crate::store::{ConversationStore, StoreError};
+
+/// Who may take a conversation id as its link: nobody holds it, the group holds it
+/// already, or its last group let it go (a tombstone: the backend may link it again).
+pub(super) const LINK_FREE: &str =
+    "attribute_not_exists(pk) OR group_id = :g OR attribute_exists(closed_at)";
 
 impl DynamoStore {
     /// Links `conversation_id` to the group, unless another group holds it.
@@ -22,28 +27,33 @@ impl DynamoStore {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR group_id = :g")
+            .condition_expression(LINK_FREE)
             .expression_attribute_values(":g", number(group_id))
             .build()
             .map_err(build_err)?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// Unlinks `conversation_id`, if the group holds it.
-    pub(super) fn link_delete(
+    /// Unlinks `conversation_id`, if the group holds it, leaving a tombstone: the
+    /// conversation was a group's, and its members may still be in it, so it never
+    /// becomes "unlinked" (where any client may get signatures on it). Only the app's
+    /// backend gets signatures on it, until the backend links it again.
+    pub(super) fn link_close(
         &self,
         app_id: &str,
         conversation_id: &str,
         group_id: u64,
     ) -> Result<TransactWriteItem, StoreError> {
-        let delete = Delete::builder()
+        let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(link_key(app_id, conversation_id)))
+            .update_expression("SET closed_at = if_not_exists(closed_at, :now)")
             .condition_expression("attribute_not_exists(pk) OR group_id = :g")
             .expression_attribute_values(":g", number(group_id))
+            .expression_attribute_values(":now", s(now_rfc3339()))
             .build()
             .map_err(build_err)?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 }
 
@@ -53,7 +63,7 @@ impl ConversationStore for DynamoStore {
         &self,
         app_id: &str,
         conversation_id: &str,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<ConversationClaim>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -63,11 +73,17 @@ impl ConversationStore for DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_err("GetItem(conversation link)", e))?;
-        Ok(out
-            .item()
-            .and_then(|i| i.get("group_id"))
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        if item.contains_key("closed_at") {
+            return Ok(Some(ConversationClaim::Closed));
+        }
+        Ok(item
+            .get("group_id")
             .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok()))
+            .and_then(|n| n.parse().ok())
+            .map(ConversationClaim::Group))
     }
 
     async fn standing(

@@ -327,40 +327,67 @@ impl MemberStore for DynamoStore {
         caller: &Caller,
         group_id: u64,
         members: &MemberList,
-        grant: bool,
+        grant: Option<usize>,
     ) -> Result<(), StoreError> {
         let ids = members.ids();
         let cond = Expr::live_in_app(caller).owned_by(caller).owner_not_in(ids);
-        let update = Expr::new(if grant {
-            "ADD #admins :ids, version :one"
-        } else {
-            "DELETE #admins :ids ADD version :one"
-        })
-        .name("#admins", "admins")
-        .value(":ids", string_set(ids))
-        .value(":one", AttributeValue::N("1".into()));
-        if !grant {
+        let Some(max_admins) = grant else {
+            let update = Expr::new("DELETE #admins :ids ADD version :one")
+                .name("#admins", "admins")
+                .value(":ids", string_set(ids))
+                .value(":one", AttributeValue::N("1".into()));
             return self
                 .update_meta_alone(caller, group_id, &update, &cond, ReturnValue::None, None)
                 .await
                 .map(|_| ());
-        }
-        // Only members can be made admins: check each in the same transaction.
-        let mut items = vec![self.update_meta(group_id, &update, &cond)?];
-        for id in ids {
-            items.push(self.check_member(group_id, id)?);
-        }
-        match self.transact(items).await? {
-            TxOutcome::Done => Ok(()),
-            TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => {
-                Err(self.refused(caller, group_id, r).await)
+        };
+        // The admins live on the group item, read by every signature check on the group:
+        // their number is bounded, as a condition of the write. The first try assumes
+        // every id is a new admin; refused near the bound, the group as it was tells how
+        // many are new, and the write is tried again at that version.
+        let mut room = max_admins
+            .checked_sub(ids.len())
+            .ok_or(StoreError::TooManyAdmins {
+                max: max_admins as u64,
+            })?;
+        let mut seen_version = None;
+        for _ in 0..8 {
+            let mut guard = cond
+                .clone()
+                .and("(attribute_not_exists(#admins) OR size(#admins) <= :room)")
+                .name("#admins", "admins")
+                .value(":room", number(room as u64));
+            if let Some(v) = seen_version {
+                guard = guard
+                    .and("#version = :seen")
+                    .name("#version", "version")
+                    .value(":seen", number(v));
             }
-            TxOutcome::Refused(r) => Err(StoreError::NotMembers(
-                r.iter()
-                    .filter_map(|(i, _)| ids.get(i - 1).cloned())
-                    .collect(),
-            )),
+            match self.grant_admins(group_id, ids, &guard).await? {
+                Granted::Done => return Ok(()),
+                Granted::NotMembers(missing) => return Err(StoreError::NotMembers(missing)),
+                Granted::Refused(old) => {
+                    let meta = old.as_ref().and_then(meta_from_item);
+                    let Some(m) = meta.filter(|m| {
+                        m.live
+                            && m.app_id == caller.app_id
+                            && m.owned_by(caller)
+                            && !ids.contains(&m.owner)
+                    }) else {
+                        return Err(self.refusal(caller, group_id, old).await);
+                    };
+                    let new = ids.iter().filter(|id| !m.admins.contains(*id)).count();
+                    if m.admins.len() + new > max_admins {
+                        return Err(StoreError::TooManyAdmins {
+                            max: max_admins as u64,
+                        });
+                    }
+                    room = max_admins - new;
+                    seen_version = Some(m.version);
+                }
+            }
         }
+        Err(StoreError::Contention)
     }
 
     async fn members_page(
@@ -465,6 +492,45 @@ impl MemberStore for DynamoStore {
         Ok(Page {
             items: groups,
             next,
+        })
+    }
+}
+
+/// How one try of a grant ended.
+enum Granted {
+    Done,
+    /// The group item's condition failed: the item as it was.
+    Refused(Option<Item>),
+    NotMembers(Vec<String>),
+}
+
+impl DynamoStore {
+    /// One try of a grant: the group item under `cond`, and each id's membership, in one
+    /// transaction (only members can be made admins).
+    async fn grant_admins(
+        &self,
+        group_id: u64,
+        ids: &[String],
+        cond: &Expr,
+    ) -> Result<Granted, StoreError> {
+        let update = Expr::new("ADD #admins :ids, version :one")
+            .name("#admins", "admins")
+            .value(":ids", string_set(ids))
+            .value(":one", AttributeValue::N("1".into()));
+        let mut items = vec![self.update_meta(group_id, &update, cond)?];
+        for id in ids {
+            items.push(self.check_member(group_id, id)?);
+        }
+        Ok(match self.transact(items).await? {
+            TxOutcome::Done => Granted::Done,
+            TxOutcome::Refused(r) => match r.iter().find(|(i, _)| *i == 0) {
+                Some((_, old)) => Granted::Refused(old.clone()),
+                None => Granted::NotMembers(
+                    r.iter()
+                        .filter_map(|(i, _)| ids.get(i - 1).cloned())
+                        .collect(),
+                ),
+            },
         })
     }
 }

@@ -26,7 +26,7 @@ use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, TransactWriteIte
 use aws_sdk_dynamodb::Client;
 use rand::Rng;
 
-pub use self::sync::{padded_sequence, Hold, MirrorLink, SyncCursor};
+pub use self::sync::{padded_sequence, Hold, MirrorLink, SyncCursor, SyncSave};
 
 use self::layout::Item;
 use super::StoreError;
@@ -178,6 +178,12 @@ impl DynamoStore {
                             "TransactWriteItems: an item was throttled".into(),
                         ));
                     }
+                    if let Some(r) = reasons.iter().find(|r| invalid(r.code())) {
+                        return Err(StoreError::Invalid(format!(
+                            "TransactWriteItems: {}",
+                            r.message().unwrap_or("an item is invalid")
+                        )));
+                    }
                     reasons
                         .iter()
                         .any(|r| r.code() == Some("TransactionConflict"))
@@ -316,9 +322,20 @@ where
     let detail = format!("{op}: {}", DisplayErrorContext(&err));
     if unavailable(&err) {
         StoreError::Unavailable(detail)
+    } else if invalid(err.code()) {
+        StoreError::Invalid(detail)
     } else {
         StoreError::Backend(detail)
     }
+}
+
+/// DynamoDB refused the request as invalid (`ValidationException`, or a transaction item
+/// cancelled with `ValidationError`): what the request would write is more than DynamoDB
+/// takes (an item past 400 KB above all). Every input is bounded well below that, so
+/// this is a request to refuse with a 400, never a 500 that a caller could cause on
+/// demand (and that would trip the canary's alarm).
+fn invalid(code: Option<&str>) -> bool {
+    matches!(code, Some("ValidationException" | "ValidationError"))
 }
 
 fn unavailable<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
@@ -382,7 +399,7 @@ mod tests {
                 assert!(detail.starts_with("GetItem: "), "{detail}");
                 true
             }
-            StoreError::Backend(_) => false,
+            StoreError::Backend(_) | StoreError::Invalid(_) => false,
             other => panic!("{other:?}"),
         }
     }
@@ -429,5 +446,15 @@ mod tests {
         for (what, expected, err) in cases {
             assert_eq!(unavailable(err), expected, "{what}");
         }
+    }
+
+    #[test]
+    fn a_write_dynamodb_finds_invalid_is_the_requests_fault() {
+        let e = sdk_err("UpdateItem(group)", answered("ValidationException", 400));
+        assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+        let e = sdk_err("GetItem", answered("ResourceNotFoundException", 400));
+        assert!(matches!(e, StoreError::Backend(_)), "{e:?}");
+        assert!(invalid(Some("ValidationError")));
+        assert!(!invalid(Some("ConditionalCheckFailed")));
     }
 }

@@ -27,9 +27,36 @@ pub struct SyncCursor {
     /// The first record a try stopped at, while it is not applied: the group's later
     /// records wait for it (see [`DynamoStore::hold_sync`]).
     pub held: Option<Hold>,
+    /// The group's dismissal was applied: later member removals are its delete's own.
+    pub dismissed: bool,
 }
 
 /// A record the group's later records wait for.
+/// What a saved cursor records besides its position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncSave<'a> {
+    pub status: SyncStatus,
+    /// The error a failed status shows (the IM cloud's words).
+    pub error: Option<&'a str>,
+    /// The group is gone: its state expires after a day.
+    pub group_gone: bool,
+    /// Lifts the group's hold (the cursor is at or past it).
+    pub release: bool,
+    /// The group's dismissal was applied.
+    pub dismissed: bool,
+}
+
+impl SyncSave<'_> {
+    /// In step, nothing else to record.
+    pub const OK: SyncSave<'static> = SyncSave {
+        status: SyncStatus::Ok,
+        error: None,
+        group_gone: false,
+        release: false,
+        dismissed: false,
+    };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
     /// Padded (see [`padded_sequence`]).
@@ -76,6 +103,8 @@ pub(super) fn report_from_item(item: &Item) -> Option<SyncReport> {
 
 /// The attributes of a hold: the record, why it stopped, and when.
 const HELD: &str = "held";
+const CREATION_MARKER: &str = "creation_marker";
+const DISMISSED: &str = "dismissed";
 const HELD_WHY: &str = "held_why";
 const HELD_AT: &str = "held_at";
 /// What lifts a hold, in an update expression.
@@ -123,12 +152,13 @@ impl DynamoStore {
                     seq,
                     why: text(HELD_WHY).unwrap_or_default(),
                 }),
+                dismissed: item.get(DISMISSED).and_then(|v| v.as_bool().ok()) == Some(&true),
             })
         }))
     }
 
-    /// Records that the stream was applied up to `seq` (a raw sequence number), with
-    /// `status`; `release` lifts the group's hold (`seq` is at or past it). Never moves
+    /// Records that the stream was applied up to `seq` (a raw sequence number), as
+    /// `saved` says. Never moves
     /// the cursor back: a slower, concurrent try that lost the race leaves the state as
     /// the faster one wrote it. A gone group's state expires after a day, once no retry
     /// of its records can arrive.
@@ -136,11 +166,15 @@ impl DynamoStore {
         &self,
         group_id: u64,
         seq: &str,
-        status: SyncStatus,
-        error: Option<&str>,
-        group_gone: bool,
-        release: bool,
+        saved: &SyncSave<'_>,
     ) -> Result<(), StoreError> {
+        let SyncSave {
+            status,
+            error,
+            group_gone,
+            release,
+            dismissed,
+        } = *saved;
         // An update that creates the item when needed: the function may update group
         // items but put none (template.yaml).
         let mut sets = vec!["seq = :seq", "#status = :status", "#at = :now"];
@@ -151,6 +185,10 @@ impl DynamoStore {
         if let Some(e) = error {
             sets.push("#error = :error");
             values.push((":error", s(e)));
+        }
+        if dismissed {
+            sets.push("#dismissed = :dismissed");
+            values.push((":dismissed", AttributeValue::Bool(true)));
         }
         if group_gone {
             sets.push("expires_at = :expires");
@@ -188,7 +226,8 @@ impl DynamoStore {
         condition: &str,
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<bool, StoreError> {
-        const NAMES: [(&str, &str); 6] = [
+        const NAMES: [(&str, &str); 7] = [
+            ("#dismissed", DISMISSED),
             ("#status", "status"),
             ("#at", "at"),
             ("#error", "error"),
@@ -257,7 +296,7 @@ impl DynamoStore {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(link))
-            .condition_expression("attribute_not_exists(pk) OR group_id = :g")
+            .condition_expression(super::links::LINK_FREE)
             .expression_attribute_values(":g", number(group_id))
             .build()
             .map_err(build_err)?;
@@ -337,7 +376,7 @@ impl DynamoStore {
             .value(":old", s(old));
         let items = vec![
             self.update_meta(group_id, &update, &cond)?,
-            self.link_delete(app_id, old, group_id)?,
+            self.link_close(app_id, old, group_id)?,
             self.link_put(app_id, new, group_id)?,
         ];
         Ok(matches!(self.transact(items).await?, TxOutcome::Done))
@@ -363,6 +402,36 @@ impl DynamoStore {
         )
         .await
         .map(drop)
+    }
+
+    /// The marker of the conversation the mirror makes for `group_id`: `candidate`, or
+    /// the one an earlier try stored (kept in the group's `SYNC` item, written before the
+    /// create call). The create puts it in the conversation's attributes, so a try whose
+    /// answer was lost finds its own conversation by it. Clients can set any attribute
+    /// (a `group_id` included) on conversations they make, but cannot know this value, so
+    /// a conversation they pre-tag is never taken for ours.
+    pub async fn creation_marker(
+        &self,
+        group_id: u64,
+        candidate: &str,
+    ) -> Result<String, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(sync_key(group_id)))
+            .update_expression("SET #marker = if_not_exists(#marker, :marker)")
+            .expression_attribute_names("#marker", CREATION_MARKER)
+            .expression_attribute_values(":marker", s(candidate))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| sdk_err("UpdateItem(sync marker)", e))?;
+        out.attributes()
+            .and_then(|a| a.get(CREATION_MARKER))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .ok_or_else(|| StoreError::Backend("the sync item kept no creation marker".into()))
     }
 
     /// Clears a group's failed state, and its hold, once a reconcile repaired it (what
