@@ -1,13 +1,20 @@
 //! How the stack is shipped and watched, checked without any service: every function
 //! publishes its `live` alias and deploys through CodeDeploy with rollback alarms wired
 //! in, has its own log group with a retention, and the stream mapping calls the alias;
-//! the operational alarms, dashboard and outputs exist; the defaults stay cheap; and the
-//! pipeline (`.github/workflows/`) deploys only stages that `samconfig.toml` defines.
+//! the operational alarms, dashboard and outputs exist; the defaults stay cheap; the
+//! pipeline (`.github/workflows/`) deploys only stages that `samconfig.toml` defines; and
+//! it cannot be turned against prod: each stage has its own deploy role, trusting only
+//! its own environment's jobs on main (`docs/deploy-role-trust-<stage>.json`), reaching
+//! only its own stage and changing roles only under the stage's permissions boundary
+//! (`docs/deploy-role-policy.json`, `docs/stack-role-boundary.json`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use im_e2e::repo::{repo_root, template};
+use serde_json::json;
 use serde_yaml_ng::Value;
+
+use crate::iam_policies::glob;
 
 /// The text of a short-form intrinsic (`!Ref X`), if `v` is one with that tag.
 fn tagged<'a>(v: &'a Value, tag: &str) -> Option<&'a str> {
@@ -486,8 +493,8 @@ fn services_deployed(t: &Value) -> BTreeSet<String> {
 
 #[test]
 fn the_deploy_role_policy_covers_every_service_of_the_template() {
-    let text = std::fs::read_to_string(repo_root().join("docs/deploy-role-policy.json")).unwrap();
-    let policy: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    // As put on staging's role: the longer stage name, so the larger of the two.
+    let (text, policy) = stage_document("deploy-role-policy.json", "staging");
     assert_eq!(policy["Version"], "2012-10-17");
     // An inline role policy holds at most 10,240 characters, whitespace excluded.
     let size = text.chars().filter(|c| !c.is_whitespace()).count();
@@ -497,12 +504,16 @@ fn the_deploy_role_policy_covers_every_service_of_the_template() {
     );
     let mut granted = BTreeSet::new();
     for statement in policy["Statement"].as_array().unwrap() {
-        assert_eq!(statement["Effect"], "Allow", "{statement}");
         assert!(statement.get("Resource").is_some(), "{statement}");
         for action in statement["Action"].as_array().unwrap() {
             let (service, name) = action.as_str().unwrap().split_once(':').unwrap();
             assert!(!name.contains('*'), "{action}: name each action");
-            granted.insert(service.to_owned());
+            // The Deny statements grant nothing.
+            if statement["Effect"] == "Allow" {
+                granted.insert(service.to_owned());
+            } else {
+                assert_eq!(statement["Effect"], "Deny", "{statement}");
+            }
         }
     }
     let needed = services_deployed(&template());
@@ -533,5 +544,568 @@ fn the_deploy_role_policy_covers_every_service_of_the_template() {
         "logs:DescribeLogGroups",
     ] {
         assert!(text.contains(&format!("\"{action}\"")), "no {action}");
+    }
+}
+
+// --- The deploy roles: one per stage, and neither can be turned against prod ---------
+
+/// The pipeline's stages, each deployed by a role of its own.
+const STAGES: [&str; 2] = ["staging", "prod"];
+
+/// This repository as the trust policies name it: the placeholder the README has replaced
+/// with the `repo:` part of this repository's OIDC subject.
+const REPOSITORY: &str = "<owner>/<repo>";
+
+/// The account the documents' `<account>` placeholder stands for in these checks.
+const ACCOUNT: &str = "123456789012";
+
+/// IAM actions that set what a role may do: a deploy role holds them only for its stage's
+/// roles, and only while the role has (or gets) the stage's permissions boundary.
+const ROLE_RIGHTS: [&str; 6] = [
+    "iam:CreateRole",
+    "iam:PutRolePolicy",
+    "iam:DeleteRolePolicy",
+    "iam:AttachRolePolicy",
+    "iam:DetachRolePolicy",
+    "iam:PutRolePermissionsBoundary",
+];
+
+/// IAM actions a deploy role may hold on its stage's roles without a condition: they read,
+/// tag or delete a role, and none widens what it may do or who may assume it.
+const ROLE_HOUSEKEEPING: [&str; 9] = [
+    "iam:GetRole",
+    "iam:DeleteRole",
+    "iam:UpdateRole",
+    "iam:TagRole",
+    "iam:UntagRole",
+    "iam:ListRoleTags",
+    "iam:GetRolePolicy",
+    "iam:ListRolePolicies",
+    "iam:ListAttachedRolePolicies",
+];
+
+/// The AWS managed policies a deploy role may attach to its stack's roles, and what of
+/// them the roles use, which the boundary must allow: SAM's for every function
+/// (AWSLambdaBasicExecutionRole, and AWSXrayWriteOnlyAccess with `Tracing`), and
+/// CodeDeploy's for the rollouts (no hooks, so not their `lambda:InvokeFunction`).
+const MANAGED_POLICY_NEEDS: [(&str, &[&str]); 3] = [
+    (
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+        &[
+            "logs:CreateLogGroup",
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+        ],
+    ),
+    (
+        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+        &[
+            "xray:PutTraceSegments",
+            "xray:PutTelemetryRecords",
+            "xray:GetSamplingRules",
+            "xray:GetSamplingTargets",
+            "xray:GetSamplingStatisticSummaries",
+        ],
+    ),
+    (
+        "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda",
+        &[
+            "cloudwatch:DescribeAlarms",
+            "lambda:GetAlias",
+            "lambda:UpdateAlias",
+            "lambda:GetProvisionedConcurrencyConfig",
+            "sns:Publish",
+        ],
+    ),
+];
+
+/// What a deploy role's policy names that no stage name narrows, and why each is safe to
+/// share. Everything else names its stage's resources.
+const STAGELESS_RESOURCES: [&str; 11] = [
+    // Reads (ValidateTemplate, ListStacks, DescribeLogGroups) and the account's log
+    // deliveries, which HTTP API access logs need and IAM cannot narrow.
+    "*",
+    // DescribeStacks only: SAM finds its artifact bucket there.
+    "arn:aws:cloudformation:*:*:stack/aws-sam-cli-managed-default/*",
+    "arn:aws:cloudformation:*:aws:transform/Serverless-2016-10-31",
+    "arn:aws:cloudformation:*:aws:transform/LanguageExtensions",
+    // The bucket itself, read only; its objects are written under the stage's prefix.
+    "arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-*",
+    // Mappings are named by a random id; their changes are narrowed by function instead.
+    "arn:aws:lambda:*:*:event-source-mapping:*",
+    // HTTP APIs are named by a random id: README, "What keeps the pipeline off prod".
+    "arn:aws:apigateway:*::/apis",
+    "arn:aws:apigateway:*::/apis/*",
+    "arn:aws:apigateway:*::/tags/*",
+    "arn:aws:codedeploy:*:*:deploymentconfig:*",
+    // Denied, not granted: no deploy role changes a boundary.
+    "arn:aws:iam::*:policy/im-signing-boundary-*",
+];
+
+/// A document of `docs/` as the README has it put in the account for `stage`: its text
+/// and its JSON.
+fn stage_document(name: &str, stage: &str) -> (String, serde_json::Value) {
+    let path = repo_root().join("docs").join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("docs/{name}: {e}"))
+        .replace("<stage>", stage)
+        .replace("<account>", ACCOUNT);
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("docs/{name}: {e}"));
+    (text, json)
+}
+
+fn other_stage(stage: &str) -> &'static str {
+    match stage {
+        "staging" => "prod",
+        "prod" => "staging",
+        _ => panic!("{stage}: not a pipeline stage"),
+    }
+}
+
+/// A policy element that is one string or a list of them, as a list.
+fn json_strings(v: &serde_json::Value) -> Vec<String> {
+    match v {
+        serde_json::Value::String(s) => vec![s.clone()],
+        serde_json::Value::Array(list) => list
+            .iter()
+            .map(|s| {
+                s.as_str()
+                    .unwrap_or_else(|| panic!("{v}: not strings"))
+                    .to_owned()
+            })
+            .collect(),
+        serde_json::Value::Null => Vec::new(),
+        _ => panic!("{v}: neither a string nor a list"),
+    }
+}
+
+fn boundary_arn(stage: &str) -> String {
+    format!("arn:aws:iam::{ACCOUNT}:policy/im-signing-boundary-{stage}")
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(repo_root().join("README.md")).unwrap()
+}
+
+/// The pipeline's jobs that deploy, with the stage each deploys.
+fn deploy_jobs(wf: &Value) -> Vec<(String, String, &Value)> {
+    let mut jobs = Vec::new();
+    for (id, job) in wf["jobs"].as_mapping().unwrap() {
+        let runs: Vec<&str> = job["steps"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["run"].as_str())
+            .collect();
+        if !runs.iter().any(|r| r.contains("make deploy")) {
+            continue;
+        }
+        let stage = runs
+            .iter()
+            .flat_map(|r| r.split_whitespace())
+            .find_map(|w| w.strip_prefix("STAGE="))
+            .unwrap();
+        jobs.push((id.as_str().unwrap().to_owned(), stage.to_owned(), job));
+    }
+    jobs
+}
+
+fn pipeline() -> Value {
+    let path = repo_root().join(".github/workflows/pipeline.yml");
+    serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn each_stages_role_trusts_only_its_environment_on_main_of_this_repository() {
+    for stage in STAGES {
+        let name = format!("deploy-role-trust-{stage}.json");
+        let (text, trust) = stage_document(&name, stage);
+        assert_eq!(trust["Version"], "2012-10-17", "{name}");
+        let statements = trust["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 1, "{name}: one statement");
+        let st = &statements[0];
+        for key in ["NotPrincipal", "NotAction"] {
+            assert!(st.get(key).is_none(), "{name}: {key}");
+        }
+        assert_eq!(st["Effect"], "Allow", "{name}");
+        assert_eq!(
+            json_strings(&st["Action"]),
+            ["sts:AssumeRoleWithWebIdentity"],
+            "{name}"
+        );
+        assert_eq!(
+            st["Principal"],
+            json!({"Federated": format!("arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com")}),
+            "{name}: GitHub's OIDC provider only"
+        );
+        // Exact matches only: a StringLike (or any other operator) takes patterns.
+        let condition = st["Condition"].as_object().unwrap();
+        assert_eq!(
+            condition.keys().collect::<Vec<_>>(),
+            ["StringEquals"],
+            "{name}: {condition:?}"
+        );
+        let equals = condition["StringEquals"].as_object().unwrap();
+        assert_eq!(equals.len(), 2, "{name}: aud and sub only: {equals:?}");
+        assert_eq!(
+            equals["token.actions.githubusercontent.com:aud"], "sts.amazonaws.com",
+            "{name}: the audience, one value"
+        );
+        // One subject (a list would trust each of its entries): this repository's jobs in
+        // this stage's environment, on main (the sub claim carries the ref once the
+        // repository's OIDC subject template includes it: README).
+        let sub = equals["token.actions.githubusercontent.com:sub"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: the sub condition is not one string"));
+        assert_eq!(
+            sub,
+            format!("repo:{REPOSITORY}:environment:{stage}:ref:refs/heads/main"),
+            "{name}"
+        );
+        assert!(
+            !text.contains(other_stage(stage)),
+            "{name} names the other stage"
+        );
+    }
+    // The README points at these files and holds no trust policy of its own to drift.
+    let readme = readme();
+    for stage in STAGES {
+        let file = format!("docs/deploy-role-trust-{stage}.json");
+        assert!(readme.contains(&file), "README: no {file}");
+    }
+    assert!(
+        !readme.contains("githubusercontent.com:sub"),
+        "README: a trust policy besides docs/"
+    );
+    assert!(
+        readme.contains(r#""include_claim_keys": ["repo", "context", "ref"]"#),
+        "README: no OIDC subject template with the ref"
+    );
+}
+
+#[test]
+fn only_main_deploys_and_each_stage_with_its_own_role() {
+    let wf = pipeline();
+    // Only the deploy jobs may ask for an OIDC token at all.
+    assert_ne!(wf["permissions"]["id-token"], "write");
+    let deploying: Vec<String> = deploy_jobs(&wf).into_iter().map(|(id, ..)| id).collect();
+    for (id, job) in wf["jobs"].as_mapping().unwrap() {
+        let id = id.as_str().unwrap();
+        if !deploying.iter().any(|d| d == id) {
+            assert_ne!(
+                job["permissions"]["id-token"], "write",
+                "{id}: an OIDC token for a job that does not deploy"
+            );
+        }
+    }
+    let readme = readme();
+    let mut variables = BTreeSet::new();
+    for (id, stage, job) in deploy_jobs(&wf) {
+        // The roles' trust and the environments' branch rule hold; the job says so too.
+        let condition = job["if"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id}: no `if:`, it runs on any ref its needs reach"));
+        let condition = condition.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            condition.contains("github.ref == 'refs/heads/main'")
+                && condition.contains("github.event_name == 'push'")
+                && !condition.contains("||"),
+            "{id}: `if: {condition}` does not hold it to pushes to main"
+        );
+        let roles: Vec<&str> = job["steps"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["uses"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("aws-actions/configure-aws-credentials"))
+            })
+            .map(|s| s["with"]["role-to-assume"].as_str().unwrap())
+            .collect();
+        let variable = format!("AWS_{}_DEPLOY_ROLE_ARN", stage.to_uppercase());
+        assert_eq!(
+            roles,
+            [format!("${{{{ vars.{variable} }}}}")],
+            "{id}: not the {stage} role"
+        );
+        assert!(variables.insert(variable.clone()), "{id}: role shared");
+        assert!(readme.contains(&variable), "README: no {variable}");
+    }
+    assert_eq!(variables.len(), STAGES.len());
+    assert!(
+        !readme.contains("AWS_DEPLOY_ROLE_ARN"),
+        "README: the one role of both stages"
+    );
+}
+
+#[test]
+fn each_deploy_role_changes_roles_only_under_its_stages_boundary() {
+    for stage in STAGES {
+        let (_, policy) = stage_document("deploy-role-policy.json", stage);
+        let own_roles = format!("arn:aws:iam::*:role/im-signing-{stage}-*");
+        // README's name for the role, and the policy it may set as boundary.
+        let deploy_role = format!("arn:aws:iam::{ACCOUNT}:role/im-signing-deploy-{stage}");
+        let boundary = boundary_arn(stage);
+        let statements = policy["Statement"].as_array().unwrap();
+        for st in statements.iter().filter(|s| s["Effect"] == "Allow") {
+            let sid = st["Sid"].as_str().unwrap_or("a statement");
+            let resources = json_strings(&st["Resource"]);
+            for action in json_strings(&st["Action"]) {
+                if !action.starts_with("iam:") {
+                    continue;
+                }
+                let what = format!("{stage}, {sid}: {action}");
+                for r in &resources {
+                    assert!(!glob(r, &deploy_role), "{what} on the deploy role itself");
+                    assert!(!glob(r, &boundary), "{what} on the boundary");
+                }
+                assert_eq!(
+                    resources,
+                    [own_roles.as_str()],
+                    "{what}: not on {own_roles}"
+                );
+                if action == "iam:PassRole" {
+                    let to = json_strings(&st["Condition"]["StringEquals"]["iam:PassedToService"]);
+                    assert!(
+                        !to.is_empty()
+                            && to
+                                .iter()
+                                .all(|s| s == "lambda.amazonaws.com"
+                                    || s == "codedeploy.amazonaws.com"),
+                        "{what} to {to:?}"
+                    );
+                } else if ROLE_RIGHTS.contains(&action.as_str()) {
+                    assert_eq!(
+                        st["Condition"]["StringEquals"]["iam:PermissionsBoundary"],
+                        boundary.as_str(),
+                        "{what} without the stage's permissions boundary"
+                    );
+                } else {
+                    assert!(
+                        ROLE_HOUSEKEEPING.contains(&action.as_str()),
+                        "{what}: an IAM action no deploy needs (re-trusting a role, a boundary removed, a policy written...)"
+                    );
+                }
+            }
+        }
+        // And denied outright, should a broader grant ever be added to the role.
+        let denied = |action: &str, condition: serde_json::Value| {
+            statements.iter().any(|s| {
+                s["Effect"] == "Deny"
+                    && json_strings(&s["Action"]).iter().any(|a| a == action)
+                    && json_strings(&s["Resource"]) == ["*"]
+                    && s["Condition"] == condition
+            })
+        };
+        let outside = json!({"StringNotEquals": {"iam:PermissionsBoundary": boundary}});
+        for action in [
+            "iam:CreateRole",
+            "iam:PutRolePolicy",
+            "iam:AttachRolePolicy",
+            "iam:PutRolePermissionsBoundary",
+        ] {
+            assert!(
+                denied(action, outside.clone()),
+                "{stage}: {action} outside the boundary is not denied"
+            );
+        }
+        for action in [
+            "iam:DeleteRolePermissionsBoundary",
+            "iam:UpdateAssumeRolePolicy",
+        ] {
+            assert!(
+                denied(action, serde_json::Value::Null),
+                "{stage}: {action} is not denied"
+            );
+        }
+    }
+}
+
+#[test]
+fn each_deploy_role_reaches_only_its_own_stage() {
+    let config = samconfig();
+    for stage in STAGES {
+        let (text, policy) = stage_document("deploy-role-policy.json", stage);
+        let other = other_stage(stage);
+        assert!(
+            !text.contains(&format!("im-signing-{other}")),
+            "the {stage} role reaches {other}"
+        );
+        let own = |r: &str| {
+            r.contains(&format!("im-signing-{stage}-"))
+                || r.contains(&format!("im-signing-{stage}/"))
+        };
+        // Its artifacts under its own prefix of SAM's bucket, which samconfig.toml sets:
+        // with one prefix for both, prod's deploy would find (and deploy) what staging's
+        // role wrote under the keys of the build they share.
+        let prefix = config[&format!("{stage}.deploy.parameters")]
+            .get("s3_prefix")
+            .cloned()
+            .unwrap_or_else(|| panic!("{stage}: no s3_prefix"));
+        assert_eq!(prefix, format!("im-signing-{stage}"));
+        for st in policy["Statement"].as_array().unwrap() {
+            if st["Effect"] != "Allow" {
+                continue;
+            }
+            let sid = st["Sid"].as_str().unwrap_or("a statement");
+            let actions = json_strings(&st["Action"]);
+            let resources = json_strings(&st["Resource"]);
+            for r in &resources {
+                assert!(
+                    own(r) || STAGELESS_RESOURCES.contains(&r.as_str()),
+                    "{stage}, {sid}: {r} is neither the stage's nor known to be shared"
+                );
+            }
+            for value in st["Condition"]
+                .as_object()
+                .into_iter()
+                .flat_map(|ops| ops.values())
+                .flat_map(|keys| keys.as_object().unwrap().values())
+                .flat_map(json_strings)
+                .filter(|v| v.starts_with("arn:aws:lambda"))
+            {
+                assert!(own(&value), "{stage}, {sid}: {value}");
+            }
+            let managed_stack = "arn:aws:cloudformation:*:*:stack/aws-sam-cli-managed-default/*";
+            if resources.iter().any(|r| r == managed_stack) {
+                assert_eq!(actions, ["cloudformation:DescribeStacks"], "{stage}, {sid}");
+            }
+            if resources.iter().any(|r| r.starts_with("arn:aws:s3:::")) {
+                for action in &actions {
+                    let reads_bucket =
+                        ["s3:GetBucketLocation", "s3:ListBucket"].contains(&action.as_str());
+                    assert!(
+                        reads_bucket
+                            || resources
+                                .iter()
+                                .all(|r| r.ends_with(&format!("/{prefix}/*"))),
+                        "{stage}, {sid}: {action} beyond {prefix}/ of the bucket"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_stacks_roles_carry_the_stages_boundary_and_it_covers_what_they_do() {
+    let t = template();
+    // SAM's roles (from the Globals) and the template's own all get the boundary.
+    let boundary = &t["Globals"]["Function"]["PermissionsBoundary"];
+    assert_eq!(
+        serde_yaml_ng::to_string(boundary).unwrap(),
+        "!If\n- HasRoleBoundary\n- !Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/${RoleBoundary}\n- !Ref AWS::NoValue\n",
+        "{boundary:?}"
+    );
+    assert!(t["Conditions"].get("HasRoleBoundary").is_some());
+    // SAM gives its own CodeDeploy role no boundary: the template brings one.
+    assert_eq!(
+        tagged(
+            &t["Globals"]["Function"]["DeploymentPreference"]["Role"],
+            "GetAtt"
+        ),
+        Some("CodeDeployRole.Arn")
+    );
+    let mut roles = 0;
+    for (id, r) in t["Resources"].as_mapping().unwrap() {
+        if r["Type"] == "AWS::IAM::Role" {
+            roles += 1;
+            assert_eq!(r["Properties"]["PermissionsBoundary"], *boundary, "{id:?}");
+        }
+    }
+    assert!(roles >= 1);
+    for (id, f) in functions(&t) {
+        let p = &f["Properties"];
+        assert!(p.get("Role").is_none(), "{id}: a role SAM does not make");
+        assert!(
+            p.get("PermissionsBoundary").is_none(),
+            "{id}: a boundary of its own"
+        );
+        assert!(
+            p["DeploymentPreference"].get("Role").is_none(),
+            "{id}: a CodeDeploy role of its own"
+        );
+    }
+    let config = samconfig();
+    for stage in STAGES {
+        let overrides = &config[&format!("{stage}.deploy.parameters")]["parameter_overrides"];
+        assert!(
+            overrides
+                .split_whitespace()
+                .any(|o| o == format!("RoleBoundary=im-signing-boundary-{stage}")),
+            "{stage}: {overrides}"
+        );
+        let (text, doc) = stage_document("stack-role-boundary.json", stage);
+        assert!(
+            !text.contains(other_stage(stage)),
+            "{stage}'s boundary names the other stage"
+        );
+        let mut granted = BTreeSet::new();
+        for st in doc["Statement"].as_array().unwrap() {
+            assert_eq!(st["Effect"], "Allow", "{st}");
+            let actions = json_strings(&st["Action"]);
+            for action in &actions {
+                assert!(!action.contains('*'), "{action}: name each action");
+                assert!(
+                    !action.starts_with("iam:") && !action.starts_with("sts:"),
+                    "{stage}: the boundary lets a stack role act on roles: {action}"
+                );
+                granted.insert(action.clone());
+            }
+            for r in json_strings(&st["Resource"]) {
+                let stageless_ok = actions
+                    .iter()
+                    .all(|a| a.starts_with("xray:") || a == "cloudwatch:DescribeAlarms");
+                assert!(
+                    r.contains(&format!("im-signing-{stage}-")) || (r == "*" && stageless_ok),
+                    "{stage}: {r} for {actions:?}"
+                );
+            }
+        }
+        // Whatever a function's own policy allows, the boundary allows too (or the
+        // function would fail on it in the pipeline's stages only).
+        for (id, f) in functions(&t) {
+            for policy in f["Properties"]["Policies"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+            {
+                let statements = policy["Statement"].as_sequence().unwrap_or_else(|| {
+                    panic!("{id}: a policy without statements: name its actions")
+                });
+                for st in statements.iter().filter(|s| s["Effect"] == "Allow") {
+                    let actions = match &st["Action"] {
+                        Value::Sequence(list) => list.iter().map(|a| a.as_str().unwrap()).collect(),
+                        a => vec![a.as_str().unwrap()],
+                    };
+                    for action in actions {
+                        assert!(
+                            granted.contains(action),
+                            "{stage}: {id} needs {action}, which the boundary does not allow"
+                        );
+                    }
+                }
+            }
+        }
+        // And what the managed policies a deploy role may attach give the roles.
+        let (_, deploy_policy) = stage_document("deploy-role-policy.json", stage);
+        let attachable: BTreeSet<String> = deploy_policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Effect"] == "Allow")
+            .flat_map(|s| json_strings(&s["Condition"]["ArnEquals"]["iam:PolicyARN"]))
+            .collect();
+        assert!(!attachable.is_empty());
+        for arn in &attachable {
+            let (_, needs) = MANAGED_POLICY_NEEDS
+                .iter()
+                .find(|(a, _)| a == arn)
+                .unwrap_or_else(|| panic!("{arn}: what does it need of the boundary?"));
+            for action in *needs {
+                assert!(granted.contains(*action), "{stage}: {arn} needs {action}");
+            }
+        }
     }
 }

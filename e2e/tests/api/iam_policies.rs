@@ -125,7 +125,7 @@ const GROUP_RULE_SIGNATURES: [&str; 6] = [
 ];
 
 /// IAM's `StringLike`: `*` is any run of characters, `?` any one character.
-fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);
