@@ -86,6 +86,74 @@ pub fn invoke_event(port: &str, function: &str, file: &Path) -> Value {
     serde_json::from_slice(&out.stdout).expect("the invoke output is the function's JSON answer")
 }
 
+/// Points `event` at `path`, written as an HTTP API delivers it: already percent-decoded,
+/// in `rawPath` and in `pathParameters`, read off `path` along the event's route. A path
+/// that route does not match gets a route key of its own without parameters, as API
+/// Gateway would send a request for that literal path.
+pub fn at_path(event: &mut Value, path: &str) {
+    event["rawPath"] = Value::from(path);
+    event["requestContext"]["http"]["path"] = Value::from(path);
+    let key = event["routeKey"]
+        .as_str()
+        .expect("the event's routeKey")
+        .to_owned();
+    let (method, template) = key.split_once(' ').expect("a route key: METHOD /path");
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    let mut params = serde_json::Map::new();
+    let fits = t.len() == p.len()
+        && t.iter().zip(&p).all(|(t, p)| {
+            match t.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+                Some(name) => {
+                    params.insert(name.to_owned(), Value::from(*p));
+                    true
+                }
+                None => t == p,
+            }
+        });
+    let e = event.as_object_mut().unwrap();
+    if !fits {
+        let own = Value::from(format!("{method} {path}"));
+        e.insert("routeKey".into(), own.clone());
+        e["requestContext"]["routeKey"] = own;
+        e.remove("pathParameters");
+    } else if params.is_empty() {
+        e.remove("pathParameters");
+    } else {
+        e.insert("pathParameters".into(), Value::Object(params));
+    }
+}
+
+/// The path a client sends for `event` (an HTTP API event: route key and decoded
+/// `pathParameters`): the route's template with each parameter percent-encoded, every
+/// byte but the unreserved ones escaped.
+pub fn client_path(event: &Value) -> String {
+    let key = event["routeKey"].as_str().expect("the event's routeKey");
+    let (_, template) = key.split_once(' ').expect("a route key: METHOD /path");
+    template
+        .split('/')
+        .map(
+            |segment| match segment.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+                Some(name) => {
+                    let value = event["pathParameters"][name]
+                        .as_str()
+                        .expect("the parameter");
+                    value
+                        .bytes()
+                        .map(|b| match b {
+                            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                                char::from(b).to_string()
+                            }
+                            _ => format!("%{b:02X}"),
+                        })
+                        .collect()
+                }
+                None => segment.to_owned(),
+            },
+        )
+        .collect::<Vec<String>>()
+        .join("/")
+}
+
 /// The JSON body of a function's response (`null` when there is none).
 pub fn body(resp: &Value) -> Value {
     serde_json::from_str(resp["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)

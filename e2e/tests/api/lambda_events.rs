@@ -2,8 +2,9 @@
 //! started twice by `make test`: once per authentication mode), invoked with every
 //! `events/` file exactly as `sam local invoke -e events/<file>.json` would send it.
 
-use im_e2e::lambda::{body, demo_app, event_file, invoke, replay, Data};
+use im_e2e::lambda::{at_path, body, client_path, demo_app, event_file, invoke, replay, Data};
 use im_e2e::repo::{read_json, repo_root};
+use im_e2e::signatures::verify_signature_response;
 use im_e2e::stack::env;
 use im_shared::routes::{Function, ROUTES};
 use serde_json::Value;
@@ -19,6 +20,7 @@ async fn token_mode_events_then_bad_input() {
     })
     .await;
     bad_input_through_the_lambda_path();
+    decoded_paths_answer_as_the_local_server_does(&key).await;
 }
 
 #[tokio::test]
@@ -40,8 +42,7 @@ async fn authorizer_mode_key_cases() {
     let call = |name: &str, claims: Option<Value>, path: &str, body: Option<Value>| -> u64 {
         let route = ROUTES.iter().find(|r| r.event == name).unwrap();
         let mut e = read_json(&event_file("events/authorizer", route));
-        e["rawPath"] = Value::from(path);
-        e["requestContext"]["http"]["path"] = Value::from(path);
+        at_path(&mut e, path);
         match claims {
             Some(c) => e["requestContext"]["authorizer"]["jwt"]["claims"] = c,
             None => {
@@ -146,8 +147,7 @@ fn bad_input_through_the_lambda_path() {
     let port = env("IM_TEST_LAMBDA_PORT");
     let read_event = |name: &str| read_json(&repo_root().join("events").join(name));
     let with_path = |mut e: Value, path: &str| {
-        e["rawPath"] = Value::from(path);
-        e["requestContext"]["http"]["path"] = Value::from(path);
+        at_path(&mut e, path);
         e
     };
     let cases = [
@@ -155,7 +155,7 @@ fn bad_input_through_the_lambda_path() {
             "login-signature",
             with_path(
                 read_event("login-signature.json"),
-                "/signature/login/demo-app/al%3Aice",
+                "/signature/login/demo-app/al:ice",
             ),
             400,
         ),
@@ -221,6 +221,82 @@ fn bad_input_through_the_lambda_path() {
             .unwrap()
             .starts_with(event["requestContext"]["http"]["method"].as_str().unwrap()));
     }
+}
+
+/// `events/decoded/`: requests whose ids hold what an HTTP API decodes before the
+/// function sees it (`rawPath` and `pathParameters` percent-decoded), each through its
+/// function binary and, as the client sent it (percent-encoded), through the local
+/// server: the same status, the same signed ids, the same error. Ids a path cannot carry
+/// intact (`/`, `?`, `#`, `%`) are a 400 in both, never another route or a truncated id.
+async fn decoded_paths_answer_as_the_local_server_does(key: &str) {
+    let expected: &[(&str, u16)] = &[
+        // Members `李 雷` and `bob`: signed as sent, sorted byte-wise.
+        ("conversation-signature-non-ascii", 200),
+        // A client's `%2541` arrives as `%41`: decoded again it would be signed as `A`.
+        ("conversation-signature-percent", 400),
+        // A kick on conversation `x/y` (`x%2Fy`), not a kick on `x` naming `y`.
+        ("kick-signature-slash", 400),
+        // `conv-1%3Fadmin=true` and `conv-1%23x`: not conversation `conv-1`.
+        ("history-signature-question-mark", 400),
+        ("history-signature-hash", 400),
+    ];
+    let dir = repo_root().join("events/decoded");
+    let files: std::collections::BTreeSet<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().to_owned())
+        .collect();
+    let listed = expected.iter().map(|(n, _)| (*n).to_owned()).collect();
+    assert_eq!(
+        files, listed,
+        "every events/decoded file has its expected answer here"
+    );
+
+    let port = env("IM_TEST_LAMBDA_PORT");
+    let local = im_e2e::http::Api::local("decoded").await;
+    // Every file is tried, and every disagreement reported at the end.
+    let mut wrong = Vec::new();
+    for (name, status) in expected {
+        let path = dir.join(format!("{name}.json"));
+        let event = read_json(&path);
+        let route = ROUTES
+            .iter()
+            .find(|r| event["routeKey"] == format!("{} {}", r.method, r.path))
+            .unwrap_or_else(|| panic!("{name}: no route has its routeKey"));
+        let resp = invoke(&port, route.function.name(), Data::File(&path));
+        let on_lambda = body(&resp);
+        let sent =
+            client_path(&event).replacen("/demo-app/", &format!("/{}/", local.app.app_id), 1);
+        let answer = local.get("alice", &sent).await;
+        let local_status = answer.status().as_u16();
+        let on_local: Value = answer.json().await.unwrap();
+        if resp["statusCode"] != *status || local_status != *status {
+            wrong.push(format!(
+                "{name}: Lambda {} {on_lambda}, local ({sent}) {local_status} {on_local}, expected {status}",
+                resp["statusCode"]
+            ));
+            continue;
+        }
+        if *status == 200 {
+            verify_signature_response(&on_lambda, key);
+            if *name == "conversation-signature-non-ascii" {
+                assert_eq!(on_lambda["sorted_member_ids"], "bob:李 雷");
+            }
+            for field in [
+                "client_id",
+                "sorted_member_ids",
+                "conversion_id",
+                "conversation_id",
+            ] {
+                assert_eq!(on_lambda.get(field), on_local.get(field), "{name}: {field}");
+            }
+        } else {
+            assert_eq!(on_lambda["code"], on_local["code"], "{name}");
+            assert_eq!(on_lambda["msg"], on_local["msg"], "{name}");
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 /// The stream batch of `events/sync-conversations.json` (a group created with two

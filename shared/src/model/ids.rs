@@ -5,8 +5,17 @@ use std::collections::BTreeSet;
 
 use super::Invalid;
 
+/// What an id may not hold besides `:` and control characters: what a path segment sent
+/// through an API Gateway HTTP API cannot carry. It hands the function the path already
+/// percent-decoded, so a `%2F`, `%3F` or `%23` arrives as a `/`, `?` or `#` that splits or
+/// ends the path, and a `%2541` as `%41`, which a second decoding would sign as `A`.
+/// Refused everywhere (bodies too), so the local server and Lambda agree and every id a
+/// group holds can also be named in a path.
+pub const NOT_IN_PATHS: [char; 4] = ['/', '?', '#', '%'];
+
 /// Checks one id (client, app or conversation id). A `:` would make the signed message
-/// ambiguous; control characters have no place in an id and would corrupt logs.
+/// ambiguous; control characters have no place in an id and would corrupt logs; and
+/// [`NOT_IN_PATHS`] cannot reach a function intact.
 pub fn check_id(field: &str, value: &str, max_chars: usize) -> Result<(), Invalid> {
     if value.is_empty() {
         return Err(Invalid::new(format!("{field} must not be empty")));
@@ -18,6 +27,12 @@ pub fn check_id(field: &str, value: &str, max_chars: usize) -> Result<(), Invali
     }
     if value.contains(':') {
         return Err(Invalid::new(format!("{field} must not contain ':'")));
+    }
+    if let Some(c) = value.chars().find(|c| NOT_IN_PATHS.contains(c)) {
+        return Err(Invalid::new(format!(
+            "{field} must not contain '{c}' (no '/', '?', '#' or '%': \
+             a path cannot carry them intact through API Gateway)"
+        )));
     }
     if value.chars().any(char::is_control) {
         return Err(Invalid::new(format!(
@@ -190,7 +205,11 @@ mod tests {
         assert!(check_id("client_id", "a:b", 64).is_err());
         assert!(check_id("client_id", "a\u{0}b", 64).is_err());
         assert!(check_id("client_id", "a\u{85}b", 64).is_err());
-        assert!(check_id("client_id", "with space/and+plus", 64).is_ok());
+        assert!(check_id("client_id", "with space+plus=李", 64).is_ok());
+        for bad in ["a/b", "/", "a?b", "a#b", "a%41", "%", "100%"] {
+            let e = check_id("client_id", bad, 64).unwrap_err().to_string();
+            assert!(e.starts_with("client_id must not contain '"), "{bad}: {e}");
+        }
     }
 
     #[test]
