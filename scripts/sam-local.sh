@@ -46,6 +46,9 @@ sam_local_suites() {
     bridge_if=$(docker network inspect bridge --format '{{index .Options "com.docker.network.bridge.name"}}' 2>/dev/null || true)
   fi
   [ "$bridge_if" = "<no value>" ] && bridge_if=""
+  # The forwarder needs the gateway's address itself (some engines, Debian's 20.10 among
+  # them, name no gateway in the bridge's IPAM config: host.docker.internal then).
+  [[ "$host" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || bridge_if=""
   [ -n "$host" ] || host=host.docker.internal
   local ddb_port=${ddb_url##*:}
 

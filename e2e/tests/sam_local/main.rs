@@ -66,13 +66,15 @@ fn reachable(auth: Auth) -> Settings {
 }
 
 /// The containers' way to DynamoDB Local (scripts/sam-local.sh's bridge forwarder) is
-/// theirs alone: from this machine, neither loopback nor any of its own addresses (the
-/// bridge's gateway included: a connection from the host arrives on loopback, not on the
-/// bridge) reaches it. That containers do is the probe's 200 and the `reachable_*` tests.
-/// Named so that it runs with the unreachable-storage suites too.
+/// theirs alone. From this machine, loopback and its own addresses find no listener
+/// (refused); the bridge's gateway address, which the kernel counts as the bridge's own
+/// even for a connection from the host, is closed unanswered (the peer is not on the
+/// bridge's subnet). That containers do get through is the probe's 200 and the
+/// `reachable_*` tests. Named so that it runs with the unreachable-storage suites too.
 #[test]
 #[ignore = "run by make test after sam build (scripts/sam-local.sh)"]
 fn unreachable_bridge_forwarder_from_any_other_interface() {
+    use std::io::{Read, Write};
     if std::env::var("IM_TEST_SAM_BRIDGE_FORWARD").as_deref() != Ok("1") {
         eprintln!("no bridge forwarder in this run (IM_SAM_HOST set, or no Docker bridge)");
         return;
@@ -85,7 +87,25 @@ fn unreachable_bridge_forwarder_from_any_other_interface() {
             std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(3));
         match tried {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-            other => panic!("the bridge forwarder at {ip}:{port}: {other:?} (expected: refused)"),
+            Ok(mut stream) => {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let _ = stream.write_all(b"GET / HTTP/1.0\r\n\r\n");
+                let mut answer = Vec::new();
+                let read = stream.read_to_end(&mut answer);
+                assert!(
+                    answer.is_empty()
+                        && read.as_ref().map_or_else(
+                            |e| e.kind() != std::io::ErrorKind::WouldBlock
+                                && e.kind() != std::io::ErrorKind::TimedOut,
+                            |_| true
+                        ),
+                    "the bridge forwarder at {ip}:{port} answered this machine: {read:?} {}",
+                    String::from_utf8_lossy(&answer)
+                );
+            }
+            Err(e) => panic!("the bridge forwarder at {ip}:{port}: {e} (expected: refused)"),
         }
     }
 }
