@@ -123,7 +123,8 @@ impl DynamoDbLocal {
         loop {
             if let Some(status) = child.try_wait()? {
                 bail!(
-                    "DynamoDB Local exited ({status}) before accepting connections; see {}",
+                    "DynamoDB Local exited ({status}) before accepting connections; see {} \
+                     (its launcher needs a JDK 17+, whose source launcher compiles it)",
                     log.display()
                 );
             }
