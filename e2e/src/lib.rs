@@ -17,12 +17,15 @@
 //! - [`signatures`]: signatures checked against Python's HMAC;
 //! - [`im_cloud`]: a stand-in for an app's IM cloud (the vendor's realtime REST API 1.2),
 //!   with faults on demand; it needs no service;
-//! - [`sqs`]: a stand-in for the SQS queue of the stream's dead letters.
+//! - [`sqs`]: a stand-in for the SQS queue of the stream's dead letters;
+//! - [`net`]: this machine's own addresses, and the forwarder that lets the `sam local`
+//!   suites' containers reach DynamoDB Local from the Docker bridge only.
 
 pub mod calls;
 pub mod http;
 pub mod im_cloud;
 pub mod lambda;
+pub mod net;
 pub mod openapi;
 pub mod repo;
 pub mod sam;

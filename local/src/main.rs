@@ -5,10 +5,12 @@
 //! picks a free one), `TABLE_NAME` (im-local), `IM_DEV_APP_ID` (dev-app),
 //! `IM_DEV_MASTER_KEY` (generated and kept in `.local/dev-master-key` when unset),
 //! `IM_DEV_TOKEN_KID` (dev) and `IM_DEV_TOKEN_SECRET` (the development token secret;
-//! generated, kept in `.local/dev-token-secret` and printed when unset),
-//! `IM_LOCAL_DIR` (.local: data, key and DynamoDB Local's log), `IM_LOCAL_IN_MEMORY=1`
+//! generated and kept in `.local/dev-token-secret` when unset; the banner says where it
+//! is, never what it is), `IM_LOCAL_DIR` (.local: data, keys and DynamoDB Local's log;
+//! 0700, its files 0600, see `state_dir`), `IM_LOCAL_IN_MEMORY=1`
 //! (keep no data), `DYNAMODB_LOCAL_HOME` (the folder of DynamoDBLocal.jar), and
-//! `AWS_ENDPOINT_URL_DYNAMODB` to use a DynamoDB that is already running instead, and
+//! `AWS_ENDPOINT_URL_DYNAMODB` to use a DynamoDB that is already running instead (else
+//! DynamoDB Local is started on 127.0.0.1 only, see `dynamodb_local`), and
 //! `IM_DEV_IM_API` (the development app's IM cloud REST address, to mirror its groups).
 //! Every setting of the functions (`IM_*` limits, `IM_TIMESTAMP_UNIT`) applies too.
 //! Besides the routes it serves the API's OpenAPI document at `GET /openapi.yaml`.
@@ -21,6 +23,7 @@
 //! shard's position is kept in `<IM_LOCAL_DIR>/stream-checkpoints.json` across restarts.
 
 mod dynamodb_local;
+mod state_dir;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,9 +58,11 @@ fn port(name: &str, default: &str) -> Result<u16> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // Before any file is made: what im-local and DynamoDB Local create is theirs alone.
+    state_dir::private_umask();
     im_shared::telemetry::init();
     let state_dir = PathBuf::from(env_or("IM_LOCAL_DIR", ".local"));
-    std::fs::create_dir_all(&state_dir)?;
+    state_dir::prepare(&state_dir)?;
     let table = env_or("TABLE_NAME", "im-local");
     let app_id = env_or("IM_DEV_APP_ID", "dev-app");
     im_shared::model::ids::check_id("IM_DEV_APP_ID", &app_id, 64)
@@ -78,7 +83,7 @@ async fn main() -> Result<()> {
             if ddb_port == 0 {
                 ddb_port = dynamodb_local::free_port()?;
             }
-            let data_dir = state_dir.join("dynamodb-data");
+            let data_dir = state_dir.join(state_dir::DYNAMODB_DATA);
             let started = DynamoDbLocal::start(
                 &home,
                 ddb_port,
@@ -118,9 +123,16 @@ async fn serve(
     let store = DynamoStore::new(client, table);
     let key_note = register_dev_app(&store, state_dir, app_id).await?;
     let kid = env_or("IM_DEV_TOKEN_KID", "dev");
-    let token_secret = register_dev_token_key(&store, state_dir, app_id, &kid).await?;
+    let (token_secret, secret_note) =
+        register_dev_token_key(&store, state_dir, app_id, &kid).await?;
     let mirror_note = dev_im_cloud(&store, app_id).await?;
-    let example = auth::mint(&kid, &token_secret, &auth::claims_for("alice", false, 3600))?;
+    // Short-lived, and a plain client's (not the backend's): the one credential the banner
+    // shows. The secret that mints any token, admin ones included, stays in its file.
+    let example = auth::mint(
+        &kid,
+        &token_secret,
+        &auth::claims_for("alice", false, EXAMPLE_TOKEN_SECONDS),
+    )?;
 
     let mut app = router(AppState::new(config, Arc::new(store)), Function::ALL)
         .route("/openapi.yaml", axum::routing::get(openapi_yaml));
@@ -136,16 +148,15 @@ async fn serve(
         .context("binding the HTTP port (is PORT already in use?)")?;
     let url = format!("http://{}", listener.local_addr()?);
     println!("im-local: development app {app_id:?}, {key_note}");
+    println!("im-local: token secret (kid {kid:?}): {secret_note}");
     println!(
-        "im-local: token secret (kid {kid:?}): {} (IM_DEV_TOKEN_SECRET; also in {})",
-        token_secret.expose(),
-        state_dir.join("dev-token-secret").display()
+        "im-local: a token for client \"alice\", valid for {} minutes:\n  {example}",
+        EXAMPLE_TOKEN_SECONDS / 60
     );
-    println!("im-local: a token for client \"alice\", valid for an hour:\n  {example}");
     println!(
         "im-local: try  curl -H 'Authorization: Bearer {example}' {url}/signature/login/{app_id}/alice"
     );
-    println!("im-local: more tokens: make token SUB=<client id> [ADMIN=1]");
+    println!("im-local: more tokens (an hour each): make token SUB=<client id> [ADMIN=1]");
     println!("im-local: the API's OpenAPI document: {url}/openapi.yaml");
     println!("im-local: {stream_note}");
     println!("im-local: {mirror_note}");
@@ -323,31 +334,41 @@ async fn register_dev_app(store: &DynamoStore, state_dir: &Path, app_id: &str) -
     Ok(note)
 }
 
-/// Registers the development token secret under `kid` and returns it.
+/// How long the banner's example token is valid.
+const EXAMPLE_TOKEN_SECONDS: u64 = 15 * 60;
+
+/// Registers the development token secret under `kid`; returns it, and where it is kept
+/// (for the banner, which never prints the secret itself).
 async fn register_dev_token_key(
     store: &DynamoStore,
     state_dir: &Path,
     app_id: &str,
     kid: &str,
-) -> Result<Secret> {
+) -> Result<(Secret, String)> {
     let file = state_dir.join("dev-token-secret");
-    let secret = match std::env::var("IM_DEV_TOKEN_SECRET")
+    let (secret, note) = match std::env::var("IM_DEV_TOKEN_SECRET")
         .ok()
         .filter(|k| !k.is_empty())
     {
-        Some(k) => im_admin::keyinput::parse_key(k)?,
+        Some(k) => (
+            im_admin::keyinput::parse_key(k)?,
+            "from IM_DEV_TOKEN_SECRET".to_owned(),
+        ),
         None => {
             if !file.is_file() {
                 write_private(&file, &Alphanumeric.sample_string(&mut rand::rng(), 48))?;
             }
-            im_admin::keyinput::read_token_secret(Some(&file))?
+            (
+                im_admin::keyinput::read_token_secret(Some(&file))?,
+                format!("stored in {}", file.display()),
+            )
         }
     };
     if secret.expose().len() < im_admin::keyinput::MIN_TOKEN_SECRET_BYTES {
         anyhow::bail!("IM_DEV_TOKEN_SECRET must be at least 32 bytes");
     }
     store.upsert_token_key(kid, app_id, &secret).await?;
-    Ok(secret)
+    Ok((secret, note))
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<()> {

@@ -11,6 +11,7 @@ mod http_api;
 mod iam_policies;
 mod im_cloud_standin;
 mod lambda_events;
+mod local_run;
 mod mirror;
 mod openapi;
 mod round_trips;

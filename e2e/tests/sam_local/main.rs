@@ -11,7 +11,9 @@
 //! - `IM_TEST_SAM_HOST`: this machine's address as the containers see it;
 //! - `IM_TEST_SAM_DDB_PORT` and the `IM_TEST_SAM_*_TABLE`s: DynamoDB Local, with the
 //!   events' app and token key registered (the `reachable_*` tests, which it runs only
-//!   when its probe found that a container can open a connection to DynamoDB Local).
+//!   when its probe found that a container can open a connection to DynamoDB Local),
+//!   which is the port of scripts/sam-local.sh's bridge forwarder when
+//!   `IM_TEST_SAM_BRIDGE_FORWARD=1` (DynamoDB Local itself listens on 127.0.0.1 only).
 //!
 //! The tests are `#[ignore]`d so that the workspace's `cargo test`, which runs before
 //! `sam build`, leaves them to that step (`--ignored`).
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 use im_e2e::http::client;
 use im_e2e::lambda::{body, demo_app, event_file, replay};
+use im_e2e::net::own_non_loopback_addresses;
 use im_e2e::openapi;
 use im_e2e::repo::{read_json, repo_root};
 use im_e2e::sam::{invoke, Auth, Settings, StartApi, TempFile};
@@ -59,6 +62,51 @@ fn reachable(auth: Auth) -> Settings {
             Auth::Authorizer => env("IM_TEST_SAM_AUTHZ_TABLE"),
         },
         auth,
+    }
+}
+
+/// The containers' way to DynamoDB Local (scripts/sam-local.sh's bridge forwarder) is
+/// theirs alone. From this machine, loopback and its own addresses find no listener
+/// (refused); the bridge's gateway address, which the kernel counts as the bridge's own
+/// even for a connection from the host, is closed unanswered (the peer is not on the
+/// bridge's subnet). That containers do get through is the probe's 200 and the
+/// `reachable_*` tests. Named so that it runs with the unreachable-storage suites too.
+#[test]
+#[ignore = "run by make test after sam build (scripts/sam-local.sh)"]
+fn unreachable_bridge_forwarder_from_any_other_interface() {
+    use std::io::{Read, Write};
+    if std::env::var("IM_TEST_SAM_BRIDGE_FORWARD").as_deref() != Ok("1") {
+        eprintln!("no bridge forwarder in this run (IM_SAM_HOST set, or no Docker bridge)");
+        return;
+    }
+    let port: u16 = env("IM_TEST_SAM_DDB_PORT").parse().unwrap();
+    let mut addresses = own_non_loopback_addresses();
+    addresses.push(std::net::Ipv4Addr::LOCALHOST.into());
+    for ip in addresses {
+        let tried =
+            std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(3));
+        match tried {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Ok(mut stream) => {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let _ = stream.write_all(b"GET / HTTP/1.0\r\n\r\n");
+                let mut answer = Vec::new();
+                let read = stream.read_to_end(&mut answer);
+                assert!(
+                    answer.is_empty()
+                        && read.as_ref().map_or_else(
+                            |e| e.kind() != std::io::ErrorKind::WouldBlock
+                                && e.kind() != std::io::ErrorKind::TimedOut,
+                            |_| true
+                        ),
+                    "the bridge forwarder at {ip}:{port} answered this machine: {read:?} {}",
+                    String::from_utf8_lossy(&answer)
+                );
+            }
+            Err(e) => panic!("the bridge forwarder at {ip}:{port}: {e} (expected: refused)"),
+        }
     }
 }
 
