@@ -12,6 +12,7 @@ use axum::Router;
 use lambda_http::aws_lambda_events::query_map::QueryMap;
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::api::routes::{Entry, Function};
 use crate::api::{router_for, AppState};
@@ -132,20 +133,31 @@ fn from_route(route_key: &str, params: Option<&QueryMap>) -> Option<String> {
     Some(path)
 }
 
-/// Appends `segment` with every byte that may not stand for itself in a path segment
-/// (RFC 3986 `pchar`: unreserved, sub-delims, `:` and `@`) percent-encoded: `/`, `?`,
-/// `#`, `%`, spaces, controls and each byte of a non-ASCII character among them.
+/// Every byte that may not stand for itself in a path segment: all but RFC 3986's
+/// `pchar` (unreserved, sub-delims, `:` and `@`). So `/`, `?`, `#`, `%`, spaces,
+/// controls and each byte of a non-ASCII character are escaped.
+const NOT_PCHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@');
+
+/// Appends `segment`, percent-encoded as one path segment ([`NOT_PCHAR`]).
 fn encode_segment(segment: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xF)]));
-        }
-    }
+    out.extend(utf8_percent_encode(segment, NOT_PCHAR));
 }
 
 #[cfg(test)]

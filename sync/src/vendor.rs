@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use im_shared::model::Secret;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
@@ -117,17 +118,17 @@ struct ErrorBody {
     error: Option<String>,
 }
 
+/// Everything but RFC 3986's unreserved characters.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn path_segment(id: &str) -> String {
     // Conversation ids are the vendor's own (24 hex digits), but a linked id comes from an
     // app's backend: escape everything outside the unreserved set.
-    id.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(id, NOT_UNRESERVED).to_string()
 }
 
 impl AppApi<'_> {

@@ -36,27 +36,25 @@ async fn group(api: &Api, owner: &str, members: &str, conversation: Option<&str>
 
 /// The group a conversation's link item names, if there is one.
 async fn link_item(api: &Api, conversation: &str) -> Option<u64> {
-    api.store
-        .client()
-        .get_item()
-        .table_name(api.store.table())
-        .key(
-            "pk",
-            AttributeValue::S(format!("CONV#{}:{conversation}", api.app.app_id)),
-        )
-        .key("sk", AttributeValue::S("CONV".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item()
-        .and_then(|i| i.get("group_id"))
+    link_record(api, conversation)
+        .await?
+        .get("group_id")
         .and_then(|v| v.as_n().ok())
         .map(|n| n.parse().unwrap())
 }
 
 /// Whether the conversation's link is a tombstone (its group deleted or moved on).
 async fn link_closed(api: &Api, conversation: &str) -> bool {
+    link_record(api, conversation)
+        .await
+        .is_some_and(|i| i.contains_key("closed_at"))
+}
+
+/// The conversation's link item, as the table holds it.
+async fn link_record(
+    api: &Api,
+    conversation: &str,
+) -> Option<std::collections::HashMap<String, AttributeValue>> {
     api.store
         .client()
         .get_item()
@@ -71,7 +69,7 @@ async fn link_closed(api: &Api, conversation: &str) -> bool {
         .await
         .unwrap()
         .item()
-        .is_some_and(|i| i.contains_key("closed_at"))
+        .cloned()
 }
 
 // 1. One message, one meaning -------------------------------------------------------------
