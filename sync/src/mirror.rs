@@ -9,10 +9,15 @@
 //!   made twice; the cursor is saved right after each message, the one effect the vendor
 //!   cannot dedupe;
 //! - membership changes are set operations at the vendor (adding a member twice changes
-//!   nothing), and a create first looks for the conversation an earlier try made;
+//!   nothing), and a create first looks for the conversation an earlier try made: by the
+//!   marker the store kept for the group before that create, never by attributes a
+//!   client can set. A conversation is changed only once this group's link to it is
+//!   written, and only the linked one is ever deleted;
 //! - when a record cannot be applied yet, the batch reports it (and Lambda retries it and
 //!   everything after it on the shard, which the cursors of other groups then skip);
-//!   an answer no retry can fix marks the group `failed` instead, and the stream goes on;
+//!   an answer no retry can fix marks the group `failed` instead, and the group's later
+//!   records go on (a refused add never keeps a later kick from the conversation; an id
+//!   the vendor refuses fails alone);
 //! - a record that stopped also holds its group (`held` in the `SYNC` item): once its
 //!   retries run out and Lambda moves on, the group's later records are reported too,
 //!   unapplied, until a redrive applies it. Otherwise a later record would move the

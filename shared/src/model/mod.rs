@@ -10,6 +10,7 @@ pub mod mirror;
 pub mod policy;
 pub mod secret;
 pub mod signing;
+pub mod usersig;
 
 pub use caller::{Caller, TokenKey};
 pub use group::{
