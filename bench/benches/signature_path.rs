@@ -45,8 +45,8 @@ use im_shared::config::Config;
 use im_shared::functions;
 use im_shared::model::signing::{self, Operation};
 use im_shared::model::{
-    Caller, ConversationClaim, Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus, Idempotency,
-    MemberList, Page, Secret, TokenKey,
+    AppKey, Caller, ConversationClaim, Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus,
+    Idempotency, MemberList, Page, Secret, TokenKey,
 };
 use im_shared::store::{
     ConversationStore, DynamoStore, GroupStore, KeyStore, MemberStore, StoreError,
@@ -113,7 +113,7 @@ impl ConversationStore for WarmFacts {
 
 #[async_trait]
 impl KeyStore for WarmFacts {
-    async fn master_key(&self, app_id: &str) -> Result<Option<Secret>, StoreError> {
+    async fn master_key(&self, app_id: &str) -> Result<Option<AppKey>, StoreError> {
         self.store.master_key(app_id).await
     }
 

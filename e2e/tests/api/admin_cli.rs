@@ -99,11 +99,11 @@ async fn operator_workflow_never_shows_a_key() {
 
     let store = DynamoStore::new(ddb().await, table.clone());
     assert_eq!(
-        store.master_key("app-one").await.unwrap(),
+        store.master_key("app-one").await.unwrap().map(|k| k.master),
         Some(Secret::new(k1.clone()))
     );
     assert_eq!(
-        store.master_key("app-two").await.unwrap(),
+        store.master_key("app-two").await.unwrap().map(|k| k.master),
         Some(Secret::new(k2.clone()))
     );
 
@@ -121,7 +121,7 @@ async fn operator_workflow_never_shows_a_key() {
         true,
     );
     assert_eq!(
-        store.master_key("app-one").await.unwrap(),
+        store.master_key("app-one").await.unwrap().map(|k| k.master),
         Some(Secret::new(k2.clone()))
     );
     run(&["app", "rotate", "no-such-app"], Some(&k1), false);

@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use im_e2e::http::{Api, BACKEND};
 use im_e2e::signatures::assert_signs;
 use im_e2e::stack::{admin_command, mark_deleting, serve, test_token_secret, unique};
+use im_shared::model::{ImCloud, OnDelete};
 use im_shared::store::KeyStore;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -459,6 +460,30 @@ async fn only_the_owner_and_the_backend_name_the_owner_in_a_kick_or_block() {
 }
 
 // 6. Small holes ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn nobody_gets_a_login_signature_for_the_apps_system_client() {
+    let api = Api::local("system-login").await;
+    // The client id the app's IM cloud settings post system messages as.
+    let settings = ImCloud::new(
+        "https://im.example.com",
+        false,
+        true,
+        Some("imsystem".to_owned()),
+        OnDelete::Keep,
+    )
+    .unwrap();
+    api.store
+        .set_im_cloud(&api.app.app_id, &settings)
+        .await
+        .unwrap();
+    // Its own token (one the backend should never have minted), and the backend: 403.
+    assert_eq!(api.sign("imsystem", "login/{a}/imsystem").await, 403);
+    assert_eq!(api.sign(BACKEND, "login/{a}/imsystem").await, 403);
+    // Any other client logs in as before.
+    assert_eq!(api.sign("imsystem2", "login/{a}/imsystem2").await, 200);
+    assert_eq!(api.sign(BACKEND, "login/{a}/bob").await, 200);
+}
 
 #[tokio::test]
 async fn malformed_member_cursors_are_400() {

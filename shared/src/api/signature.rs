@@ -210,8 +210,14 @@ async fn sign(
         None if state.config.auth == AuthMode::Tokens => return Err(ApiError::Unauthorized),
         None => return Err(ApiError::NotFound("app")),
     };
+    // The app's system client speaks for the service (the mirror's system messages go
+    // out under its id through the REST API): nobody logs in as it, the app's backend
+    // included, or its messages could be forged from a client.
+    if kind == Kind::Login && key.system_client.as_deref() == Some(p.client_id.as_str()) {
+        return Err(ApiError::Forbidden);
+    }
     let signed = signing::sign(
-        &key,
+        &key.master,
         &p.app_id,
         &p.client_id,
         &op,

@@ -11,6 +11,14 @@ pub struct Caller {
     pub app_admin: bool,
 }
 
+/// What a signature needs of an app: its master key, and the client id its IM cloud
+/// settings send system messages as (which nobody logs in as: it speaks for the service).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppKey {
+    pub master: Secret,
+    pub system_client: Option<String>,
+}
+
 /// An active token-signing secret and the app it speaks for.
 #[derive(Debug, Clone)]
 pub struct TokenKey {

@@ -12,7 +12,7 @@ pub mod secret;
 pub mod signing;
 pub mod usersig;
 
-pub use caller::{Caller, TokenKey};
+pub use caller::{AppKey, Caller, TokenKey};
 pub use group::{
     Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus, Idempotency, NewGroup, Page, Standing,
     DEFAULT_MAX_MEMBERS, IDEMPOTENCY_WINDOW, MAX_MAX_MEMBERS,

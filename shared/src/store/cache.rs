@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use mini_moka::sync::{Cache, ConcurrentCacheExt};
 
 use super::{ConversationStore, KeyStore, StoreError};
-use crate::model::{ConversationClaim, Secret, TokenKey};
+use crate::model::{AppKey, ConversationClaim, TokenKey};
 
 /// Bounded so that a flood of random ids cannot grow memory without limit.
 const MAX_CACHED: u64 = 10_000;
@@ -57,7 +57,7 @@ where
 #[derive(Clone)]
 pub struct Keys {
     store: Arc<dyn KeyStore>,
-    master: Ttl<Secret>,
+    master: Ttl<AppKey>,
     tokens: Ttl<TokenKey>,
 }
 
@@ -76,7 +76,7 @@ impl Keys {
     }
 
     /// The app's master key, if the app exists.
-    pub async fn master_key(&self, app_id: &str) -> Result<Option<Secret>, StoreError> {
+    pub async fn master_key(&self, app_id: &str) -> Result<Option<AppKey>, StoreError> {
         cached(&self.master, app_id, self.store.master_key(app_id)).await
     }
 

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 use crate::model::{
-    Caller, ConversationClaim, Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus, Idempotency,
-    MemberList, Page, Secret, TokenKey,
+    AppKey, Caller, ConversationClaim, Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus,
+    Idempotency, MemberList, Page, TokenKey,
 };
 
 pub use cache::{Keys, Links};
@@ -73,8 +73,8 @@ pub enum StoreError {
 /// The secrets the routes read on every request (and cache; see [`cache`]).
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
-    /// The app's master key, or `None` for an unknown app.
-    async fn master_key(&self, app_id: &str) -> Result<Option<Secret>, StoreError>;
+    /// The app's master key (and system client), or `None` for an unknown app.
+    async fn master_key(&self, app_id: &str) -> Result<Option<AppKey>, StoreError>;
     /// The active token secret named `kid`, or `None`.
     async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError>;
     /// Both at once: the token secret `kid` and `app_id`'s master key (the first request of
@@ -83,7 +83,7 @@ pub trait KeyStore: Send + Sync + 'static {
         &self,
         kid: &str,
         app_id: &str,
-    ) -> Result<(Option<TokenKey>, Option<Secret>), StoreError> {
+    ) -> Result<(Option<TokenKey>, Option<AppKey>), StoreError> {
         Ok((self.token_key(kid).await?, self.master_key(app_id).await?))
     }
 }

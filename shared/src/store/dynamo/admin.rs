@@ -10,7 +10,7 @@ use super::expr::Expr;
 use super::layout::*;
 use super::{build_err, is_condition_failure, sdk_err, DynamoStore, TxOutcome};
 
-use crate::model::{ImCloud, OnDelete, Secret, TokenKey};
+use crate::model::{AppKey, ImCloud, OnDelete, Secret, TokenKey};
 use crate::store::{KeyStore, StoreError};
 
 impl DynamoStore {
@@ -379,13 +379,13 @@ impl DynamoStore {
 
 #[async_trait]
 impl KeyStore for DynamoStore {
-    async fn master_key(&self, app_id: &str) -> Result<Option<Secret>, StoreError> {
+    async fn master_key(&self, app_id: &str) -> Result<Option<AppKey>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key(APP_PK, app_id)))
-            .projection_expression("master_key")
+            .projection_expression("master_key, im_cloud.system_client")
             .send()
             .await
             .map_err(|e| sdk_err("GetItem(app)", e))?;
@@ -408,7 +408,7 @@ impl KeyStore for DynamoStore {
         &self,
         kid: &str,
         app_id: &str,
-    ) -> Result<(Option<TokenKey>, Option<Secret>), StoreError> {
+    ) -> Result<(Option<TokenKey>, Option<AppKey>), StoreError> {
         let items = self
             .batch_get(vec![key(TOKEN_KEY_PK, kid), key(APP_PK, app_id)])
             .await?;
@@ -424,11 +424,22 @@ impl KeyStore for DynamoStore {
     }
 }
 
-/// The master key an app item holds.
-fn master_key_of(item: &Item) -> Option<Secret> {
-    item.get("master_key")
+/// The master key an app item holds, with its IM cloud's system client.
+fn master_key_of(item: &Item) -> Option<AppKey> {
+    let master = item
+        .get("master_key")
         .and_then(|v| v.as_s().ok())
-        .map(|k| Secret::new(k.as_str()))
+        .map(|k| Secret::new(k.as_str()))?;
+    let system_client = item
+        .get("im_cloud")
+        .and_then(|v| v.as_m().ok())
+        .and_then(|m| m.get("system_client"))
+        .and_then(|v| v.as_s().ok())
+        .cloned();
+    Some(AppKey {
+        master,
+        system_client,
+    })
 }
 
 /// The secret a token key item holds, while it is active.
