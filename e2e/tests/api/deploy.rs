@@ -409,12 +409,7 @@ fn the_pipeline_deploys_only_stages_samconfig_defines() {
         let wf: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         for (job_id, job) in wf["jobs"].as_mapping().unwrap() {
             let job_id = job_id.as_str().unwrap();
-            let runs: Vec<&str> = job["steps"]
-                .as_sequence()
-                .unwrap()
-                .iter()
-                .filter_map(|s| s["run"].as_str())
-                .collect();
+            let runs = run_commands(job);
             let stages: BTreeSet<String> = runs
                 .iter()
                 .flat_map(|r| r.split_whitespace())
@@ -687,16 +682,21 @@ fn readme() -> String {
     std::fs::read_to_string(repo_root().join("README.md")).unwrap()
 }
 
+/// The shell commands of a workflow job's steps.
+fn run_commands(job: &Value) -> Vec<&str> {
+    job["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .collect()
+}
+
 /// The pipeline's jobs that deploy, with the stage each deploys.
 fn deploy_jobs(wf: &Value) -> Vec<(String, String, &Value)> {
     let mut jobs = Vec::new();
     for (id, job) in wf["jobs"].as_mapping().unwrap() {
-        let runs: Vec<&str> = job["steps"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .filter_map(|s| s["run"].as_str())
-            .collect();
+        let runs = run_commands(job);
         if !runs.iter().any(|r| r.contains("make deploy")) {
             continue;
         }
