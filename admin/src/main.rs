@@ -13,7 +13,7 @@ use im_admin::redrive::{self, QueueRedrive};
 use im_admin::{keyinput, table};
 use im_shared::auth;
 use im_shared::model::ids::check_id;
-use im_shared::model::{ImCloud, OnDelete};
+use im_shared::model::{CloudId, ImCloud, OnDelete};
 use im_shared::store::{DynamoStore, KeyStore, StoreError};
 use im_sync::Syncer;
 
@@ -156,6 +156,9 @@ enum SyncCommand {
         group: Option<u64>,
         #[arg(long)]
         fix: bool,
+        /// Only this IM cloud (default: every cloud the app has settings for).
+        #[arg(long, value_parser = parse_cloud)]
+        cloud: Option<CloudId>,
     },
     /// Send what the mirror gave up on back through it, in order. Safe to repeat: a group
     /// skips what it applied already. Exits 1 if any batch still fails (or, from the
@@ -175,6 +178,10 @@ enum SyncCommand {
         /// them (reconcile their groups with `sync reconcile --fix`).
         #[arg(long, requires = "queue_url")]
         drop_expired: bool,
+        /// Only this IM cloud (default: every cloud the app mirrors into; the others'
+        /// cursors skip what they applied already).
+        #[arg(long, value_parser = parse_cloud)]
+        cloud: Option<CloudId>,
     },
 }
 
@@ -254,10 +261,15 @@ async fn im_cloud(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
 
 async fn sync(store: DynamoStore, action: SyncCommand) -> Result<()> {
     match action {
-        SyncCommand::Reconcile { app, group, fix } => {
+        SyncCommand::Reconcile {
+            app,
+            group,
+            fix,
+            cloud,
+        } => {
             valid_app_id(&app)?;
             let syncer = Syncer::with_client(store)?;
-            let reports = syncer.reconcile(&app, group, fix).await?;
+            let reports = syncer.reconcile(&app, group, fix, cloud).await?;
             let mut differ = 0;
             for r in &reports {
                 println!("{r}");
@@ -278,8 +290,9 @@ async fn sync(store: DynamoStore, action: SyncCommand) -> Result<()> {
             file,
             queue_url,
             drop_expired,
+            cloud,
         } => {
-            let syncer = Syncer::with_client(store)?;
+            let syncer = Syncer::with_client(store)?.only(cloud);
             match (file, queue_url) {
                 (Some(file), _) => redrive::from_file(&syncer, &file).await?,
                 (None, Some(url)) => {
@@ -305,6 +318,10 @@ async fn sync(store: DynamoStore, action: SyncCommand) -> Result<()> {
 
 fn valid_kid(kid: &str) -> Result<()> {
     check_id("kid", kid, 128).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn parse_cloud(raw: &str) -> Result<CloudId, String> {
+    CloudId::parse(raw).ok_or_else(|| format!("the IM cloud is leancloud or tencent, not {raw:?}"))
 }
 
 fn valid_app_id(app_id: &str) -> Result<()> {

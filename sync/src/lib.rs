@@ -4,14 +4,21 @@
 //! the same handler on DynamoDB Local's stream.
 //!
 //! - [`records`]: what a stream record means (pure);
-//! - [`mirror`]: the handler, its ordering and exactly-once rules;
-//! - [`vendor`]: the REST calls, retries and back-off;
+//! - [`mirror`]: the handler, its ordering and exactly-once rules, per group and per
+//!   cloud;
+//! - [`clouds`]: the IM clouds, each a provider: how a step reaches LeanCloud
+//!   ([`clouds::leancloud`]) or Tencent Cloud IM ([`clouds::tencent`]);
+//! - [`vendor`]: the HTTP client every cloud shares, and LeanCloud's REST calls, retries
+//!   and back-off;
+//! - [`pacing`]: each app's call rate into each cloud;
 //! - [`message`]: the system messages;
 //! - [`stream`] (feature `stream-reader`): the stream read as Lambda's mapping reads it,
 //!   for the local poller and `im-admin sync redrive`.
 
+pub mod clouds;
 pub mod message;
 pub mod mirror;
+pub mod pacing;
 pub mod reconcile;
 pub mod records;
 #[cfg(feature = "stream-reader")]

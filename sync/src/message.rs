@@ -1,6 +1,7 @@
-//! The system message a group change posts to its conversation: the vendor's typed
+//! The system message a group change posts to its conversation: LeanCloud's typed
 //! message JSON (`_lctype`, `_lctext`, `_lcattrs`), whose attributes carry the event, the
-//! group, the members concerned and who did it, so that apps can render it their way.
+//! group, the members concerned and who did it, so that apps can render it their way; and
+//! Tencent's system notification, the same fields in one JSON object.
 
 use serde_json::{json, Value};
 
@@ -13,6 +14,34 @@ const TEXT: i64 = -1;
 
 /// The message text for a change of `group_id` (named `group_name` after it).
 pub fn for_change(group_id: u64, group_name: &str, change: &LastChange) -> String {
+    let typed = |text: &str, attrs: Value| {
+        json!({ "_lctype": TEXT, "_lctext": text, "_lcattrs": attrs }).to_string()
+    };
+    within(MAX_MESSAGE_BYTES, group_id, group_name, change, typed)
+}
+
+/// Tencent's group system notification for a change: one JSON object with the same
+/// event fields as LeanCloud's message attributes, and the text beside them.
+pub fn notification_for_change(group_id: u64, group_name: &str, change: &LastChange) -> String {
+    let flat = |text: &str, mut attrs: Value| {
+        attrs["text"] = json!(text);
+        attrs.to_string()
+    };
+    within(MAX_NOTIFICATION_BYTES, group_id, group_name, change, flat)
+}
+
+/// Tencent documents no limit on a system notification's `Content`; one like LeanCloud's
+/// keeps it within any.
+const MAX_NOTIFICATION_BYTES: usize = MAX_MESSAGE_BYTES;
+
+/// The change's text and event fields, put in `shape`, within `max` bytes.
+fn within(
+    max: usize,
+    group_id: u64,
+    group_name: &str,
+    change: &LastChange,
+    shape: impl Fn(&str, Value) -> String,
+) -> String {
     let members = change.members.join(", ");
     let text = match change.event.as_str() {
         "created" => format!("{} created the group {group_name}", change.by),
@@ -35,10 +64,10 @@ pub fn for_change(group_id: u64, group_name: &str, change: &LastChange) -> Strin
             attrs["members_truncated"] = json!(true);
             attrs["member_count"] = json!(change.members.len());
         }
-        json!({ "_lctype": TEXT, "_lctext": text, "_lcattrs": attrs }).to_string()
+        shape(text, attrs)
     };
     let full = message(&text, json!(change.members), false);
-    if full.len() <= MAX_MESSAGE_BYTES {
+    if full.len() <= max {
         return full;
     }
     // 96 members of 64 characters do not fit: keep the event, say how many, name none.
@@ -88,5 +117,19 @@ mod tests {
         assert_eq!(m["_lcattrs"]["member_count"], 96);
         assert_eq!(m["_lcattrs"]["members_truncated"], true);
         assert_eq!(m["_lctext"], "alice removed 96 members");
+    }
+
+    #[test]
+    fn a_notification_carries_the_same_fields_beside_its_text() {
+        let n: Value = serde_json::from_str(&notification_for_change(
+            42,
+            "crew",
+            &change("members_added", vec!["bob".into(), "carol".into()]),
+        ))
+        .unwrap();
+        assert_eq!(
+            n,
+            json!({"event": "members_added", "group_id": 42, "members": ["bob", "carol"], "by": "alice", "text": "alice added bob, carol"})
+        );
     }
 }

@@ -30,33 +30,32 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::streams::DynamoDbBatchItemFailure;
 use futures::StreamExt;
-use im_shared::model::{ImCloud, OnDelete, Secret, SyncStatus};
-use im_shared::store::dynamo::{padded_sequence, MirrorLink, SyncSave};
+use im_shared::model::{CloudId, SyncStatus};
+use im_shared::store::dynamo::{padded_sequence, SyncSave};
 use im_shared::store::{DynamoStore, StoreError};
 use tokio::sync::Mutex;
 
-use crate::message;
+use crate::clouds::{self, stored_why, Provider, RunState, SharedTarget, StepError, Target};
+use crate::pacing::Pacers;
 use crate::records::{self, Change, GroupImage, Record};
-use crate::vendor::{AppApi, Refusal, Vendor, VendorError};
+use crate::vendor::Vendor;
 use crate::{DynamoDbEventResponse, StreamEvent};
 
 /// Groups synced at once within one batch.
 const PARALLEL_GROUPS: usize = 8;
 
-/// An app's mirror settings and credential, read once per batch.
-struct Target {
-    cloud: ImCloud,
-    key: Secret,
-}
-
-type Targets = Mutex<HashMap<String, Option<Arc<Target>>>>;
+type Targets = Mutex<HashMap<String, Option<SharedTarget>>>;
 
 pub struct Syncer {
     store: DynamoStore,
     vendor: Vendor,
+    pacers: Pacers,
+    /// Only this cloud (an operator's redrive for one cloud), else every one the app
+    /// mirrors into.
+    only: Option<CloudId>,
 }
 
-/// Why a group's records stopped: retried from `seq` by the next try.
+/// Why a group's records stopped in one cloud: retried from `seq` by the next try.
 #[derive(Debug)]
 struct Stopped {
     seq: String,
@@ -65,53 +64,9 @@ struct Stopped {
     behind: bool,
 }
 
-#[derive(Debug)]
-enum StepError {
-    Vendor(VendorError),
-    Store(StoreError),
-}
-
-impl From<VendorError> for StepError {
-    fn from(e: VendorError) -> Self {
-        Self::Vendor(e)
-    }
-}
-
-impl From<StoreError> for StepError {
-    fn from(e: StoreError) -> Self {
-        Self::Store(e)
-    }
-}
-
-impl std::fmt::Display for StepError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Vendor(e) => e.fmt(f),
-            // What a group's sync state shows (GET /im/group/{id}): never the storage
-            // error's details (they can name the table's ARN and the account). They go
-            // to the log where the step stopped.
-            Self::Store(e) => f.write_str(stored_why(e)),
-        }
-    }
-}
-
-/// A storage failure as the sync state tells it.
-fn stored_why(e: &StoreError) -> &'static str {
-    match e {
-        StoreError::Unavailable(_) => "the table could not be reached; the record will be retried",
-        _ => "the table refused a read or write; the record will be retried",
-    }
-}
-
 /// A fresh creation marker (see `DynamoStore::creation_marker`): 128 random bits.
 pub(crate) fn new_marker() -> String {
     format!("{:032x}", rand::random::<u128>())
-}
-
-impl StepError {
-    fn permanent(&self) -> bool {
-        matches!(self, Self::Vendor(e) if e.is_permanent())
-    }
 }
 
 /// Consecutive records of one group that make one call.
@@ -184,7 +139,20 @@ fn steps<'r>(records: &[&'r Record]) -> Vec<Step<'r>> {
 
 impl Syncer {
     pub fn new(store: DynamoStore, vendor: Vendor) -> Self {
-        Self { store, vendor }
+        Self {
+            store,
+            vendor,
+            pacers: Pacers::default(),
+            only: None,
+        }
+    }
+
+    /// Applies records in `cloud` only (`None`: every cloud).
+    pub fn only(self, cloud: Option<CloudId>) -> Self {
+        Self {
+            only: cloud,
+            ..self
+        }
     }
 
     pub fn store(&self) -> &DynamoStore {
@@ -193,6 +161,10 @@ impl Syncer {
 
     pub fn vendor(&self) -> &Vendor {
         &self.vendor
+    }
+
+    pub fn pacers(&self) -> &Pacers {
+        &self.pacers
     }
 
     /// Applies a batch; what it answers names the records to retry. Work stops being
@@ -210,21 +182,7 @@ impl Syncer {
         let stopped: Vec<Stopped> = futures::stream::iter(groups)
             .map(|(group_id, records)| {
                 let targets = &targets;
-                async move {
-                    let stopped = self
-                        .sync_group(group_id, &records, targets, deadline)
-                        .await
-                        .err()?;
-                    tracing::warn!(group_id, seq = %stopped.seq, why = %stopped.why, "group sync stopped; its records will be retried");
-                    if !stopped.behind {
-                        // The group's later records wait for this one, wherever it goes
-                        // (a retry, or the dead letters and a redrive).
-                        if let Err(e) = self.store.hold_sync(group_id, &stopped.seq, &stopped.why).await {
-                            tracing::warn!(group_id, error = %e, "holding the group's later records failed");
-                        }
-                    }
-                    Some(stopped)
-                }
+                async move { self.sync_group(group_id, &records, targets, deadline).await }
             })
             .buffer_unordered(PARALLEL_GROUPS)
             .filter_map(|s| async move { s })
@@ -239,31 +197,97 @@ impl Syncer {
         response
     }
 
-    async fn target(
+    /// The app's clouds, read once per batch.
+    pub(crate) async fn target(
         &self,
         app_id: &str,
         targets: &Targets,
-    ) -> Result<Option<Arc<Target>>, StoreError> {
+    ) -> Result<Option<SharedTarget>, StoreError> {
         let mut known = targets.lock().await;
         if let Some(t) = known.get(app_id) {
             return Ok(t.clone());
         }
-        let t = self
-            .store
-            .mirror_target(app_id)
-            .await?
-            .map(|(cloud, key)| Arc::new(Target { cloud, key }));
+        let t = self.store.mirror_target(app_id).await?.map(|t| {
+            Arc::new(Target {
+                leancloud: t.leancloud,
+                tencent: t.tencent,
+            })
+        });
         known.insert(app_id.to_owned(), t.clone());
         Ok(t)
     }
 
+    /// Applies one group's records in every cloud the app mirrors into, each on its own
+    /// cursor; answers the earliest record a cloud stopped at (the one Lambda retries
+    /// from), having held the group in that cloud.
     async fn sync_group(
         &self,
         group_id: u64,
         records: &[Record],
         targets: &Targets,
         deadline: Instant,
+    ) -> Option<Stopped> {
+        let first = records.first()?;
+        let app_id = records.iter().find_map(|r| r.app_id())?;
+        let target = match self.target(app_id, targets).await {
+            Ok(t) => t?,
+            Err(e) => {
+                return Some(Stopped {
+                    seq: first.seq.clone(),
+                    why: logged(group_id, e),
+                    behind: false,
+                })
+            }
+        };
+        let mut earliest: Option<Stopped> = None;
+        for cloud in target
+            .mirrored()
+            .into_iter()
+            .filter(|c| self.only.is_none_or(|o| o == *c))
+        {
+            let Some(provider) =
+                clouds::provider(cloud, &target, &self.vendor, &self.pacers, app_id)
+            else {
+                continue;
+            };
+            let Err(stopped) = self
+                .sync_in(provider, app_id, group_id, records, deadline)
+                .await
+            else {
+                continue;
+            };
+            tracing::warn!(group_id, cloud = cloud.as_str(), seq = %stopped.seq, why = %stopped.why, "group sync stopped; its records will be retried");
+            if !stopped.behind {
+                // The group's later records wait for this one in this cloud, wherever it
+                // goes (a retry, or the dead letters and a redrive).
+                if let Err(e) = self
+                    .store
+                    .hold_sync(group_id, cloud, &stopped.seq, &stopped.why)
+                    .await
+                {
+                    tracing::warn!(group_id, error = %e, "holding the group's later records failed");
+                }
+            }
+            let earlier = earliest
+                .as_ref()
+                .is_none_or(|e| padded_sequence(&stopped.seq) < padded_sequence(&e.seq));
+            if earlier {
+                earliest = Some(stopped);
+            }
+        }
+        earliest
+    }
+
+    /// One group's records in one cloud.
+    async fn sync_in(
+        &self,
+        mut provider: Box<dyn Provider + '_>,
+        app_id: &str,
+        group_id: u64,
+        records: &[Record],
+        deadline: Instant,
     ) -> Result<(), Stopped> {
+        let cloud = provider.cloud();
         let Some(first) = records.first() else {
             return Ok(());
         };
@@ -274,7 +298,7 @@ impl Syncer {
         };
         let cursor = self
             .store
-            .sync_cursor(group_id)
+            .sync_cursor(group_id, cloud)
             .await
             .map_err(|e| stop(&first.seq, logged(group_id, e)))?;
         // A retried batch: skip what was applied already.
@@ -286,19 +310,9 @@ impl Syncer {
                     .is_none_or(|c| padded_sequence(&r.seq) > c.seq)
             })
             .collect();
-        let Some(first) = pending.first() else {
+        if pending.is_empty() {
             return Ok(());
-        };
-        let Some(app_id) = pending.iter().find_map(|r| r.app_id()) else {
-            return Ok(());
-        };
-        let target = self
-            .target(app_id, targets)
-            .await
-            .map_err(|e| stop(&first.seq, logged(group_id, e)))?;
-        let Some(target) = target.filter(|t| t.cloud.mirroring()) else {
-            return Ok(());
-        };
+        }
         // A record of this group that a try stopped at and that is not applied yet: it
         // goes first. Without it in this batch (it ran out of retries, and waits for a
         // redrive), only what comes before it may be applied; the rest is reported, to be
@@ -330,19 +344,23 @@ impl Syncer {
             }
         }
         let mut run = GroupRun {
-            store: &self.store,
-            api: self.vendor.app(target.cloud.server(), app_id, &target.key),
-            cloud: &target.cloud,
-            app_id,
-            group_id,
-            conversation: None,
-            live: false,
-            gone: false,
-            rebuilt: false,
-            dismissed: cursor.as_ref().is_some_and(|c| c.dismissed),
-            sticky: cursor
-                .filter(|c| c.report.status == SyncStatus::Failed)
-                .map(|c| c.report.error.unwrap_or_default()),
+            provider: provider.as_mut(),
+            cloud,
+            state: RunState {
+                store: &self.store,
+                app_id,
+                group_id,
+                live: false,
+                gone: false,
+                rebuilt: false,
+                dismissed: cursor.as_ref().is_some_and(|c| c.dismissed),
+                sticky: cursor
+                    .as_ref()
+                    .filter(|c| c.report.status == SyncStatus::Failed)
+                    .map(|c| c.report.error.clone().unwrap_or_default()),
+                note: None,
+                remote_id: cursor.and_then(|c| c.report.remote_id),
+            },
             held,
         };
         run.apply(&pending, deadline).await?;
@@ -359,65 +377,41 @@ fn logged(group_id: u64, e: StoreError) -> String {
     stored_why(&e).to_owned()
 }
 
-/// One group's records in one batch.
-struct GroupRun<'a> {
-    store: &'a DynamoStore,
-    api: AppApi<'a>,
-    cloud: &'a ImCloud,
-    app_id: &'a str,
-    group_id: u64,
-    /// The group's conversation now.
-    conversation: Option<String>,
-    /// The group is live now (not being deleted, not gone).
-    live: bool,
-    gone: bool,
-    /// The conversation was made (or repaired) from the group's members as read after
-    /// every pending record was written: their member changes are in it already.
-    rebuilt: bool,
-    /// A failure no retry could fix, kept until a reconcile clears it.
-    sticky: Option<String>,
+/// One group's records in one batch, in one cloud.
+struct GroupRun<'a, 'p> {
+    provider: &'p mut (dyn Provider + 'a),
+    cloud: CloudId,
+    state: RunState<'a>,
     /// The record the group's later ones wait for (padded), if any: saving the cursor at
     /// or past it lets them through.
     held: Option<String>,
-    /// The group's dismissal has been applied (in this run, or an earlier one): the
-    /// member removals after it are the delete's own, which the conversation does not
-    /// follow. Removals before it (a kick just before the delete) are applied.
-    dismissed: bool,
 }
 
-impl GroupRun<'_> {
+impl GroupRun<'_, '_> {
     async fn apply(&mut self, pending: &[&Record], deadline: Instant) -> Result<(), Stopped> {
         let first = pending[0].seq.as_str();
         let last = pending[pending.len() - 1].seq.as_str();
+        let group_id = self.state.group_id;
         let stop = |seq: &str, why: String| Stopped {
             seq: seq.to_owned(),
             why,
             behind: false,
         };
         let now = self
+            .state
             .store
-            .group_meta(self.group_id)
+            .group_meta(group_id)
             .await
-            .map_err(|e| stop(first, logged(self.group_id, e)))?
-            .filter(|m| m.app_id == self.app_id);
-        self.gone = now.is_none();
-        self.live = now.as_ref().is_some_and(|m| m.live);
-        self.conversation = match &now {
-            Some(m) => m.conversation_id.clone(),
-            // Deleted meanwhile: the conversation it had, as its records tell (the kicks
-            // before its dismissal still reach it).
-            None => pending.iter().find_map(|r| match &r.change {
-                Change::Group { old, new } => old
-                    .as_ref()
-                    .and_then(|g| g.conversation_id.clone())
-                    .or_else(|| new.as_ref().and_then(|g| g.conversation_id.clone())),
-                Change::Member { .. } => None,
-            }),
-        };
-        if let (true, None, Some(group)) = (self.live, &self.conversation, &now) {
-            if let Err(e) = self.make_conversation(&group.group_name).await {
-                return self.failed(e, first, last).await;
-            }
+            .map_err(|e| stop(first, logged(group_id, e)))?
+            .filter(|m| m.app_id == self.state.app_id);
+        self.state.gone = now.is_none();
+        self.state.live = now.as_ref().is_some_and(|m| m.live);
+        if let Err(e) = self
+            .provider
+            .prepare(&mut self.state, now.as_ref(), pending)
+            .await
+        {
+            return self.failed(e, first, last).await;
         }
         let mut done: Option<&str> = None;
         // Where the cursor was last saved in this run: the end saves only what is newer.
@@ -441,13 +435,13 @@ impl GroupRun<'_> {
                     // Refused for good: this step fails alone (the group is marked
                     // failed until a reconcile), and the records after it go on: a refused
                     // add or rename must not keep a later kick from the conversation.
-                    tracing::warn!(group_id = self.group_id, error = %e, "the IM cloud refused a change for good; the group is marked failed");
-                    self.sticky = Some(e.to_string());
+                    tracing::warn!(group_id, cloud = self.cloud.as_str(), error = %e, "the IM cloud refused a change for good; the group is marked failed");
+                    self.state.sticky = Some(e.to_string());
                     done = Some(step.last());
                 }
                 Err(e) => {
                     if let StepError::Store(s) = &e {
-                        tracing::warn!(group_id = self.group_id, error = %s, "storage failed while syncing a group");
+                        tracing::warn!(group_id, error = %s, "storage failed while syncing a group");
                     }
                     self.save(done).await;
                     return Err(stop(step.first(), e.to_string()));
@@ -464,7 +458,8 @@ impl GroupRun<'_> {
     /// operations, so it is logged, not fatal.
     async fn save(&self, done: Option<&str>) {
         let Some(seq) = done else { return };
-        let (status, error) = match &self.sticky {
+        let state = &self.state;
+        let (status, error) = match &state.sticky {
             Some(e) => (SyncStatus::Failed, Some(e.as_str())),
             None => (SyncStatus::Ok, None),
         };
@@ -472,22 +467,24 @@ impl GroupRun<'_> {
             .held
             .as_ref()
             .is_some_and(|h| padded_sequence(seq) >= *h);
-        if let Err(e) = self
+        if let Err(e) = state
             .store
             .save_sync(
-                self.group_id,
+                state.group_id,
+                self.cloud,
                 seq,
                 &SyncSave {
                     status,
                     error,
-                    group_gone: self.gone,
+                    group_gone: state.gone,
                     release,
-                    dismissed: self.dismissed,
+                    dismissed: state.dismissed,
+                    note: state.note.as_deref(),
                 },
             )
             .await
         {
-            tracing::warn!(group_id = self.group_id, error = %e, "saving the sync cursor failed");
+            tracing::warn!(group_id = state.group_id, error = %e, "saving the sync cursor failed");
         }
     }
 
@@ -495,83 +492,19 @@ impl GroupRun<'_> {
     /// every pending record; anything else is retried from `at`.
     async fn failed(&mut self, e: StepError, at: &str, last: &str) -> Result<(), Stopped> {
         if !e.permanent() {
+            if let StepError::Store(s) = &e {
+                tracing::warn!(group_id = self.state.group_id, error = %s, "storage failed while syncing a group");
+            }
             return Err(Stopped {
                 seq: at.to_owned(),
                 why: e.to_string(),
                 behind: false,
             });
         }
-        tracing::warn!(group_id = self.group_id, error = %e, "the IM cloud refused a change for good; the group is marked failed");
-        self.sticky = Some(e.to_string());
+        tracing::warn!(group_id = self.state.group_id, cloud = self.cloud.as_str(), error = %e, "the IM cloud refused a change for good; the group is marked failed");
+        self.state.sticky = Some(e.to_string());
         self.save(Some(last)).await;
         Ok(())
-    }
-
-    /// Gives a live group without a conversation one: an earlier try's (found by the
-    /// marker this service wrote before that try's create), or a new one, with the
-    /// group's members as they are now; then links it. A conversation is changed (its
-    /// members set) only once its link to this group is written.
-    async fn make_conversation(&mut self, name: &str) -> Result<(), StepError> {
-        let marker = self
-            .store
-            .creation_marker(self.group_id, &new_marker())
-            .await?;
-        let members = self.store.group_members(self.group_id).await?;
-        let (id, made) = self
-            .api
-            .ensure_group_conversation(self.group_id, &marker, name, &members)
-            .await?;
-        match self
-            .store
-            .link_mirrored(self.app_id, self.group_id, &id)
-            .await?
-        {
-            MirrorLink::Linked => {
-                if !made {
-                    // An earlier try's, linked now: its members are as they were then.
-                    let repair = self.api.set_members(&id, &members).await?;
-                    self.note_refused(&repair.refused);
-                }
-                self.conversation = Some(id);
-                self.rebuilt = true;
-            }
-            MirrorLink::AlreadyLinked(other) => {
-                // The backend linked one meanwhile; the link's own record brings the
-                // members there. Ours (made now, or found by our marker) is nobody's:
-                // remove it.
-                if other != id {
-                    self.api.delete_conversation(&id).await?;
-                }
-                self.conversation = Some(other);
-            }
-            MirrorLink::GroupGone => {
-                self.live = false;
-                self.conversation = Some(id);
-            }
-            MirrorLink::Taken => {
-                return Err(StepError::Vendor(VendorError::Refused {
-                    status: 409,
-                    code: None,
-                    message: format!("conversation {id} is linked to another group of the app"),
-                }))
-            }
-        }
-        Ok(())
-    }
-
-    /// Member ids the IM cloud would not take: the group is marked failed, naming them
-    /// (a reconcile names them again), while every other id went through.
-    fn note_refused(&mut self, refused: &[Refusal]) {
-        if refused.is_empty() {
-            return;
-        }
-        let ids: Vec<&str> = refused.iter().map(|r| r.client_id.as_str()).collect();
-        tracing::warn!(group_id = self.group_id, refused = ?ids, "the IM cloud refused member ids");
-        self.sticky = Some(format!(
-            "the IM cloud refused member {}: {}",
-            ids.join(", "),
-            refused[0].why
-        ));
     }
 
     /// Applies one step; answers whether it posted a message.
@@ -579,81 +512,26 @@ impl GroupRun<'_> {
         match step {
             Step::Members { joined, ids, .. } => {
                 // A group being deleted loses its member items with it, after its
-                // dismissal: with `keep`, its conversation keeps them; with `delete`, it
+                // dismissal: with `keep`, its cloud group keeps them; with `delete`, it
                 // goes as a whole. The changes before the dismissal are applied, whether
-                // or not the group is still there when they are read.
-                if self.dismissed || self.rebuilt {
+                // or not the group is still there when they are read. A group made in
+                // this run has every member already.
+                if self.state.dismissed || self.state.rebuilt {
                     return Ok(false);
                 }
-                if let Some(conversation) = self.conversation.clone() {
-                    let refused = self.api.change_members(&conversation, ids, *joined).await?;
-                    self.note_refused(&refused);
+                self.provider
+                    .members(&mut self.state, ids, *joined)
+                    .await
+                    .map(|()| false)
+            }
+            Step::Group { old, new, .. } => {
+                let posted = self.provider.group(&mut self.state, *old, *new).await?;
+                if clouds::dismissal(*old, *new) {
+                    self.state.dismissed = true;
                 }
-                Ok(false)
-            }
-            Step::Group { old, new, .. } => self.group_step(*old, *new).await,
-        }
-    }
-
-    async fn group_step(
-        &mut self,
-        old: Option<&GroupImage>,
-        new: Option<&GroupImage>,
-    ) -> Result<bool, StepError> {
-        // The conversation the group had at the time of the change.
-        let then = new
-            .and_then(|g| g.conversation_id.clone())
-            .or_else(|| old.and_then(|g| g.conversation_id.clone()))
-            .or_else(|| self.conversation.clone());
-        if let (Some(o), Some(n)) = (old, new) {
-            // The backend moved the link: the new conversation gets every member. (The
-            // mirror's own write-back of a conversation it made is not a move.)
-            let moved = n.conversation_id.is_some()
-                && n.conversation_id != o.conversation_id
-                && n.conversation_id != n.mirrored_conversation;
-            if moved && self.live && !self.rebuilt && n.conversation_id == self.conversation {
-                let members = self.store.group_members(self.group_id).await?;
-                if let Some(c) = self.conversation.clone() {
-                    let refused = self.api.change_members(&c, &members, true).await?;
-                    self.note_refused(&refused);
-                }
-            }
-            if n.live() && n.group_name != o.group_name && self.live {
-                if let Some(c) = &self.conversation {
-                    self.api.rename(c, &n.group_name).await?;
-                }
+                Ok(posted)
             }
         }
-        let mut posted = false;
-        let change = new.and_then(|g| g.last_change.as_ref());
-        let before = old.and_then(|g| g.last_change.as_ref());
-        if let (true, Some(change), Some(conversation), Some(from)) = (
-            self.cloud.system_messages(),
-            change.filter(|c| Some(*c) != before),
-            &then,
-            self.cloud.system_client(),
-        ) {
-            let name = new.map(|g| g.group_name.as_str()).unwrap_or_default();
-            let text = message::for_change(self.group_id, name, change);
-            self.api.send_message(conversation, from, &text).await?;
-            posted = true;
-        }
-        let dismissed = match (old, new) {
-            (Some(o), Some(n)) => o.live() && !n.live(),
-            (Some(o), None) => o.live(),
-            _ => false,
-        };
-        if dismissed && self.cloud.on_delete() == OnDelete::Delete {
-            // Only the conversation the group had: never one found by its attributes,
-            // which any client can set.
-            if let Some(c) = &then {
-                self.api.delete_conversation(c).await?;
-            }
-        }
-        if dismissed {
-            self.dismissed = true;
-        }
-        Ok(posted)
     }
 }
 

@@ -4,10 +4,12 @@
 
 use std::fmt;
 
-use im_shared::model::SyncStatus;
+use im_shared::model::{CloudId, GroupMeta, SyncStatus};
 use im_shared::store::dynamo::MirrorLink;
 use im_shared::store::StoreError;
 
+use crate::clouds::tencent::Tencent;
+use crate::clouds::{RunState, StepError};
 use crate::mirror::new_marker;
 use crate::vendor::{AppApi, Refusal, VendorError};
 use crate::Syncer;
@@ -16,6 +18,8 @@ use crate::Syncer;
 pub enum ReconcileError {
     #[error("app {0} has no IM cloud settings (im-admin app im-cloud set)")]
     NoSettings(String),
+    #[error("app {0} has no {1} settings (im-admin app im-cloud set --provider {1})")]
+    NoCloud(String, &'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -38,7 +42,9 @@ pub enum Finding {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupReport {
+    pub cloud: CloudId,
     pub group_id: u64,
+    /// The group's conversation (LeanCloud) or group id (Tencent) in the cloud.
     pub conversation: Option<String>,
     pub finding: Finding,
     /// The group was marked failed (its last error).
@@ -62,8 +68,11 @@ impl GroupReport {
 impl fmt::Display for GroupReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "group {}", self.group_id)?;
-        if let Some(c) = &self.conversation {
-            write!(f, " (conversation {c})")?;
+        match (self.cloud, &self.conversation) {
+            (CloudId::LeanCloud, Some(c)) => write!(f, " (conversation {c})")?,
+            (CloudId::LeanCloud, None) => {}
+            (cloud, Some(c)) => write!(f, " in {} (group {c})", cloud.as_str())?,
+            (cloud, None) => write!(f, " in {}", cloud.as_str())?,
         }
         match &self.finding {
             Finding::InStep => write!(f, ": members match")?,
@@ -106,28 +115,129 @@ impl fmt::Display for GroupReport {
 }
 
 impl Syncer {
-    /// Reconciles one group of `app_id`, or all of its live groups.
+    /// Reconciles one group of `app_id`, or all of its live groups, in `cloud`, or in
+    /// every cloud the app has settings for (on or off: a cloud turned off is still
+    /// compared, so that turning it on again starts from a known state).
     pub async fn reconcile(
         &self,
         app_id: &str,
         group: Option<u64>,
         fix: bool,
+        cloud: Option<CloudId>,
     ) -> Result<Vec<GroupReport>, ReconcileError> {
-        let (cloud, key) = self
+        let target = self
             .store()
             .mirror_target(app_id)
             .await?
+            .filter(|t| t.leancloud.is_some() || t.tencent.is_some())
             .ok_or_else(|| ReconcileError::NoSettings(app_id.to_owned()))?;
-        let api = self.vendor().app(cloud.server(), app_id, &key);
         let ids = match group {
             Some(id) => vec![id],
             None => self.store().app_group_ids(app_id).await?,
         };
+        let clouds: Vec<CloudId> = match cloud {
+            Some(c) if !clouds_of(&target).contains(&c) => {
+                return Err(ReconcileError::NoCloud(app_id.to_owned(), c.as_str()))
+            }
+            Some(c) => vec![c],
+            None => clouds_of(&target),
+        };
         let mut reports = Vec::with_capacity(ids.len());
-        for id in ids {
-            reports.push(self.reconcile_group(&api, app_id, id, fix).await?);
+        for cloud in clouds {
+            match cloud {
+                CloudId::LeanCloud => {
+                    let Some((settings, key)) = &target.leancloud else {
+                        continue;
+                    };
+                    let api = self.vendor().app(settings.server(), app_id, key);
+                    for id in &ids {
+                        reports.push(self.reconcile_group(&api, app_id, *id, fix).await?);
+                    }
+                }
+                CloudId::Tencent => {
+                    let Some((settings, key)) = &target.tencent else {
+                        continue;
+                    };
+                    let tencent = Tencent::new(self.vendor(), self.pacers(), settings, key, app_id);
+                    for id in &ids {
+                        reports.push(self.reconcile_tencent(&tencent, app_id, *id, fix).await?);
+                    }
+                }
+            }
         }
         Ok(reports)
+    }
+
+    /// One group in Tencent: its members, owner, admins and name against the Tencent
+    /// group the mirror made (the id in its sync state); with `fix`, made to match, or
+    /// made if it is missing.
+    async fn reconcile_tencent(
+        &self,
+        tencent: &Tencent<'_>,
+        app_id: &str,
+        group_id: u64,
+        fix: bool,
+    ) -> Result<GroupReport, ReconcileError> {
+        let store = self.store();
+        let cursor = store.sync_cursor(group_id, CloudId::Tencent).await?;
+        let (mut report, hold) = report_from(CloudId::Tencent, group_id, cursor.as_ref());
+        let remote = cursor.and_then(|c| c.report.remote_id);
+        report.conversation = remote.clone();
+        let Some(meta) = store
+            .group_meta(group_id)
+            .await?
+            .filter(|m| m.live && m.app_id == app_id)
+        else {
+            report.finding = Finding::NotALiveGroup;
+            return Ok(report);
+        };
+        let members = store.group_members(group_id).await?;
+        report.finding = match &remote {
+            None => Finding::NoConversation,
+            Some(gid) => match tencent.api().members(gid).await {
+                Ok(Some(have)) => tencent_finding(&meta, &members, &have),
+                Ok(None) => Finding::ConversationGone(gid.clone()),
+                Err(e) => Finding::Unreachable(e.to_string()),
+            },
+        };
+        if !fix || report.in_step() || matches!(report.finding, Finding::Unreachable(_)) {
+            return Ok(report);
+        }
+        let mut run = RunState {
+            store,
+            app_id,
+            group_id,
+            live: true,
+            gone: false,
+            rebuilt: false,
+            dismissed: false,
+            sticky: None,
+            note: None,
+            remote_id: remote.clone(),
+        };
+        let fixed = match (&report.finding, &remote) {
+            (Finding::InStep | Finding::Differs { .. }, Some(gid)) => tencent
+                .repair(&mut run, gid, &meta, &members)
+                .await
+                .map(|refused| (gid.clone(), refused)),
+            _ => tencent
+                .create(&mut run, &meta, &members)
+                .await
+                .map(|gid| (gid, Vec::new())),
+        };
+        match fixed {
+            Ok((gid, refused)) if refused.is_empty() && run.sticky.is_none() => {
+                store
+                    .clear_sync_failure(group_id, CloudId::Tencent, hold.as_deref())
+                    .await?;
+                report.conversation = Some(gid.clone());
+                report.fixed = Some(gid);
+            }
+            Ok((_, refused)) => report.refused = refused,
+            Err(StepError::Store(e)) => return Err(e.into()),
+            Err(e) => report.finding = Finding::Unreachable(e.to_string()),
+        }
+        Ok(report)
     }
 
     async fn reconcile_group(
@@ -138,28 +248,8 @@ impl Syncer {
         fix: bool,
     ) -> Result<GroupReport, ReconcileError> {
         let store = self.store();
-        let cursor = store.sync_cursor(group_id).await?;
-        let failed = cursor
-            .as_ref()
-            .filter(|c| c.report.status == SyncStatus::Failed)
-            .map(|c| c.report.error.clone().unwrap_or_default());
-        let hold = cursor.and_then(|c| c.held.filter(|h| c.seq < h.seq));
-        let held = hold.as_ref().map(|h| {
-            format!(
-                "stream record {} ({})",
-                h.seq.trim_start_matches('0'),
-                h.why
-            )
-        });
-        let mut report = GroupReport {
-            group_id,
-            conversation: None,
-            finding: Finding::InStep,
-            failed,
-            held,
-            fixed: None,
-            refused: Vec::new(),
-        };
+        let cursor = store.sync_cursor(group_id, CloudId::LeanCloud).await?;
+        let (mut report, hold) = report_from(CloudId::LeanCloud, group_id, cursor.as_ref());
         let Some(meta) = store
             .group_meta(group_id)
             .await?
@@ -205,7 +295,7 @@ impl Syncer {
         {
             Ok(Some((conversation, refused))) if refused.is_empty() => {
                 store
-                    .clear_sync_failure(group_id, hold.as_ref().map(|h| h.seq.as_str()))
+                    .clear_sync_failure(group_id, CloudId::LeanCloud, hold.as_deref())
                     .await?;
                 report.fixed = Some(conversation);
             }
@@ -276,4 +366,79 @@ impl Syncer {
             Finding::NotALiveGroup | Finding::Unreachable(_) => Ok(None),
         }
     }
+}
+
+/// A report's start from the group's sync state in `cloud`: failed, held (and the hold's
+/// record, padded).
+fn report_from(
+    cloud: CloudId,
+    group_id: u64,
+    cursor: Option<&im_shared::store::dynamo::SyncCursor>,
+) -> (GroupReport, Option<String>) {
+    let failed = cursor
+        .filter(|c| c.report.status == SyncStatus::Failed)
+        .map(|c| c.report.error.clone().unwrap_or_default());
+    let hold = cursor.and_then(|c| c.held.clone().filter(|h| c.seq < h.seq));
+    let held = hold.as_ref().map(|h| {
+        format!(
+            "stream record {} ({})",
+            h.seq.trim_start_matches('0'),
+            h.why
+        )
+    });
+    let report = GroupReport {
+        cloud,
+        group_id,
+        conversation: None,
+        finding: Finding::InStep,
+        failed,
+        held,
+        fixed: None,
+        refused: Vec::new(),
+    };
+    (report, hold.map(|h| h.seq))
+}
+
+/// How a Tencent group differs from ours: members (the owner counted as one), and the
+/// owner's and admins' roles (a wrong role counts as the member missing in that role).
+fn tencent_finding(meta: &GroupMeta, members: &[String], have: &[(String, String)]) -> Finding {
+    let role_of = |m: &str| {
+        if m == meta.owner {
+            "Owner"
+        } else if meta.admins.contains(m) {
+            "Admin"
+        } else {
+            "Member"
+        }
+    };
+    let mut want: Vec<String> = members.to_vec();
+    if !want.contains(&meta.owner) {
+        want.push(meta.owner.clone());
+    }
+    let missing: Vec<String> = want
+        .iter()
+        .filter(|m| !have.iter().any(|(h, r)| h == *m && r == role_of(m)))
+        .cloned()
+        .collect();
+    let extra: Vec<String> = have
+        .iter()
+        .filter(|(h, _)| !want.contains(h))
+        .map(|(h, _)| h.clone())
+        .collect();
+    if missing.is_empty() && extra.is_empty() {
+        Finding::InStep
+    } else {
+        Finding::Differs { missing, extra }
+    }
+}
+
+fn clouds_of(target: &im_shared::store::dynamo::MirrorTarget) -> Vec<CloudId> {
+    let mut out = Vec::new();
+    if target.leancloud.is_some() {
+        out.push(CloudId::LeanCloud);
+    }
+    if target.tencent.is_some() {
+        out.push(CloudId::Tencent);
+    }
+    out
 }

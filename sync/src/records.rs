@@ -12,6 +12,9 @@ pub struct GroupImage {
     pub group_name: String,
     #[serde(default)]
     pub owner: String,
+    /// The group's admins (a string set; absent when there are none).
+    #[serde(default)]
+    pub admins: Vec<String>,
     #[serde(default)]
     pub status: String,
     pub conversation_id: Option<String>,

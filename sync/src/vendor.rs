@@ -67,12 +67,12 @@ impl Default for RetryPolicy {
     }
 }
 
-/// One HTTP client for every app (built once per process: connection pools and the TLS
-/// configuration are reused warm).
+/// One HTTP client for every app and every cloud (built once per process: connection
+/// pools and the TLS configuration are reused warm).
 #[derive(Clone)]
 pub struct Vendor {
-    http: reqwest::Client,
-    policy: RetryPolicy,
+    pub(crate) http: reqwest::Client,
+    pub(crate) policy: RetryPolicy,
 }
 
 impl Vendor {
@@ -491,7 +491,7 @@ fn retryable(status: StatusCode) -> bool {
 
 /// A transport error in words, without the URL's query (it can name a group id, never a
 /// key, but stays short) and without headers.
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {

@@ -13,7 +13,7 @@ use im_e2e::im_cloud::{Conversation, FaultKind, ImCloudStandIn};
 use im_e2e::repo::{read_json, repo_root};
 use im_e2e::sqs::SqsStandIn;
 use im_e2e::stack::{admin_command, change_group_item, env, fresh_store, test_key};
-use im_shared::model::{ImCloud, OnDelete, Secret};
+use im_shared::model::{CloudId, ImCloud, OnDelete, Secret};
 use im_shared::store::dynamo::padded_sequence;
 use im_sync::vendor::{RetryPolicy, Vendor};
 use im_sync::{StreamEvent, StreamRecord, Syncer};
@@ -627,7 +627,7 @@ async fn a_held_groups_later_records_wait_for_the_held_one_in_any_batch() {
     };
     let held = || async {
         store
-            .sync_cursor(group)
+            .sync_cursor(group, CloudId::LeanCloud)
             .await
             .unwrap()
             .and_then(|c| c.held)
@@ -665,11 +665,20 @@ async fn a_held_groups_later_records_wait_for_the_held_one_in_any_batch() {
         r
     };
     store
-        .hold_sync(group, &(base + 2).to_string(), "a test's")
+        .hold_sync(
+            group,
+            CloudId::LeanCloud,
+            &(base + 2).to_string(),
+            "a test's",
+        )
         .await
         .unwrap();
     assert_eq!(handle(vec![at(1)]).await, Vec::<String>::new());
-    let cursor = store.sync_cursor(group).await.unwrap().unwrap();
+    let cursor = store
+        .sync_cursor(group, CloudId::LeanCloud)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(cursor.seq, padded_sequence(&(base + 1).to_string()));
     assert_eq!(held().await, Some(padded_sequence(&(base + 2).to_string())));
     // A batch past it without it waits; with it, goes through and lifts it.

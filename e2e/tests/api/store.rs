@@ -8,12 +8,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use im_e2e::stack::{change_group_item, fresh_store, mark_deleting, test_key, test_token_secret};
-use im_shared::model::MemberList;
 use im_shared::model::Secret;
 use im_shared::model::{
     AppKey, Caller, GroupPatch, GroupSpec, GroupStatus, NewGroup, Standing, TokenKey,
     DEFAULT_MAX_MEMBERS,
 };
+use im_shared::model::{CloudId, MemberList};
 use im_shared::store::dynamo::SyncSave;
 use im_shared::store::{
     ConversationStore, DynamoStore, GroupStore, KeyStore, MemberStore, StoreError,
@@ -927,28 +927,45 @@ async fn a_sync_hold_keeps_the_earliest_record_until_the_cursor_passes_it() {
             .map(|h| (h.seq.trim_start_matches('0').to_owned(), h.why))
     };
     // Nothing applied yet: a stop at 500 holds the group.
-    store.hold_sync(group, "500", "a 503").await.unwrap();
-    let cursor = store.sync_cursor(group).await.unwrap().unwrap();
+    store
+        .hold_sync(group, CloudId::LeanCloud, "500", "a 503")
+        .await
+        .unwrap();
+    let cursor = store
+        .sync_cursor(group, CloudId::LeanCloud)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(cursor.seq, "", "no record applied");
     assert_eq!(cursor.report.status, SyncStatus::Ok);
     assert_eq!(held(Some(cursor)), Some(("500".into(), "a 503".into())));
     // A later record stopping (behind it) does not move the hold; an earlier one does.
-    store.hold_sync(group, "700", "later").await.unwrap();
+    store
+        .hold_sync(group, CloudId::LeanCloud, "700", "later")
+        .await
+        .unwrap();
     assert_eq!(
-        held(store.sync_cursor(group).await.unwrap()),
+        held(store.sync_cursor(group, CloudId::LeanCloud).await.unwrap()),
         Some(("500".into(), "a 503".into()))
     );
-    store.hold_sync(group, "400", "earlier").await.unwrap();
+    store
+        .hold_sync(group, CloudId::LeanCloud, "400", "earlier")
+        .await
+        .unwrap();
     assert_eq!(
-        held(store.sync_cursor(group).await.unwrap()),
+        held(store.sync_cursor(group, CloudId::LeanCloud).await.unwrap()),
         Some(("400".into(), "earlier".into()))
     );
     // Applying up to 399 keeps it; reaching it lifts it.
-    store.save_sync(group, "399", &SyncSave::OK).await.unwrap();
-    assert!(held(store.sync_cursor(group).await.unwrap()).is_some());
+    store
+        .save_sync(group, CloudId::LeanCloud, "399", &SyncSave::OK)
+        .await
+        .unwrap();
+    assert!(held(store.sync_cursor(group, CloudId::LeanCloud).await.unwrap()).is_some());
     store
         .save_sync(
             group,
+            CloudId::LeanCloud,
             "400",
             &SyncSave {
                 release: true,
@@ -957,38 +974,62 @@ async fn a_sync_hold_keeps_the_earliest_record_until_the_cursor_passes_it() {
         )
         .await
         .unwrap();
-    let cursor = store.sync_cursor(group).await.unwrap().unwrap();
+    let cursor = store
+        .sync_cursor(group, CloudId::LeanCloud)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(cursor.seq.trim_start_matches('0'), "400");
     assert_eq!(cursor.held, None);
     // A stop at a record the cursor covers (a slower, concurrent try) holds nothing.
-    store.hold_sync(group, "350", "stale").await.unwrap();
-    assert_eq!(held(store.sync_cursor(group).await.unwrap()), None);
+    store
+        .hold_sync(group, CloudId::LeanCloud, "350", "stale")
+        .await
+        .unwrap();
+    assert_eq!(
+        held(store.sync_cursor(group, CloudId::LeanCloud).await.unwrap()),
+        None
+    );
     // A reconcile's clear lifts a hold, and stands in for its record: the cursor moves
     // to it, so a later redrive of it is skipped.
-    store.hold_sync(group, "800", "a 500").await.unwrap();
+    store
+        .hold_sync(group, CloudId::LeanCloud, "800", "a 500")
+        .await
+        .unwrap();
     let hold = store
-        .sync_cursor(group)
+        .sync_cursor(group, CloudId::LeanCloud)
         .await
         .unwrap()
         .unwrap()
         .held
         .unwrap();
     store
-        .clear_sync_failure(group, Some(&hold.seq))
+        .clear_sync_failure(group, CloudId::LeanCloud, Some(&hold.seq))
         .await
         .unwrap();
-    let cursor = store.sync_cursor(group).await.unwrap().unwrap();
+    let cursor = store
+        .sync_cursor(group, CloudId::LeanCloud)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (cursor.held, cursor.seq.trim_start_matches('0')),
         (None, "800")
     );
     // Without a hold (or with one applied meanwhile), only the state is cleared.
     store
-        .clear_sync_failure(group, Some(&padded_sequence("700")))
+        .clear_sync_failure(group, CloudId::LeanCloud, Some(&padded_sequence("700")))
         .await
         .unwrap();
-    store.clear_sync_failure(group, None).await.unwrap();
-    let cursor = store.sync_cursor(group).await.unwrap().unwrap();
+    store
+        .clear_sync_failure(group, CloudId::LeanCloud, None)
+        .await
+        .unwrap();
+    let cursor = store
+        .sync_cursor(group, CloudId::LeanCloud)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (
             cursor.held,

@@ -110,9 +110,9 @@ pub struct GroupMeta {
     pub conversation_id: Option<String>,
     pub created_at: String,
     pub updated_at: String,
-    /// The mirror's state, when the group's reader asked for it and the IM cloud mirror
-    /// has touched the group (`im-sync`).
-    pub sync: Option<super::SyncReport>,
+    /// The mirror's state in each IM cloud it has touched the group in (`im-sync`), when
+    /// the group's reader asked for it; in [`super::CloudId`] order.
+    pub sync: Vec<(super::CloudId, super::SyncReport)>,
 }
 
 impl GroupMeta {

@@ -45,6 +45,29 @@ impl ChangeEvent {
     }
 }
 
+/// The IM clouds a group can be mirrored into. Each keeps its own sync state (its own
+/// `SYNC` item), so that a group held or failed in one goes on in the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CloudId {
+    LeanCloud,
+    Tencent,
+}
+
+impl CloudId {
+    pub const ALL: [CloudId; 2] = [Self::LeanCloud, Self::Tencent];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LeanCloud => "leancloud",
+            Self::Tencent => "tencent",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+}
+
 /// Whether the group's conversation follows the group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncStatus {
@@ -86,6 +109,12 @@ pub struct SyncReport {
     pub error: Option<String>,
     /// When the state last changed (RFC 3339).
     pub at: String,
+    /// The group's own id in that cloud, once the mirror made it there (Tencent's group
+    /// id; LeanCloud's conversation id is the group's `conversation_id`).
+    pub remote_id: Option<String>,
+    /// What the mirror changed on the way, that the group's readers should know (a name
+    /// cut to the cloud's byte limit).
+    pub note: Option<String>,
 }
 
 #[cfg(test)]
@@ -101,5 +130,9 @@ mod tests {
         assert_eq!(SyncStatus::parse("ok"), Some(SyncStatus::Ok));
         assert_eq!(SyncStatus::parse("failed"), Some(SyncStatus::Failed));
         assert_eq!(SyncStatus::parse("OK"), None);
+        for c in CloudId::ALL {
+            assert_eq!(CloudId::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(CloudId::parse("Tencent"), None);
     }
 }

@@ -10,6 +10,7 @@ pub mod mirror;
 pub mod policy;
 pub mod secret;
 pub mod signing;
+pub mod tencent_cloud;
 pub mod usersig;
 
 pub use caller::{AppKey, Caller, TokenKey};
@@ -19,9 +20,10 @@ pub use group::{
 };
 pub use ids::MemberList;
 pub use im_cloud::{ImCloud, OnDelete};
-pub use mirror::{ChangeEvent, SyncReport, SyncStatus};
+pub use mirror::{ChangeEvent, CloudId, SyncReport, SyncStatus};
 pub use policy::ConversationClaim;
 pub use secret::Secret;
+pub use tencent_cloud::{TencentCloud, TencentGroupType, TencentSpec};
 
 /// Input that breaks a rule of the model; the HTTP layer answers it with a 400 whose
 /// message is this text.

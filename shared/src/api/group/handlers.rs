@@ -282,7 +282,7 @@ pub async fn get_group(
     let mut meta = state.store.group_for(&caller, id).await?;
     // The mirror's state is for those who can act on it (reconcile, relink).
     if !meta.managed_by(&caller) {
-        meta.sync = None;
+        meta.sync.clear();
     }
     Ok(group_response(StatusCode::OK, meta))
 }

@@ -3,9 +3,10 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 use crate::api::respond::json;
-use crate::model::GroupMeta;
+use crate::model::{CloudId, GroupMeta};
 
 /// A group as every read and update returns it.
 #[derive(Debug, Serialize)]
@@ -21,10 +22,15 @@ pub(super) struct GroupView {
     pub(super) description: Option<String>,
     pub(super) created_at: String,
     pub(super) updated_at: String,
+    /// The LeanCloud mirror's state, as it was before there was a second IM cloud (the
+    /// same as `clouds.leancloud`, without the id): kept for the clients that read it.
     /// Only in a read by the owner, a group admin or the app's backend, once the IM cloud
     /// mirror has touched the group.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) sync: Option<SyncView>,
+    /// Each IM cloud's state, by cloud (`leancloud`, `tencent`), under the same rule.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) clouds: BTreeMap<&'static str, CloudView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -34,9 +40,48 @@ pub(super) struct SyncView {
     pub(super) at: String,
 }
 
+/// One cloud's state: the `sync` fields, the group's id there (Tencent's group id, or
+/// LeanCloud's conversation id), and what the mirror changed on the way.
+#[derive(Debug, Serialize)]
+pub(super) struct CloudView {
+    #[serde(flatten)]
+    pub(super) state: SyncView,
+    pub(super) id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) note: Option<String>,
+}
+
 /// The group with its version as a strong ETag.
 pub(super) fn group_response(status: StatusCode, meta: GroupMeta) -> Response {
     let etag = format!("\"{}\"", meta.version);
+    let state = |s: &crate::model::SyncReport| SyncView {
+        status: s.status.as_str(),
+        error: s.error.clone(),
+        at: s.at.clone(),
+    };
+    let sync = meta
+        .sync
+        .iter()
+        .find(|(c, _)| *c == CloudId::LeanCloud)
+        .map(|(_, s)| state(s));
+    let clouds = meta
+        .sync
+        .iter()
+        .map(|(cloud, s)| {
+            let id = match cloud {
+                CloudId::LeanCloud => meta.conversation_id.clone(),
+                _ => s.remote_id.clone(),
+            };
+            (
+                cloud.as_str(),
+                CloudView {
+                    state: state(s),
+                    id,
+                    note: s.note.clone(),
+                },
+            )
+        })
+        .collect();
     let view = GroupView {
         group_id: meta.group_id,
         group_name: meta.group_name,
@@ -49,11 +94,8 @@ pub(super) fn group_response(status: StatusCode, meta: GroupMeta) -> Response {
         description: meta.description,
         created_at: meta.created_at,
         updated_at: meta.updated_at,
-        sync: meta.sync.map(|s| SyncView {
-            status: s.status.as_str(),
-            error: s.error,
-            at: s.at,
-        }),
+        sync,
+        clouds,
     };
     let mut resp = json(status, &view);
     if let Ok(v) = axum::http::HeaderValue::from_str(&etag) {

@@ -7,7 +7,7 @@
 //! | token secret | `TOKEN_KEY` | key id (`kid`) | `app_id`, `secret`, `status` (active, retired), `created_at` |
 //! | group-id counter | `COUNTER` | `GROUP_ID` | `next_id` |
 //! | group | `GROUP#<id>` | `META` | `group_id`, `app_id`, `group_name`, `owner`, `admins` (string set), `status` (active, deleting), `member_count`, `max_members`, `places_left` (`max_members` − `member_count`, kept with every add and removal so that an add's condition can check room without a read; absent on items written before it existed, which the first add or removal after a read fills in), `version`, `avatar_url`, `description`, `conversation_id`, `mirrored_conversation` (the conversation the IM cloud mirror made and linked, if it did), `last_change` (map: `event`, `by`, `members`, `at`: the change the write made, for the IM cloud mirror's messages), `created_at`, `updated_at` |
-//! | group sync state | `GROUP#<id>` | `SYNC` | `seq` (the last stream record applied, 40 digits), `status` (ok, failed), `error`, `at`, `held`/`held_why`/`held_at` (the first record not applied after a try stopped, which the group's later records wait for), `dismissed` (true once the group's dismissal reached the IM cloud), `creation_marker` (a random value written before the mirror's create call and put in the conversation's `attr.mirror_marker`: how a try whose answer was lost recognises its own conversation), `expires_at` once the group is gone |
+//! | group sync state, one per IM cloud | `GROUP#<id>` | `SYNC` (LeanCloud's), `SYNC#tencent` (see [`sync_sk`]) | `seq` (the last stream record applied, 40 digits), `status` (ok, failed), `error`, `at`, `held`/`held_why`/`held_at` (the first record not applied after a try stopped, which the group's later records wait for), `dismissed` (true once the group's dismissal reached the IM cloud), `creation_marker` (a random value written before the mirror's create call and put in the conversation's `attr.mirror_marker`: how a try whose answer was lost recognises its own conversation), `remote_id` (the group's id in a cloud whose ids the mirror picks: Tencent's), `note` (what the mirror changed on the way, e.g. a name cut to the cloud's limit), `expires_at` once the group is gone |
 //! | member | `GROUP#<id>` | `MEMBER#<client id>` | `client_id`, `group_id`, `joined_at`, `gsi1pk` = `CLIENT#<app id>:<client id>`, `gsi1sk` = `GROUP#<id, 20 digits>` |
 //! | conversation link | `CONV#<app id>:<conversation id>` | `CONV` | `group_id`: the one group whose conversation this is; `closed_at` once that group is deleted or moved to another conversation (a tombstone: only the app's backend gets signatures on it, until a group links it again) |
 //! | idempotency record | `IDEM#<app id>:<client id>:<key>` | `IDEM` | `fingerprint`, the created group's `group_id`, `group_name`, `owner`, `member_client_ids`, `expires_at` (epoch seconds: the table's TTL attribute) |
@@ -40,6 +40,15 @@ pub(super) const ACTIVE: &str = "active";
 pub(super) const DELETING: &str = "deleting";
 pub(super) const RETIRED: &str = "retired";
 pub(super) type Item = HashMap<String, AttributeValue>;
+
+/// The sort key of a group's sync state in `cloud`. LeanCloud's keeps the key it had
+/// before there was a second cloud.
+pub(super) fn sync_sk(cloud: crate::model::CloudId) -> String {
+    match cloud {
+        crate::model::CloudId::LeanCloud => SYNC_SK.to_owned(),
+        other => format!("{SYNC_SK}#{}", other.as_str()),
+    }
+}
 
 pub(super) fn group_pk(id: u64) -> String {
     format!("GROUP#{id}")
@@ -147,6 +156,6 @@ pub(super) fn meta_from_item(item: &HashMap<String, AttributeValue>) -> Option<G
         conversation_id: text("conversation_id"),
         created_at: text("created_at").unwrap_or_default(),
         updated_at: text("updated_at").unwrap_or_default(),
-        sync: None,
+        sync: Vec::new(),
     })
 }

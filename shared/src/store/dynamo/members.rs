@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, Transact
 use super::expr::Expr;
 use super::layout::*;
 use super::{build_err, sdk_err, DynamoStore, TxOutcome};
-use crate::model::{Caller, ChangeEvent, GroupMeta, MemberList, Page};
+use crate::model::{Caller, ChangeEvent, CloudId, GroupMeta, MemberList, Page};
 use crate::store::{GroupStore, MemberStore, StoreError};
 
 impl DynamoStore {
@@ -23,7 +23,7 @@ impl DynamoStore {
     ) -> Result<(Option<GroupMeta>, BTreeSet<String>), StoreError> {
         let mut keys = vec![meta_key(group_id)];
         if with_sync {
-            keys.push(super::sync::sync_key(group_id));
+            keys.extend(CloudId::ALL.map(|c| super::sync::sync_key(group_id, c)));
         }
         let unique: BTreeSet<&str> = clients.iter().copied().collect();
         keys.extend(unique.iter().map(|c| key(group_pk(group_id), member_sk(c))));
@@ -34,10 +34,13 @@ impl DynamoStore {
                 .cloned()
                 .unwrap_or_default()
         };
-        let sync = items
-            .iter()
-            .find(|i| sk_of(i) == SYNC_SK)
-            .and_then(super::sync::report_from_item);
+        let sync: Vec<_> = CloudId::ALL
+            .into_iter()
+            .filter_map(|c| {
+                let item = items.iter().find(|i| sk_of(i) == sync_sk(c))?;
+                Some((c, super::sync::report_from_item(item)?))
+            })
+            .collect();
         let meta = items
             .iter()
             .find(|i| sk_of(i) == META_SK)

@@ -15,6 +15,7 @@ pub mod layout;
 mod links;
 mod members;
 mod sync;
+mod tencent_tmp;
 
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, TransactWriteIte
 use aws_sdk_dynamodb::Client;
 use rand::Rng;
 
-pub use self::sync::{padded_sequence, Hold, MirrorLink, SyncCursor, SyncSave};
+pub use self::sync::{padded_sequence, Hold, MirrorLink, MirrorTarget, SyncCursor, SyncSave};
 
 use self::layout::Item;
 use super::StoreError;

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use super::expr::Expr;
 use super::layout::*;
 use super::{build_err, is_condition_failure, sdk_err, DynamoStore, TxOutcome};
-use crate::model::{ImCloud, Secret, SyncReport, SyncStatus};
+use crate::model::{CloudId, ImCloud, Secret, SyncReport, SyncStatus, TencentCloud};
 use crate::store::StoreError;
 
 /// Stream sequence numbers are decimal strings of 21 to 40 digits; padded to 40, their
@@ -44,6 +44,8 @@ pub struct SyncSave<'a> {
     pub release: bool,
     /// The group's dismissal was applied.
     pub dismissed: bool,
+    /// What the mirror changed on the way (kept until another note replaces it).
+    pub note: Option<&'a str>,
 }
 
 impl SyncSave<'_> {
@@ -54,6 +56,7 @@ impl SyncSave<'_> {
         group_gone: false,
         release: false,
         dismissed: false,
+        note: None,
     };
 }
 
@@ -63,6 +66,12 @@ pub struct Hold {
     pub seq: String,
     /// Why its last try stopped.
     pub why: String,
+}
+
+/// An app's IM clouds, as the mirror reads them: each cloud's settings with its key.
+pub struct MirrorTarget {
+    pub leancloud: Option<(ImCloud, Secret)>,
+    pub tencent: Option<(TencentCloud, Secret)>,
 }
 
 /// How writing back a conversation the mirror made for a group ended.
@@ -78,32 +87,43 @@ pub enum MirrorLink {
     Taken,
 }
 
-pub(super) fn sync_key(group_id: u64) -> Item {
-    key(group_pk(group_id), SYNC_SK)
+pub(super) fn sync_key(group_id: u64, cloud: CloudId) -> Item {
+    key(group_pk(group_id), sync_sk(cloud))
 }
 
 /// The state as `GET /im/group/{id}` reports it: a group waiting for a record that has
 /// not reached the IM cloud is `held`, with why that record stopped.
 pub(super) fn report_from_item(item: &Item) -> Option<SyncReport> {
     let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-    let stored = SyncReport {
-        status: SyncStatus::parse(&text("status")?)?,
-        error: text("error"),
-        at: text("at").unwrap_or_default(),
-    };
+    let stored = stored_report(item)?;
     Some(match (stored.status, text(HELD)) {
         (SyncStatus::Ok, Some(_)) => SyncReport {
             status: SyncStatus::Held,
             error: text(HELD_WHY),
             at: text(HELD_AT).unwrap_or(stored.at),
+            ..stored
         },
         _ => stored,
+    })
+}
+
+/// The state as stored (a hold not folded in).
+fn stored_report(item: &Item) -> Option<SyncReport> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    Some(SyncReport {
+        status: SyncStatus::parse(&text("status")?)?,
+        error: text("error"),
+        at: text("at").unwrap_or_default(),
+        remote_id: text(REMOTE_ID),
+        note: text(NOTE),
     })
 }
 
 /// The attributes of a hold: the record, why it stopped, and when.
 const HELD: &str = "held";
 const CREATION_MARKER: &str = "creation_marker";
+const REMOTE_ID: &str = "remote_id";
+const NOTE: &str = "note";
 const DISMISSED: &str = "dismissed";
 const HELD_WHY: &str = "held_why";
 const HELD_AT: &str = "held_at";
@@ -111,30 +131,42 @@ const HELD_AT: &str = "held_at";
 const REMOVE_HOLD: &str = "#held, #held_why, #held_at";
 
 impl DynamoStore {
-    /// The app's IM cloud settings and its master key, in one read; `None` for an
-    /// unknown app or one without settings.
-    pub async fn mirror_target(
-        &self,
-        app_id: &str,
-    ) -> Result<Option<(ImCloud, Secret)>, StoreError> {
-        let item = match self.app_item(app_id, "im_cloud, master_key").await {
+    /// The app's IM clouds' settings and credentials (LeanCloud's master key, Tencent's
+    /// secret key), in one read; `None` for an unknown app. A cloud without settings (or
+    /// without its key) is `None` in it.
+    pub async fn mirror_target(&self, app_id: &str) -> Result<Option<MirrorTarget>, StoreError> {
+        let item = match self
+            .app_item(app_id, "im_cloud, master_key, tencent, tencent_key")
+            .await
+        {
             Ok(item) => item,
             Err(StoreError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let Some(key) = item.get("master_key").and_then(|v| v.as_s().ok()) else {
-            return Ok(None);
+        let leancloud = match item.get("master_key").and_then(|v| v.as_s().ok()) {
+            Some(key) => {
+                Self::im_cloud_from(app_id, &item)?.map(|cloud| (cloud, Secret::new(key.as_str())))
+            }
+            None => None,
         };
-        Ok(Self::im_cloud_from(app_id, &item)?.map(|cloud| (cloud, Secret::new(key.as_str()))))
+        let tencent = match Self::tencent_key_from(&item) {
+            Some(key) => Self::tencent_from(app_id, &item)?.map(|cloud| (cloud, key)),
+            None => None,
+        };
+        Ok(Some(MirrorTarget { leancloud, tencent }))
     }
 
-    /// The group's sync state, read consistently.
-    pub async fn sync_cursor(&self, group_id: u64) -> Result<Option<SyncCursor>, StoreError> {
+    /// The group's sync state in `cloud`, read consistently.
+    pub async fn sync_cursor(
+        &self,
+        group_id: u64,
+        cloud: CloudId,
+    ) -> Result<Option<SyncCursor>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(sync_key(group_id)))
+            .set_key(Some(sync_key(group_id, cloud)))
             .consistent_read(true)
             .send()
             .await
@@ -143,11 +175,7 @@ impl DynamoStore {
             let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
             Some(SyncCursor {
                 seq: text("seq").unwrap_or_default(),
-                report: SyncReport {
-                    status: SyncStatus::parse(&text("status")?)?,
-                    error: text("error"),
-                    at: text("at").unwrap_or_default(),
-                },
+                report: stored_report(item)?,
                 held: text(HELD).map(|seq| Hold {
                     seq,
                     why: text(HELD_WHY).unwrap_or_default(),
@@ -165,6 +193,7 @@ impl DynamoStore {
     pub async fn save_sync(
         &self,
         group_id: u64,
+        cloud: CloudId,
         seq: &str,
         saved: &SyncSave<'_>,
     ) -> Result<(), StoreError> {
@@ -174,6 +203,7 @@ impl DynamoStore {
             group_gone,
             release,
             dismissed,
+            note,
         } = *saved;
         // An update that creates the item when needed: the function may update group
         // items but put none (template.yaml).
@@ -185,6 +215,10 @@ impl DynamoStore {
         if let Some(e) = error {
             sets.push("#error = :error");
             values.push((":error", s(e)));
+        }
+        if let Some(n) = note {
+            sets.push("#note = :note");
+            values.push((":note", s(n)));
         }
         if dismissed {
             sets.push("#dismissed = :dismissed");
@@ -207,6 +241,7 @@ impl DynamoStore {
         }
         self.update_sync(
             group_id,
+            cloud,
             &update,
             "attribute_not_exists(seq) OR seq <= :seq",
             values,
@@ -215,19 +250,22 @@ impl DynamoStore {
         .map(drop)
     }
 
-    /// One conditional update of the group's sync item; answers whether it was made (a
-    /// refused condition is no error). The placeholders of the item's attributes
+    /// One update of the group's sync item in `cloud`, conditional unless `condition` is
+    /// empty; answers whether it was made (a refused condition is no error). The placeholders of the item's attributes
     /// (`#status`, `#at`, `#error`, `#held`, `#held_why`, `#held_at`) and `:now` are
     /// filled in as far as the expressions use them.
     async fn update_sync(
         &self,
         group_id: u64,
+        cloud: CloudId,
         update: &str,
         condition: &str,
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<bool, StoreError> {
-        const NAMES: [(&str, &str); 7] = [
+        const NAMES: [(&str, &str); 9] = [
             ("#dismissed", DISMISSED),
+            ("#note", NOTE),
+            ("#remote_id", REMOTE_ID),
             ("#status", "status"),
             ("#at", "at"),
             ("#error", "error"),
@@ -247,9 +285,11 @@ impl DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(sync_key(group_id)))
-            .update_expression(update)
-            .condition_expression(condition);
+            .set_key(Some(sync_key(group_id, cloud)))
+            .update_expression(update);
+        if !condition.is_empty() {
+            request = request.condition_expression(condition);
+        }
         for (placeholder, name) in NAMES {
             if used(placeholder) {
                 request = request.expression_attribute_names(placeholder, name);
@@ -388,9 +428,16 @@ impl DynamoStore {
     /// earlier one, a create's message skipped because a later record moved the cursor
     /// past it). Only the earliest such record holds, and only while the cursor is before
     /// it.
-    pub async fn hold_sync(&self, group_id: u64, seq: &str, why: &str) -> Result<(), StoreError> {
+    pub async fn hold_sync(
+        &self,
+        group_id: u64,
+        cloud: CloudId,
+        seq: &str,
+        why: &str,
+    ) -> Result<(), StoreError> {
         self.update_sync(
             group_id,
+            cloud,
             "SET #held = :seq, #held_why = :why, #held_at = :now, \
              #status = if_not_exists(#status, :ok), #at = if_not_exists(#at, :now)",
             "(attribute_not_exists(seq) OR seq < :seq) AND (attribute_not_exists(#held) OR #held >= :seq)",
@@ -409,7 +456,8 @@ impl DynamoStore {
     /// create call). The create puts it in the conversation's attributes, so a try whose
     /// answer was lost finds its own conversation by it. Clients can set any attribute
     /// (a `group_id` included) on conversations they make, but cannot know this value, so
-    /// a conversation they pre-tag is never taken for ours.
+    /// a conversation they pre-tag is never taken for ours. (LeanCloud's: a cloud whose
+    /// group ids the mirror picks itself needs none.)
     pub async fn creation_marker(
         &self,
         group_id: u64,
@@ -419,7 +467,7 @@ impl DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(sync_key(group_id)))
+            .set_key(Some(sync_key(group_id, CloudId::LeanCloud)))
             .update_expression("SET #marker = if_not_exists(#marker, :marker)")
             .expression_attribute_names("#marker", CREATION_MARKER)
             .expression_attribute_values(":marker", s(candidate))
@@ -434,6 +482,25 @@ impl DynamoStore {
             .ok_or_else(|| StoreError::Backend("the sync item kept no creation marker".into()))
     }
 
+    /// Records the group's id in `cloud` once the mirror made the group there (or found
+    /// that an earlier try had): later tries go on from it instead of creating it again.
+    pub async fn set_remote_id(
+        &self,
+        group_id: u64,
+        cloud: CloudId,
+        remote_id: &str,
+    ) -> Result<(), StoreError> {
+        self.update_sync(
+            group_id,
+            cloud,
+            "SET #remote_id = :id, #status = if_not_exists(#status, :ok), #at = if_not_exists(#at, :now)",
+            "",
+            vec![(":id", s(remote_id)), (":ok", s(SyncStatus::Ok.as_str()))],
+        )
+        .await
+        .map(drop)
+    }
+
     /// Clears a group's failed state, and its hold, once a reconcile repaired it (what
     /// the held records would have done is in the conversation now). `held`, the hold
     /// the reconcile saw (padded), also moves the cursor to it: the repair stands in for
@@ -442,6 +509,7 @@ impl DynamoStore {
     pub async fn clear_sync_failure(
         &self,
         group_id: u64,
+        cloud: CloudId,
         held: Option<&str>,
     ) -> Result<(), StoreError> {
         let ok = || (":ok", s(SyncStatus::Ok.as_str()));
@@ -449,6 +517,7 @@ impl DynamoStore {
             let moved = self
                 .update_sync(
                     group_id,
+                    cloud,
                     &format!(
                         "SET seq = :held, #status = :ok, #at = :now REMOVE #error, {REMOVE_HOLD}"
                     ),
@@ -464,6 +533,7 @@ impl DynamoStore {
         }
         self.update_sync(
             group_id,
+            cloud,
             &format!("SET #status = :ok, #at = :now REMOVE #error, {REMOVE_HOLD}"),
             "attribute_exists(pk)",
             vec![ok()],
