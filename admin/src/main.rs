@@ -160,6 +160,16 @@ enum SyncCommand {
         #[arg(long, value_parser = parse_cloud)]
         cloud: Option<CloudId>,
     },
+    /// Bring every live group of the app into an IM cloud added after the groups were
+    /// made (Tencent). Resumable: a later run skips the groups done, so after a crash or
+    /// Ctrl-C run it again. Paced under the app's max-calls-per-second. Exits 1 if any
+    /// group failed (reconcile --fix, or a later run, tries it again) or was not started.
+    Backfill {
+        #[arg(long)]
+        app: String,
+        #[arg(long, value_parser = parse_cloud)]
+        cloud: CloudId,
+    },
     /// Send what the mirror gave up on back through it, in order. Safe to repeat: a group
     /// skips what it applied already. Exits 1 if any batch still fails (or, from the
     /// queue, was kept for any reason).
@@ -284,6 +294,18 @@ async fn sync(store: DynamoStore, action: SyncCommand) -> Result<()> {
             );
             if differ > 0 {
                 anyhow::bail!("{differ} group(s) differ from their conversations");
+            }
+        }
+        SyncCommand::Backfill { app, cloud } => {
+            valid_app_id(&app)?;
+            let syncer = Syncer::with_client(store)?;
+            let summary = im_admin::backfill::run(&syncer, &app, cloud).await?;
+            if summary.failed > 0 || summary.not_started > 0 {
+                anyhow::bail!(
+                    "{} group(s) failed and {} were not started: run the backfill again",
+                    summary.failed,
+                    summary.not_started
+                );
             }
         }
         SyncCommand::Redrive {

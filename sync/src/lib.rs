@@ -11,10 +11,12 @@
 //! - [`vendor`]: the HTTP client every cloud shares, and LeanCloud's REST calls, retries
 //!   and back-off;
 //! - [`pacing`]: each app's call rate into each cloud;
+//! - [`backfill`]: every existing group of an app brought into a newly added cloud;
 //! - [`message`]: the system messages;
 //! - [`stream`] (feature `stream-reader`): the stream read as Lambda's mapping reads it,
 //!   for the local poller and `im-admin sync redrive`.
 
+pub mod backfill;
 pub mod clouds;
 pub mod message;
 pub mod mirror;

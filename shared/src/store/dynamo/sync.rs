@@ -501,6 +501,47 @@ impl DynamoStore {
         .map(drop)
     }
 
+    /// Marks the group failed in `cloud` outside the stream's order (an operator's
+    /// backfill): the cursor stays where it is.
+    pub async fn mark_sync_failed(
+        &self,
+        group_id: u64,
+        cloud: CloudId,
+        why: &str,
+        note: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut update = "SET #status = :failed, #error = :why, #at = :now".to_owned();
+        let mut values = vec![
+            (":failed", s(SyncStatus::Failed.as_str())),
+            (":why", s(why)),
+        ];
+        if let Some(n) = note {
+            update.push_str(", #note = :note");
+            values.push((":note", s(n)));
+        }
+        self.update_sync(group_id, cloud, &update, "", values)
+            .await
+            .map(drop)
+    }
+
+    /// Records what the mirror changed on the way (a name cut to the cloud's limit).
+    pub async fn note_sync(
+        &self,
+        group_id: u64,
+        cloud: CloudId,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        self.update_sync(
+            group_id,
+            cloud,
+            "SET #note = :note",
+            "",
+            vec![(":note", s(note))],
+        )
+        .await
+        .map(drop)
+    }
+
     /// Clears a group's failed state, and its hold, once a reconcile repaired it (what
     /// the held records would have done is in the conversation now). `held`, the hold
     /// the reconcile saw (padded), also moves the cursor to it: the repair stands in for
