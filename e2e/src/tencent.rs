@@ -208,20 +208,23 @@ impl TencentStandIn {
             "group {id} exists already"
         );
         inner.store.accounts.insert(owner.to_string());
-        inner.store.insert(TencentGroup {
-            id: id.to_string(),
-            group_type: "Public".into(),
-            name: format!("made by {owner}"),
-            owner: Some(owner.to_string()),
-            members: BTreeMap::from([(owner.to_string(), Role::Owner)]),
-            apply_join_option: "NeedPermission".into(),
-            introduction: String::new(),
-            notification: String::new(),
-            face_url: String::new(),
-            max_member_count: 2000,
-            app_defined_data: Value::Null,
-            created_by_admin: false,
-        });
+        inner.store.insert(
+            TencentGroup {
+                id: id.to_string(),
+                group_type: "Public".into(),
+                name: format!("made by {owner}"),
+                owner: Some(owner.to_string()),
+                members: BTreeMap::from([(owner.to_string(), Role::Owner)]),
+                apply_join_option: "NeedPermission".into(),
+                introduction: String::new(),
+                notification: String::new(),
+                face_url: String::new(),
+                max_member_count: 2000,
+                app_defined_data: Value::Null,
+                created_by_admin: false,
+            },
+            &[owner],
+        );
     }
 
     /// Imports accounts, as a client's first login does.

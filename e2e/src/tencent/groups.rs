@@ -27,7 +27,7 @@
 //! - `Introduction` at most 240 bytes and `FaceUrl` 100, `Notification` 300 (Tencent's
 //!   `create_group` page; not in the notes).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Map, Value};
@@ -206,12 +206,14 @@ fn create(inner: &mut Inner, fields: &Map<String, Value>) -> Result<Answer, Fail
             Fail::new(ID_TAKEN, format!("group id {id} is used by someone else"))
         });
     }
-    let mut roles = std::collections::BTreeMap::new();
-    for (member, role) in members {
-        roles.insert(member.to_string(), role);
-    }
-    if let Some(owner) = owner {
-        roles.insert(owner.to_string(), Role::Owner);
+    // The owner joins first; a member listed twice (or the owner listed) joins once.
+    let mut roles = BTreeMap::new();
+    let mut join_order = Vec::new();
+    for (member, role) in owner.map(|o| (o, Role::Owner)).into_iter().chain(members) {
+        if !roles.contains_key(member) {
+            roles.insert(member.to_string(), role);
+            join_order.push(member);
+        }
     }
     if roles.len() as u64 > u64::from(max) {
         return Err(Fail::new(
@@ -222,20 +224,23 @@ fn create(inner: &mut Inner, fields: &Map<String, Value>) -> Result<Answer, Fail
             ),
         ));
     }
-    inner.store.insert(TencentGroup {
-        id: id.clone(),
-        group_type: group_type.to_string(),
-        name: name.to_string(),
-        owner: owner.map(str::to_string),
-        members: roles,
-        apply_join_option: apply.to_string(),
-        introduction: introduction.unwrap_or("").to_string(),
-        notification: notification.unwrap_or("").to_string(),
-        face_url: face_url.unwrap_or("").to_string(),
-        max_member_count: max,
-        app_defined_data: app_defined,
-        created_by_admin: true,
-    });
+    inner.store.insert(
+        TencentGroup {
+            id: id.clone(),
+            group_type: group_type.to_string(),
+            name: name.to_string(),
+            owner: owner.map(str::to_string),
+            members: roles,
+            apply_join_option: apply.to_string(),
+            introduction: introduction.unwrap_or("").to_string(),
+            notification: notification.unwrap_or("").to_string(),
+            face_url: face_url.unwrap_or("").to_string(),
+            max_member_count: max,
+            app_defined_data: app_defined,
+            created_by_admin: true,
+        },
+        &join_order,
+    );
     let mut answer = Map::new();
     answer.insert("GroupId".into(), json!(id));
     Ok(Answer::ok(answer, true))
@@ -395,6 +400,7 @@ fn modify_base_info(inner: &mut Inner, fields: &Map<String, Value>) -> Result<An
     let apply = apply_join_option(&body)?;
     let max = body.integer("MaxMemberNum", 1, u64::from(u32::MAX))?;
     let group = &mut group_of(inner, &body)?.group;
+    let before = group.clone();
     if let Some(max) = max {
         let cap = TYPES
             .iter()
@@ -418,7 +424,7 @@ fn modify_base_info(inner: &mut Inner, fields: &Map<String, Value>) -> Result<An
     set(&mut group.notification, notification);
     set(&mut group.face_url, face_url);
     set(&mut group.apply_join_option, apply);
-    let applied = fields.len() > 1;
+    let applied = *group != before;
     Ok(Answer::ok(Map::new(), applied))
 }
 

@@ -96,25 +96,23 @@ impl Store {
         self.seq
     }
 
-    pub fn insert(&mut self, group: TencentGroup) {
+    /// Stores a new group; `join_order` is the order its members joined (each member
+    /// once, as in `group.members`): the owner, then the create's `MemberList` as given.
+    pub fn insert(&mut self, group: TencentGroup, join_order: &[&str]) {
+        debug_assert_eq!(join_order.len(), group.members.len());
         let created = self.next_seq();
-        let mut stored = Stored {
-            group: TencentGroup {
-                members: BTreeMap::new(),
-                ..group.clone()
+        let join_order = join_order
+            .iter()
+            .map(|member| (member.to_string(), self.next_seq()))
+            .collect();
+        self.groups.insert(
+            group.id.clone(),
+            Stored {
+                group,
+                join_order,
+                created,
             },
-            join_order: BTreeMap::new(),
-            created,
-        };
-        // The owner first, then the others in the order given (a BTreeMap's: by id).
-        let mut order: Vec<(&String, &Role)> = group.members.iter().collect();
-        order.sort_by_key(|(_, role)| **role != Role::Owner);
-        for (member, role) in order {
-            let seq = self.next_seq();
-            stored.join_order.insert(member.clone(), seq);
-            stored.group.members.insert(member.clone(), *role);
-        }
-        self.groups.insert(group.id.clone(), stored);
+        );
     }
 
     pub fn add_member(&mut self, group_id: &str, member: &str, role: Role) -> bool {
