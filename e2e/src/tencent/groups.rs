@@ -431,7 +431,7 @@ fn modify_base_info(inner: &mut Inner, fields: &Map<String, Value>) -> Result<An
 fn change_owner(inner: &mut Inner, fields: &Map<String, Value>) -> Result<Answer, Fail> {
     let body = body(fields, &["GroupId", "NewOwner_Account"])?;
     let new_owner = body.required_string("NewOwner_Account")?;
-    group_of(inner, &body)?;
+    group_of(inner, &body)?; // a gone group (10010) before an unknown account (10019)
     accounts_exist(inner, &body, [new_owner])?;
     let group = &mut group_of(inner, &body)?.group;
     if !group.members.contains_key(new_owner) {
@@ -458,7 +458,7 @@ fn modify_member(inner: &mut Inner, fields: &Map<String, Value>) -> Result<Answe
         "Member" => Role::Member,
         _ => return Err(body.bad("Role must be Admin or Member")),
     };
-    group_of(inner, &body)?;
+    group_of(inner, &body)?; // a gone group (10010) before an unknown account (10019)
     accounts_exist(inner, &body, [member])?;
     let group = &mut group_of(inner, &body)?.group;
     match group.members.get_mut(member) {
