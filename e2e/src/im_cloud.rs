@@ -20,7 +20,8 @@
 mod faults;
 mod query;
 mod rest;
-mod server;
+/// Also the Tencent stand-in's connection serving (`serve_on_loopback`).
+pub(crate) mod server;
 mod store;
 
 use std::collections::BTreeSet;

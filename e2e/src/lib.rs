@@ -17,6 +17,8 @@
 //! - [`signatures`]: signatures checked against Python's HMAC;
 //! - [`im_cloud`]: a stand-in for an app's IM cloud (the vendor's realtime REST API 1.2),
 //!   with faults on demand; it needs no service;
+//! - [`tencent`]: a stand-in for Tencent Cloud IM's server REST API (`/v4/...`), its
+//!   admin UserSig checked independently, with rate limits and faults; it needs no service;
 //! - [`sqs`]: a stand-in for the SQS queue of the stream's dead letters;
 //! - [`net`]: this machine's own addresses, and the forwarder that lets the `sam local`
 //!   suites' containers reach DynamoDB Local from the Docker bridge only.
@@ -32,3 +34,4 @@ pub mod sam;
 pub mod signatures;
 pub mod sqs;
 pub mod stack;
+pub mod tencent;

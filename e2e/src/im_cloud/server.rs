@@ -2,13 +2,18 @@
 //! fault can close a connection without answering: when the service fails, hyper drops
 //! the connection and writes nothing. (axum's `serve` answers every request; its
 //! extractors would also answer refusals in axum's shapes rather than the vendor's.)
+//!
+//! [`serve_on_loopback`] is that connection serving alone, shared with the Tencent
+//! stand-in (`crate::tencent`), which answers in its own vendor's shapes.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
+use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{header, Request, Response};
@@ -22,7 +27,7 @@ use super::Shared;
 
 /// The connection is closed without an answer.
 #[derive(Debug)]
-struct Dropped;
+pub(crate) struct Dropped;
 
 impl fmt::Display for Dropped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -34,8 +39,25 @@ impl std::error::Error for Dropped {}
 
 /// Listens on a free port of 127.0.0.1; returns the base URL and the accepting task.
 pub(super) async fn listen(shared: Arc<Shared>) -> (String, JoinHandle<()>) {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    serve_on_loopback(move |parts, body| serve(shared.clone(), parts, body))
+}
+
+/// What a stand-in's answer to one request is: a response, or the connection closed.
+pub(crate) type Served = Result<Response<Full<Bytes>>, Dropped>;
+
+/// Serves `answer` on a free port of 127.0.0.1, each connection on its own, with each
+/// request's body read whole first; returns the base URL and the accepting task (abort it
+/// to stop accepting). A body the client does not finish sending drops the connection.
+/// Not async (the port is bound at once), but it must run inside a tokio runtime.
+pub(crate) fn serve_on_loopback<F, Fut>(answer: F) -> (String, JoinHandle<()>)
+where
+    F: Fn(Parts, Bytes) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Served> + Send + 'static,
+{
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let listener = TcpListener::from_std(listener).unwrap();
     let accepting = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -43,9 +65,16 @@ pub(super) async fn listen(shared: Arc<Shared>) -> (String, JoinHandle<()>) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
-            let shared = shared.clone();
+            let answer = answer.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |request| serve(shared.clone(), request));
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let answer = answer.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+                        answer(parts, body).await
+                    }
+                });
                 // An error here is a dropped connection (ours or the client's): nothing to do.
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -56,12 +85,7 @@ pub(super) async fn listen(shared: Arc<Shared>) -> (String, JoinHandle<()>) {
     (url, accepting)
 }
 
-async fn serve(
-    shared: Arc<Shared>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Dropped> {
-    let (parts, body) = request.into_parts();
-    let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+async fn serve(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Served {
     let (entry, fault, slow_delay) = shared.begin(&parts.method, &parts.uri);
     if let Some(Fault {
         kind,

@@ -19,5 +19,6 @@ mod routes_agree;
 mod signing_rules;
 mod store;
 mod stream_poller;
+mod tencent_standin;
 mod timestamp_unit;
 mod unreachable;
