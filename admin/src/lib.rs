@@ -2,6 +2,7 @@
 //! registering, rotating, listing and removing apps and their master keys; sending what
 //! the IM cloud mirror gave up on back through it.
 
+pub mod im_cloud;
 pub mod keyinput;
 pub mod redrive;
 pub mod table;

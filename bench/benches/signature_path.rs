@@ -46,7 +46,7 @@ use im_shared::functions;
 use im_shared::model::signing::{self, Operation};
 use im_shared::model::{
     AppKey, Caller, ConversationClaim, Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus,
-    Idempotency, MemberList, Page, Secret, TokenKey,
+    Idempotency, MemberList, Page, Secret, TencentKey, TokenKey,
 };
 use im_shared::store::{
     ConversationStore, DynamoStore, GroupStore, KeyStore, MemberStore, StoreError,
@@ -119,6 +119,10 @@ impl KeyStore for WarmFacts {
 
     async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError> {
         self.store.token_key(kid).await
+    }
+
+    async fn tencent_key(&self, app_id: &str) -> Result<Option<TencentKey>, StoreError> {
+        self.store.tencent_key(app_id).await
     }
 }
 

@@ -21,3 +21,4 @@ mod store;
 mod stream_poller;
 mod timestamp_unit;
 mod unreachable;
+mod usersig;

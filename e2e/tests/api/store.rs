@@ -11,7 +11,7 @@ use im_e2e::stack::{change_group_item, fresh_store, mark_deleting, test_key, tes
 use im_shared::model::MemberList;
 use im_shared::model::Secret;
 use im_shared::model::{
-    AppKey, Caller, GroupPatch, GroupSpec, GroupStatus, NewGroup, Standing, TokenKey,
+    AppKey, Caller, GroupPatch, GroupSpec, GroupStatus, NewGroup, Standing, TencentKey, TokenKey,
     DEFAULT_MAX_MEMBERS,
 };
 use im_shared::store::dynamo::SyncSave;
@@ -564,6 +564,10 @@ impl KeyStore for Counting {
     async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.token_key(kid).await
+    }
+    async fn tencent_key(&self, app_id: &str) -> Result<Option<TencentKey>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.tencent_key(app_id).await
     }
 }
 

@@ -10,9 +10,10 @@ pub mod mirror;
 pub mod policy;
 pub mod secret;
 pub mod signing;
+pub mod tencent_cloud;
 pub mod usersig;
 
-pub use caller::{AppKey, Caller, TokenKey};
+pub use caller::{AppKey, Caller, TencentKey, TokenKey};
 pub use group::{
     Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus, Idempotency, NewGroup, Page, Standing,
     DEFAULT_MAX_MEMBERS, IDEMPOTENCY_WINDOW, MAX_MAX_MEMBERS,
@@ -22,6 +23,7 @@ pub use im_cloud::{ImCloud, OnDelete};
 pub use mirror::{ChangeEvent, SyncReport, SyncStatus};
 pub use policy::ConversationClaim;
 pub use secret::Secret;
+pub use tencent_cloud::{TencentCloud, TencentGroupType, TencentSpec};
 
 /// Input that breaks a rule of the model; the HTTP layer answers it with a 400 whose
 /// message is this text.
