@@ -240,8 +240,9 @@ pub async fn replay(
 
 /// The Tencent `SDKAppID` the events' app has in the emulators' tables.
 pub const DEMO_SDK_APP_ID: u64 = 1_400_000_001;
-/// Its Tencent secret key: a fixture of local tables only, like `events/fixture-token-secret`.
-const DEMO_TENCENT_KEY: &str = "events-fixture-tencent-key-0123456789abcdef0123456789abcdef";
+/// Its Tencent secret key: a fixture of local tables only, like `events/fixture-token-secret`
+/// (with the test secrets' marker, which `make test` searches the service logs for).
+const DEMO_TENCENT_KEY: &str = "mk-test-events-fixture-tencent-key-0123456789abcdef";
 
 /// An emulator's table (cargo lambda's or SAM's), where `make test` registered `demo-app` (the events' app)
 /// with the admin command, and the master key it gave it.
