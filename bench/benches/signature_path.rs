@@ -1,5 +1,7 @@
 //! The warm CPU of the signature path (issue 11, item 4): what one warm request costs a
-//! function once its store calls are answered from caches, next to HMAC-SHA1 alone.
+//! function once its store calls are answered from caches, next to HMAC-SHA1 alone; and
+//! a Tencent UserSig's (issue 23), next to its floor, one HMAC-SHA256 and one zlib of the
+//! same bytes.
 //!
 //! Each request goes through the router a function binary runs (`router_for`), as an
 //! `http::Request` with a real HS256 bearer token, so the time covers routing and the
@@ -27,6 +29,7 @@
 //! the waits for a core; the CPU time is what the request itself used.
 
 use std::hint::black_box;
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,6 +40,9 @@ use axum::Router;
 use cpu_time::ThreadTime;
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use flate2::write::ZlibEncoder;
+use flate2::Compression;
+use hmac::{Hmac, Mac};
 use http::{header, HeaderValue, Request, StatusCode};
 use im_e2e::calls::Calls;
 use im_shared::api::{router_for, AppState};
@@ -44,14 +50,16 @@ use im_shared::auth;
 use im_shared::config::Config;
 use im_shared::functions;
 use im_shared::model::signing::{self, Operation};
+use im_shared::model::usersig::{self, UserSigInput};
 use im_shared::model::{
     AppKey, Caller, ConversationClaim, Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus,
-    Idempotency, MemberList, Page, Secret, TokenKey,
+    Idempotency, MemberList, Page, Secret, TencentCloud, TencentKey, TencentSpec, TokenKey,
 };
 use im_shared::store::{
     ConversationStore, DynamoStore, GroupStore, KeyStore, MemberStore, StoreError,
 };
 use mini_moka::sync::Cache;
+use sha2::Sha256;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
@@ -119,6 +127,10 @@ impl KeyStore for WarmFacts {
 
     async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError> {
         self.store.token_key(kid).await
+    }
+
+    async fn tencent_key(&self, app_id: &str) -> Result<Option<TencentKey>, StoreError> {
+        self.store.tencent_key(app_id).await
     }
 }
 
@@ -230,12 +242,14 @@ impl MemberStore for WarmFacts {
 struct Fixture {
     app_id: String,
     master_key: Secret,
+    tencent_key: Secret,
     bearer: HeaderValue,
     outsider_bearer: HeaderValue,
     conversation_id: &'static str,
 }
 
 const CLIENT: &str = "alice";
+const SDK_APP_ID: u64 = 1_400_000_000;
 const INVITED: &str = "carol:dave";
 const OUTSIDER: &str = "mallory";
 
@@ -275,6 +289,17 @@ async fn fixture(store: &DynamoStore) -> Fixture {
         .create_token_key(&kid, &app_id, &token_secret)
         .await
         .expect("register its token key");
+    let tencent = TencentCloud::new(TencentSpec::new(
+        "https://adminapisgp.im.qcloud.com",
+        SDK_APP_ID,
+        "im-admin",
+    ))
+    .expect("Tencent settings");
+    let tencent_key = random_secret();
+    store
+        .set_tencent(&app_id, &tencent, Some(&tencent_key))
+        .await
+        .expect("give the app Tencent settings");
     let conversation_id = "bench-conversation";
     let backend = Caller {
         app_id: app_id.clone(),
@@ -304,6 +329,7 @@ async fn fixture(store: &DynamoStore) -> Fixture {
         outsider_bearer: bearer(OUTSIDER),
         app_id,
         master_key,
+        tencent_key,
         conversation_id,
     }
 }
@@ -486,6 +512,41 @@ fn signature_path<M: Measurement>(c: &mut Criterion<M>, group: &'static str) {
     hmac.bench_function("hmac_sha1_alone", |b| {
         b.iter(|| signing::hmac_sha1_hex(&fx.master_key, black_box(&message)))
     });
+    // The UserSig's floor: one HMAC-SHA256 over the text it signs, and one zlib of the
+    // JSON object it carries, the same bytes as `usersig::user_sig` makes for alice now.
+    let usersig_input = UserSigInput {
+        sdk_app_id: SDK_APP_ID,
+        identifier: CLIENT,
+        time: 1_700_000_000,
+        expire: 86_400,
+    };
+    let signed_text = format!(
+        "TLS.identifier:{CLIENT}\nTLS.sdkappid:{SDK_APP_ID}\nTLS.time:1700000000\nTLS.expire:86400\n"
+    );
+    let object = serde_json::json!({
+        "TLS.ver": "2.0",
+        "TLS.identifier": CLIENT,
+        "TLS.sdkappid": SDK_APP_ID,
+        "TLS.expire": 86_400,
+        "TLS.time": 1_700_000_000,
+        "TLS.sig": usersig::tls_sig(&fx.tencent_key, &usersig_input),
+    })
+    .to_string();
+    hmac.bench_function("hmac_sha256_and_zlib_alone", |b| {
+        b.iter(|| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(fx.tencent_key.expose().as_bytes())
+                .expect("HMAC takes any key");
+            mac.update(black_box(signed_text.as_bytes()));
+            black_box(mac.finalize().into_bytes());
+            let mut zlib = ZlibEncoder::new(Vec::new(), Compression::default());
+            zlib.write_all(black_box(object.as_bytes()))
+                .expect("compressing into memory");
+            black_box(zlib.finish().expect("compressing into memory"))
+        })
+    });
+    hmac.bench_function("user_sig_alone", |b| {
+        b.iter(|| usersig::user_sig(&fx.tencent_key, black_box(&usersig_input)))
+    });
     hmac.finish();
 
     let harness = Harness {
@@ -498,6 +559,11 @@ fn signature_path<M: Measurement>(c: &mut Criterion<M>, group: &'static str) {
     let login = format!("/signature/login/{}/{CLIENT}", fx.app_id);
     let router = router_for::<functions::LoginSignature>(real.clone());
     harness.measure(c, "login", &router, &login, 0);
+
+    // The Tencent key from its cache (read by the first request), as the master key is.
+    let usersig = format!("/signature/usersig/{}/{CLIENT}", fx.app_id);
+    let router = router_for::<functions::UsersigSignature>(real.clone());
+    harness.measure(c, "usersig", &router, &usersig, 0);
 
     let invite = format!(
         "/signature/invite/{}/{CLIENT}/{}/{INVITED}",

@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use im_shared::model::{Secret, TencentCloud, TencentSpec};
 use im_shared::routes::{Route, ROUTES};
-use im_shared::store::DynamoStore;
+use im_shared::store::{DynamoStore, KeyStore};
 use serde_json::Value;
 
 use crate::openapi;
 use crate::repo::{read_json, repo_root};
-use crate::signatures::verify_signature_response;
+use crate::signatures::{verify_signature_response, verify_usersig_response};
 use crate::stack::{ddb, env};
 
 /// The event to invoke a function with.
@@ -192,6 +193,16 @@ pub async fn replay(
         );
         let b = body(&resp);
         match route.function.name() {
+            "usersig-signature" => {
+                assert_eq!(resp["headers"]["cache-control"], "no-store");
+                let tencent = store.tencent_key("demo-app").await.unwrap().unwrap();
+                verify_usersig_response(
+                    &b,
+                    tencent.key.expose(),
+                    tencent.settings.sdk_app_id(),
+                    tencent.settings.usersig_expire(),
+                );
+            }
             name if name.ends_with("-signature") => {
                 assert_eq!(resp["headers"]["cache-control"], "no-store");
                 verify_signature_response(&b, key);
@@ -227,10 +238,29 @@ pub async fn replay(
     assert_eq!(store.group_meta(1).await.unwrap(), None);
 }
 
+/// The Tencent `SDKAppID` the events' app has in the emulators' tables.
+pub const DEMO_SDK_APP_ID: u64 = 1_400_000_001;
+/// Its Tencent secret key: a fixture of local tables only, like `events/fixture-token-secret`
+/// (with the test secrets' marker, which `make test` searches the service logs for).
+const DEMO_TENCENT_KEY: &str = "mk-test-events-fixture-tencent-key-0123456789abcdef";
+
 /// An emulator's table (cargo lambda's or SAM's), where `make test` registered `demo-app` (the events' app)
 /// with the admin command, and the master key it gave it.
+///
+/// It also gives `demo-app` Tencent settings (the UserSig event's), always the same, so
+/// that the tests sharing an emulator's table may each set them.
 pub async fn demo_app(table: &str) -> (DynamoStore, String) {
     let store = DynamoStore::new(ddb().await, table);
+    let tencent = TencentCloud::new(TencentSpec::new(
+        "https://adminapisgp.im.qcloud.com",
+        DEMO_SDK_APP_ID,
+        "im-admin",
+    ))
+    .unwrap();
+    store
+        .set_tencent("demo-app", &tencent, Some(&Secret::new(DEMO_TENCENT_KEY)))
+        .await
+        .unwrap();
     let key = std::fs::read_to_string(env("IM_TEST_DEMO_KEY_FILE")).unwrap();
     (store, key.trim().to_owned())
 }

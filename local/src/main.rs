@@ -11,7 +11,10 @@
 //! (keep no data), `DYNAMODB_LOCAL_HOME` (the folder of DynamoDBLocal.jar), and
 //! `AWS_ENDPOINT_URL_DYNAMODB` to use a DynamoDB that is already running instead (else
 //! DynamoDB Local is started on 127.0.0.1 only, see `dynamodb_local`), and
-//! `IM_DEV_IM_API` (the development app's IM cloud REST address, to mirror its groups).
+//! `IM_DEV_IM_API` (the development app's IM cloud REST address, to mirror its groups),
+//! and `IM_DEV_TENCENT_API` (a Tencent Cloud IM REST address, or a stand-in's: the
+//! development app gets Tencent settings, `SDKAppID` 1400000000 and a secret key
+//! generated and kept in `.local/dev-tencent-key`, so its clients get UserSigs).
 //! Every setting of the functions (`IM_*` limits, `IM_TIMESTAMP_UNIT`) applies too.
 //! Besides the routes it serves the API's OpenAPI document at `GET /openapi.yaml`.
 //!
@@ -33,7 +36,7 @@ use im_local::stream::{PollerSettings, StreamHandler, StreamPoller};
 use im_shared::api::{router, AppState};
 use im_shared::auth;
 use im_shared::config::Config;
-use im_shared::model::{ImCloud, OnDelete, Secret};
+use im_shared::model::{ImCloud, OnDelete, Secret, TencentCloud, TencentSpec};
 use im_shared::routes::Function;
 use im_shared::store::{DynamoStore, StoreError};
 use im_sync::mirror::DEADLINE_MARGIN;
@@ -126,6 +129,7 @@ async fn serve(
     let (token_secret, secret_note) =
         register_dev_token_key(&store, state_dir, app_id, &kid).await?;
     let mirror_note = dev_im_cloud(&store, app_id).await?;
+    let tencent_note = dev_tencent(&store, state_dir, app_id).await?;
     // Short-lived, and a plain client's (not the backend's): the one credential the banner
     // shows. The secret that mints any token, admin ones included, stays in its file.
     let example = auth::mint(
@@ -160,6 +164,7 @@ async fn serve(
     println!("im-local: the API's OpenAPI document: {url}/openapi.yaml");
     println!("im-local: {stream_note}");
     println!("im-local: {mirror_note}");
+    println!("im-local: {tencent_note}");
     if poller.is_some() {
         println!(
             "im-local: the stream's progress: {url}{STREAM_STATUS_PATH} (?wait_drained_ms=N waits until it has caught up)"
@@ -221,6 +226,50 @@ async fn dev_im_cloud(store: &DynamoStore, app_id: &str) -> Result<String> {
             Ok(format!("mirroring is off for {app_id}: set IM_DEV_IM_API to its IM cloud's REST address to mirror its groups"))
         }
     }
+}
+
+/// The development app's Tencent `SDKAppID`: a fixed one, so that a stand-in (or a
+/// client's configuration) set up once keeps working across runs.
+const DEV_SDK_APP_ID: u64 = 1_400_000_000;
+
+/// The development app's Tencent Cloud IM: `IM_DEV_TENCENT_API` (a REST server
+/// address), with [`DEV_SDK_APP_ID`], the REST admin `administrator` and a secret key
+/// generated once and kept in `dev-tencent-key` beside the other local secrets; without
+/// it, mirroring into Tencent is off for the app (its settings and key stay).
+async fn dev_tencent(store: &DynamoStore, state_dir: &Path, app_id: &str) -> Result<String> {
+    let Some(server) = std::env::var("IM_DEV_TENCENT_API")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        if let Some(old) = store.tencent_cloud(app_id).await? {
+            let mut spec = old.spec().clone();
+            spec.mirroring = false;
+            let off = TencentCloud::new(spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.set_tencent(app_id, &off, None).await?;
+        }
+        return Ok(format!(
+            "Tencent Cloud IM is off for {app_id}: set IM_DEV_TENCENT_API to a Tencent REST address to turn it on"
+        ));
+    };
+    let mut spec = TencentSpec::new(&server, DEV_SDK_APP_ID, "administrator");
+    spec.system_messages = true;
+    let settings =
+        TencentCloud::new(spec).map_err(|e| anyhow::anyhow!("IM_DEV_TENCENT_API: {e}"))?;
+    let key_file = state_dir.join("dev-tencent-key");
+    if !key_file.is_file() {
+        // Tencent's secret keys are 64 hex digits.
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&key_file, &hex)?;
+    }
+    let key = im_admin::keyinput::read_key(Some(&key_file))?;
+    store.set_tencent(app_id, &settings, Some(&key)).await?;
+    Ok(format!(
+        "Tencent Cloud IM is on for {app_id} (IM_DEV_TENCENT_API): REST server {}, sdkappid {DEV_SDK_APP_ID}, admin administrator, secret key stored in {}; UserSigs at /signature/usersig/{app_id}/<client id>",
+        settings.server(),
+        key_file.display()
+    ))
 }
 
 /// Starts reading the table's stream (unless `IM_LOCAL_STREAM=off`, or no handler is

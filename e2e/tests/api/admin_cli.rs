@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 use im_e2e::repo::bin;
 use im_e2e::stack::{admin_command, ddb, test_key, test_token_secret, unique};
 use im_shared::model::Secret;
+use im_shared::model::TencentGroupType;
 use im_shared::store::{DynamoStore, KeyStore};
 
 fn admin(table: &str, args: &[&str], stdin: Option<&str>) -> Output {
@@ -247,8 +248,8 @@ async fn im_cloud_settings_are_kept_with_the_app_and_never_show_the_key() {
     );
     assert_eq!(
         run(&show(), None, true),
-        "server: https://abc.example-shared.com\nmirroring: on\nsystem messages: off\n\
-         system client: -\non delete: keep\n"
+        "leancloud:\n  server: https://abc.example-shared.com\n  mirroring: on\n  \
+         system messages: off\n  system client: -\n  on delete: keep\ntencent:\n  not set\n"
     );
     // Later sets change only what they name; rules are checked before anything is written.
     run(
@@ -294,8 +295,8 @@ async fn im_cloud_settings_are_kept_with_the_app_and_never_show_the_key() {
     );
     assert_eq!(
         run(&show(), None, true),
-        "server: https://abc.example-shared.com\nmirroring: off\nsystem messages: on\n\
-         system client: system\non delete: delete\n"
+        "leancloud:\n  server: https://abc.example-shared.com\n  mirroring: off\n  \
+         system messages: on\n  system client: system\n  on delete: delete\ntencent:\n  not set\n"
     );
     // Local runs and tests point it at a loopback stand-in.
     run(
@@ -310,7 +311,7 @@ async fn im_cloud_settings_are_kept_with_the_app_and_never_show_the_key() {
         None,
         true,
     );
-    assert!(run(&show(), None, true).starts_with("server: http://127.0.0.1:9000\n"));
+    assert!(run(&show(), None, true).starts_with("leancloud:\n  server: http://127.0.0.1:9000\n"));
     // Through the store as well, and for unknown apps.
     let store = DynamoStore::new(ddb().await, table.clone());
     let settings = store.im_cloud("im-app").await.unwrap().unwrap();
@@ -343,4 +344,148 @@ async fn im_cloud_settings_are_kept_with_the_app_and_never_show_the_key() {
         "{}",
         operator.everything
     );
+}
+
+#[tokio::test]
+async fn tencent_settings_sit_beside_leancloud_s_and_never_show_their_key() {
+    let table = unique("admin-tencent");
+    let (master, tencent_key, new_key) = (test_key(), test_key(), test_key());
+    let mut operator = Operator::new(&table);
+    let mut run = |args: &[&str], stdin: Option<&str>, ok: bool| operator.run(args, stdin, ok);
+    run(&["table", "create"], None, true);
+    run(&["app", "add", "tc-app"], Some(&master), true);
+    fn set<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["app", "im-cloud", "set", "tc-app", "--provider", "tencent"];
+        args.extend_from_slice(extra);
+        args
+    }
+    let first: &[&str] = &[
+        "--server",
+        "https://adminapisgp.im.qcloud.com",
+        "--sdk-app-id",
+        "1400000123",
+        "--admin-identifier",
+        "im-admin",
+    ];
+    // The first set needs the server, the app id, the admin and the key.
+    let out = operator_text(&table, &set(&first[..4]), "");
+    assert!(
+        out.contains("--admin-identifier") && out.contains("--key-file"),
+        "{out}"
+    );
+    run(&set(first), Some(&tencent_key), false);
+    // Rules are checked before anything is written (or the key read).
+    for bad in [
+        &["--server", "http://adminapisgp.im.qcloud.com"][..],
+        &["--sdk-app-id", "0"],
+        &["--admin-identifier", "李"],
+        &["--max-calls-per-second", "201"],
+        &["--usersig-expire", "60"],
+        &["--group-id-prefix", "@TGS#x"],
+        &["--group-type", "AVChatRoom"],
+        &["--system-client", "system"],
+    ] {
+        let mut args = set(first);
+        args.extend_from_slice(&["--key-file", "-"]);
+        args.extend_from_slice(bad);
+        run(&args, Some(&tencent_key), false);
+    }
+    // A LeanCloud set does not take Tencent's options.
+    let out = operator_text(
+        &table,
+        &[
+            "app",
+            "im-cloud",
+            "set",
+            "tc-app",
+            "--server",
+            "https://x.example.com",
+            "--sdk-app-id",
+            "1",
+        ],
+        "",
+    );
+    assert!(out.contains("--provider tencent"), "{out}");
+    let store = DynamoStore::new(ddb().await, table.clone());
+    assert_eq!(store.tencent_cloud("tc-app").await.unwrap(), None);
+
+    // The key from stdin, with one trailing newline trimmed.
+    let mut args = set(first);
+    args.extend_from_slice(&["--key-file", "-", "--group-id-prefix", "g-"]);
+    let out = run(&args, Some(&format!("{tencent_key}\n")), true);
+    assert!(out.contains("sdk app id: 1400000123\n"), "{out}");
+    let stored = store.tencent_key("tc-app").await.unwrap().unwrap();
+    assert_eq!(stored.key, Secret::new(tencent_key.clone()));
+    assert_eq!(stored.settings.group_id(42), "g-42");
+
+    // Later sets change what they name and keep the key; LeanCloud's settings beside.
+    run(
+        &set(&[
+            "--group-type",
+            "Private",
+            "--mirroring",
+            "off",
+            "--system-messages",
+            "on",
+            "--on-delete",
+            "delete",
+            "--max-calls-per-second",
+            "50",
+            "--usersig-expire",
+            "3600",
+        ]),
+        None,
+        true,
+    );
+    run(
+        &[
+            "app",
+            "im-cloud",
+            "set",
+            "tc-app",
+            "--server",
+            "https://abc.example-shared.com",
+        ],
+        None,
+        true,
+    );
+    assert_eq!(
+        run(&["app", "im-cloud", "show", "tc-app"], None, true),
+        "leancloud:\n  server: https://abc.example-shared.com\n  mirroring: on\n  \
+         system messages: off\n  system client: -\n  on delete: keep\ntencent:\n  \
+         server: https://adminapisgp.im.qcloud.com\n  sdk app id: 1400000123\n  \
+         admin identifier: im-admin\n  group type: Private\n  group id prefix: g-\n  \
+         mirroring: off\n  system messages: on\n  on delete: delete\n  \
+         max calls per second: 50\n  usersig expire: 3600 s\n"
+    );
+    let stored = store.tencent_key("tc-app").await.unwrap().unwrap();
+    assert_eq!(stored.key, Secret::new(tencent_key.clone()));
+    assert_eq!(stored.settings.group_type(), TencentGroupType::Private);
+    // A new key from a file replaces it.
+    let dir = std::env::temp_dir().join(unique("tc-key"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("key");
+    std::fs::write(&file, &new_key).unwrap();
+    run(&set(&["--key-file", file.to_str().unwrap()]), None, true);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stored = store.tencent_key("tc-app").await.unwrap().unwrap();
+    assert_eq!(stored.key, Secret::new(new_key.clone()));
+
+    // Unknown apps; a removed app keeps no Tencent key.
+    run(&["app", "im-cloud", "show", "nope"], None, false);
+    let mut args = vec!["app", "im-cloud", "set", "nope", "--provider", "tencent"];
+    args.extend_from_slice(first);
+    args.extend_from_slice(&["--key-file", "-"]);
+    run(&args, Some(&tencent_key), false);
+    run(&["app", "remove", "tc-app"], None, true);
+    assert_eq!(store.tencent_key("tc-app").await.unwrap(), None);
+
+    // No key was ever printed.
+    for key in [&master, &tencent_key, &new_key] {
+        assert!(
+            !operator.everything.contains(key.as_str()),
+            "{}",
+            operator.everything
+        );
+    }
 }

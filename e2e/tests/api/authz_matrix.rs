@@ -5,7 +5,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use im_e2e::http::Api;
-use im_e2e::stack::{now_secs, test_token_secret, unique, TestApp};
+use im_e2e::stack::{now_secs, test_key, test_token_secret, unique, TestApp};
+use im_shared::model::{Secret, TencentCloud, TencentSpec};
 use im_shared::routes::{Route, ROUTES};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -111,7 +112,10 @@ fn expected(event: &str, who: Who) -> u16 {
     let non_members = [NonMember, OtherClient];
     match event {
         // Signing for oneself is allowed; OtherClient signs for someone else.
-        "login-signature" | "conversation-signature" | "conversation-signature-alt-spelling" => {
+        "login-signature"
+        | "usersig-signature"
+        | "conversation-signature"
+        | "conversation-signature-alt-spelling" => {
             ok(200, &[Member, NonMember, GroupAdmin, Owner], &[])
         }
         "invite-signature" | "invite-signature-join" => ok(200, &[Member, GroupAdmin, Owner], &[]),
@@ -154,6 +158,7 @@ fn request(route: &Route, app: &TestApp, who: Who, g: u64) -> (Method, String, O
     };
     let path = match route.event {
         "login-signature" => format!("/signature/login/{a}/{client}"),
+        "usersig-signature" => format!("/signature/usersig/{a}/{client}"),
         "conversation-signature" => format!("/signature/conversion/{a}/{client}/x:y"),
         "conversation-signature-alt-spelling" => {
             format!("/signature/conversation/{a}/{client}/x:y")
@@ -249,10 +254,21 @@ impl Fixture {
     }
 }
 
+/// The app has Tencent settings too, for the UserSig route (its REST admin, `im-admin`,
+/// is none of the matrix's callers).
 async fn fixture() -> Fixture {
-    Fixture {
-        api: Api::local("matrix-app").await,
-    }
+    let api = Api::local("matrix-app").await;
+    let tencent = TencentCloud::new(TencentSpec::new(
+        "https://adminapisgp.im.qcloud.com",
+        1_400_000_000,
+        "im-admin",
+    ))
+    .unwrap();
+    api.store
+        .set_tencent(&api.app.app_id, &tencent, Some(&Secret::new(test_key())))
+        .await
+        .unwrap();
+    Fixture { api }
 }
 
 #[tokio::test]

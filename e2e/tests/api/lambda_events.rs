@@ -74,6 +74,55 @@ async fn authorizer_mode_key_cases() {
     assert_eq!(call("login-signature", json_list, login, None), 200);
     assert_eq!(call("health", None, "/health", None), 200);
 
+    // The UserSig under the same rules, and never for the Tencent app's REST admin
+    // (`demo_app` names it `im-admin`) nor `administrator`, the backend included.
+    let usersig = |client: &str| format!("/signature/usersig/demo-app/{client}");
+    assert_eq!(
+        call("usersig-signature", None, &usersig("alice"), None),
+        401
+    );
+    assert_eq!(
+        call("usersig-signature", who("mallory"), &usersig("alice"), None),
+        403
+    );
+    assert_eq!(
+        call("usersig-signature", who("alice"), &usersig("alice"), None),
+        200
+    );
+    assert_eq!(
+        call("usersig-signature", admin.clone(), &usersig("bob"), None),
+        200
+    );
+    for admin_account in ["im-admin", "administrator"] {
+        assert_eq!(
+            call(
+                "usersig-signature",
+                admin.clone(),
+                &usersig(admin_account),
+                None
+            ),
+            403
+        );
+        assert_eq!(
+            call(
+                "usersig-signature",
+                who(admin_account),
+                &usersig(admin_account),
+                None
+            ),
+            403
+        );
+    }
+    assert_eq!(
+        call(
+            "usersig-signature",
+            admin.clone(),
+            &usersig(&"x".repeat(33)),
+            None
+        ),
+        400
+    );
+
     // A group owned by owner1, with member1; outsider is in neither.
     let created = invoke(
         &port,

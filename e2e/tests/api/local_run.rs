@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use im_e2e::net::{forward, listen_on_device, own_non_loopback_addresses, Ipv4Net};
 use im_e2e::repo::{bin, repo_root};
+use im_e2e::signatures::verify_usersig_response;
 use im_e2e::stack::unique;
 use im_shared::config::DynamoBounds;
 use im_shared::store::DynamoStore;
@@ -30,6 +31,11 @@ struct LocalRun {
 
 impl LocalRun {
     fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`LocalRun::start`] with `settings` in its environment besides.
+    fn start_with(dir: &Path, settings: &[(&str, &str)]) -> Self {
         let log = dir.with_extension("log");
         let out = std::fs::File::create(&log).unwrap();
         let mut command = Command::new(bin("im-local"));
@@ -42,10 +48,12 @@ impl LocalRun {
             "IM_DEV_MASTER_KEY",
             "IM_DEV_TOKEN_SECRET",
             "IM_DEV_IM_API",
+            "IM_DEV_TENCENT_API",
             "IM_LOCAL_STREAM_DEAD_LETTERS",
         ] {
             command.env_remove(name);
         }
+        command.envs(settings.iter().copied());
         let child = command
             .env("IM_LOCAL_DIR", dir)
             .env("PORT", "0")
@@ -235,6 +243,65 @@ async fn make_run_keeps_dynamodb_local_on_loopback_and_its_files_private() {
         "the example token is short-lived:\n{output}"
     );
 
+    drop(run);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+/// `IM_DEV_TENCENT_API` gives the development app Tencent settings: a key generated into
+/// the state folder (0600, never printed), the fixed sdkappid, and UserSigs that Tencent's
+/// own library agrees with; the banner says Tencent is on. Without it, a later run says
+/// it is off and keeps the key.
+#[tokio::test]
+async fn make_run_with_a_tencent_api_gives_the_dev_app_usersigs() {
+    let root = std::env::temp_dir().join(unique("im-local-tencent"));
+    let dir = root.join(".local");
+    std::fs::create_dir_all(&root).unwrap();
+    let run = LocalRun::start_with(&dir, &[("IM_DEV_TENCENT_API", "http://127.0.0.1:9")]);
+    let (http_port, _) = run.ports();
+    let key_file = dir.join("dev-tencent-key");
+    assert_eq!(mode(&key_file), 0o600);
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(key.len(), 64, "64 hex digits, as Tencent's keys are");
+    let output = run.output();
+    assert!(
+        !output.contains(&key),
+        "the Tencent key is printed:\n{output}"
+    );
+    assert!(
+        output.contains(&format!(
+            "Tencent Cloud IM is on for dev-app (IM_DEV_TENCENT_API): REST server http://127.0.0.1:9, sdkappid 1400000000, admin administrator, secret key stored in {}",
+            key_file.display()
+        )),
+        "{output}"
+    );
+    // The banner's token for alice gets alice's UserSig, which Tencent's library agrees with.
+    let token = output
+        .lines()
+        .skip_while(|l| !l.contains("a token for client \"alice\""))
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let resp = im_e2e::http::client()
+        .get(format!(
+            "http://127.0.0.1:{http_port}/signature/usersig/dev-app/alice"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    verify_usersig_response(&body, &key, 1_400_000_000, 86_400);
+    drop(run);
+
+    let run = LocalRun::start(&dir);
+    let output = run.output();
+    assert!(
+        output.contains("Tencent Cloud IM is off for dev-app:"),
+        "{output}"
+    );
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
     drop(run);
     std::fs::remove_dir_all(root).unwrap();
 }

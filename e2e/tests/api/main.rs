@@ -22,3 +22,4 @@ mod stream_poller;
 mod tencent_standin;
 mod timestamp_unit;
 mod unreachable;
+mod usersig;

@@ -61,6 +61,7 @@ fn error_component(function: Function, status: u16) -> &'static str {
         400 => "BadRequest",
         401 => "Unauthorized",
         403 => "Forbidden",
+        404 if function.name() == "usersig-signature" => "TencentNotFound",
         404 if function.name().ends_with("-signature") => "AppNotFound",
         404 => "GroupNotFound",
         409 => "Conflict",

@@ -90,7 +90,7 @@ fn template_maps_exactly_the_listed_routes_one_function_each() {
         .map(str::to_owned)
         .collect();
     assert_eq!(functions, all);
-    assert_eq!(functions.len(), 22);
+    assert_eq!(functions.len(), 23);
     let g = &t["Globals"]["Function"];
     assert_eq!(g["Runtime"], "provided.al2023");
     assert_eq!(g["Architectures"][0], "arm64");

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use im_e2e::stack::{change_group_item, fresh_store, mark_deleting, test_key, test_token_secret};
 use im_shared::model::Secret;
 use im_shared::model::{
-    AppKey, Caller, GroupPatch, GroupSpec, GroupStatus, NewGroup, Standing, TokenKey,
+    AppKey, Caller, GroupPatch, GroupSpec, GroupStatus, NewGroup, Standing, TencentKey, TokenKey,
     DEFAULT_MAX_MEMBERS,
 };
 use im_shared::model::{CloudId, MemberList};
@@ -564,6 +564,10 @@ impl KeyStore for Counting {
     async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.token_key(kid).await
+    }
+    async fn tencent_key(&self, app_id: &str) -> Result<Option<TencentKey>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.tencent_key(app_id).await
     }
 }
 

@@ -85,6 +85,7 @@ impl ApiError {
             Self::Forbidden => 1003,
             Self::NotFound("group") => 1041,
             Self::NotFound("app") => 1042,
+            Self::NotFound("tencent_settings") => 1043,
             Self::NotFound(_) => 1004,
             Self::MethodNotAllowed => 1005,
             Self::Conflict(_) => 1009,
@@ -135,6 +136,9 @@ impl From<StoreError> for ApiError {
                         .into(),
                 )
             }
+            StoreError::KeyNeeded => ApiError::BadRequest(
+                "the app's first Tencent settings need its secret key".into(),
+            ),
             StoreError::Stale { current } => ApiError::PreconditionFailed(format!(
                 "the group changed since: its ETag is now \"{current}\""
             )),
@@ -224,6 +228,7 @@ mod tests {
             ApiError::Forbidden,
             ApiError::NotFound("group"),
             ApiError::NotFound("app"),
+            ApiError::NotFound("tencent_settings"),
             ApiError::NotFound("route"),
             ApiError::MethodNotAllowed,
             ApiError::Conflict("x".into()),

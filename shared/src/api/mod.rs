@@ -11,6 +11,7 @@ mod respond;
 pub mod routes;
 mod signature;
 pub mod state;
+mod usersig;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

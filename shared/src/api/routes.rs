@@ -7,7 +7,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 
 use super::health::health;
 use super::state::AppState;
-use super::{group, signature};
+use super::{group, signature, usersig};
 
 /// A function's entry point: what a function binary runs (`im_shared::lambda::run`).
 /// One type per function, so that a binary names, and links, only its own handler.
@@ -76,6 +76,7 @@ functions! {
     UnblockSignature = "unblock-signature" => signature::unblock,
     ConversationBlockSignature = "conversation-block-signature" => signature::conversation_block,
     ConversationUnblockSignature = "conversation-unblock-signature" => signature::conversation_unblock,
+    UsersigSignature = "usersig-signature" => usersig::usersig,
     CreateGroup = "create-group" => group::create,
     UpdateGroup = "update-group" => group::update,
     GetGroup = "get-group" => group::get_group,
@@ -130,6 +131,8 @@ pub const ROUTES: &[Route] = &[
     route!("GET" "/signature/unblock/{app_id}/{client_id}/{conversation_id}" => UnblockSignature, "unblock-signature", 200),
     route!("GET" "/signature/conversation-block/{app_id}/{client_id}/{conversation_id}/{sorted_member_ids}" => ConversationBlockSignature, "conversation-block-signature", 200),
     route!("GET" "/signature/conversation-unblock/{app_id}/{client_id}/{conversation_id}/{sorted_member_ids}" => ConversationUnblockSignature, "conversation-unblock-signature", 200),
+    // Tencent Cloud IM's login credential for the client.
+    route!("GET" "/signature/usersig/{app_id}/{client_id}" => UsersigSignature, "usersig-signature", 200),
     route!("POST" "/im/group" => CreateGroup, "create-group", 201),
     route!("PUT" "/im/group/{group_id}" => UpdateGroup, "update-group", 200),
     route!("POST" "/im/group/{group_id}/member" => AddMembers, "add-members", 201),

@@ -1,6 +1,7 @@
 //! Who acts, as authentication established it.
 
 use super::secret::Secret;
+use super::tencent_cloud::TencentCloud;
 
 /// Who acts: the identity the token (or API Gateway's authorizer) vouches for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,4 +25,11 @@ pub struct AppKey {
 pub struct TokenKey {
     pub app_id: String,
     pub secret: Secret,
+}
+
+/// What a UserSig needs of an app: its Tencent settings and the secret key they go with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TencentKey {
+    pub settings: TencentCloud,
+    pub key: Secret,
 }

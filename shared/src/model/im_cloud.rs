@@ -116,7 +116,8 @@ impl fmt::Display for ImCloud {
 
 /// The origin of a REST server address: `https://host[:port]`, or `http://` on a
 /// loopback host. Anything else (another scheme, credentials, a path, a query) is refused
-/// rather than guessed at: the master key is sent to this address.
+/// rather than guessed at: a credential (the master key, Tencent's admin UserSig) is sent
+/// to this address.
 pub(crate) fn server_origin(raw: &str) -> Result<String, Invalid> {
     let bad = |why: &str| Invalid::new(format!("server {raw:?}: {why}"));
     let url = url::Url::parse(raw.trim()).map_err(|_| bad("not an absolute URL"))?;

@@ -13,7 +13,7 @@ pub mod signing;
 pub mod tencent_cloud;
 pub mod usersig;
 
-pub use caller::{AppKey, Caller, TokenKey};
+pub use caller::{AppKey, Caller, TencentKey, TokenKey};
 pub use group::{
     Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus, Idempotency, NewGroup, Page, Standing,
     DEFAULT_MAX_MEMBERS, IDEMPOTENCY_WINDOW, MAX_MAX_MEMBERS,

@@ -1,5 +1,5 @@
 //! What a warm function keeps between requests, so that the common request costs the
-//! fewest DynamoDB round trips: master keys by app id and token secrets by key id
+//! fewest DynamoDB round trips: master keys (and Tencent keys) by app id and token secrets by key id
 //! ([`Keys`], for `IM_APP_CACHE_SECONDS`), and which group a conversation is ([`Links`],
 //! for `IM_LINK_CACHE_SECONDS`). Each is bounded in size and age: a retired key, a
 //! removed app or a moved link stops counting within its time everywhere.
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use mini_moka::sync::{Cache, ConcurrentCacheExt};
 
 use super::{ConversationStore, KeyStore, StoreError};
-use crate::model::{AppKey, ConversationClaim, TokenKey};
+use crate::model::{AppKey, ConversationClaim, TencentKey, TokenKey};
 
 /// Bounded so that a flood of random ids cannot grow memory without limit.
 const MAX_CACHED: u64 = 10_000;
@@ -59,6 +59,7 @@ pub struct Keys {
     store: Arc<dyn KeyStore>,
     master: Ttl<AppKey>,
     tokens: Ttl<TokenKey>,
+    tencent: Ttl<TencentKey>,
 }
 
 impl Keys {
@@ -72,12 +73,20 @@ impl Keys {
             store,
             master: ttl_cache(ttl, capacity),
             tokens: ttl_cache(ttl, capacity),
+            tencent: ttl_cache(ttl, capacity),
         }
     }
 
     /// The app's master key, if the app exists.
     pub async fn master_key(&self, app_id: &str) -> Result<Option<AppKey>, StoreError> {
         cached(&self.master, app_id, self.store.master_key(app_id)).await
+    }
+
+    /// The app's Tencent settings and secret key, if it has them: kept like the master
+    /// key (a changed key or setting counts within the cache's time; an app without
+    /// them, within [`MISS_TTL`], so newly set ones count at once).
+    pub async fn tencent_key(&self, app_id: &str) -> Result<Option<TencentKey>, StoreError> {
+        cached(&self.tencent, app_id, self.store.tencent_key(app_id)).await
     }
 
     /// The active token secret named `kid`, if there is one.

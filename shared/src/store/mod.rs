@@ -10,7 +10,7 @@ use thiserror::Error;
 
 use crate::model::{
     AppKey, Caller, ConversationClaim, Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus,
-    Idempotency, MemberList, Page, TokenKey,
+    Idempotency, MemberList, Page, TencentKey, TokenKey,
 };
 
 pub use cache::{Keys, Links};
@@ -41,6 +41,9 @@ pub enum StoreError {
     /// log.
     #[error("dynamodb refused the request as invalid: {0}")]
     Invalid(String),
+    /// The app's first Tencent settings came without its secret key; nothing was set.
+    #[error("the app's first Tencent settings need its secret key")]
+    KeyNeeded,
     /// Adding would take the group past its member limit; nothing was added.
     #[error("the group is full")]
     Full { count: u64, max: u64, adding: u64 },
@@ -75,6 +78,9 @@ pub enum StoreError {
 pub trait KeyStore: Send + Sync + 'static {
     /// The app's master key (and system client), or `None` for an unknown app.
     async fn master_key(&self, app_id: &str) -> Result<Option<AppKey>, StoreError>;
+    /// The app's Tencent settings and secret key, or `None` for an app without them (or
+    /// no app).
+    async fn tencent_key(&self, app_id: &str) -> Result<Option<TencentKey>, StoreError>;
     /// The active token secret named `kid`, or `None`.
     async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError>;
     /// Both at once: the token secret `kid` and `app_id`'s master key (the first request of

@@ -4,12 +4,13 @@
 //! Gateway's JWT authorizer has verified it, and its claims arrive in the request
 //! context. Every failure is the same 401.
 
-use axum::extract::{FromRequestParts, RawPathParams};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use lambda_http::request::RequestContext;
 
 use crate::api::error::ApiError;
+use crate::api::routes::{routes_of, Function};
 use crate::api::state::AppState;
 use crate::auth::{token_kid, verify_with_key};
 use crate::config::AuthMode;
@@ -83,7 +84,17 @@ fn from_authorizer(
 /// The app a signature route names (`{app_id}`), when it is a valid id: its master key is
 /// read with the token's secret, in the same round trip. Group routes name no app, and
 /// their functions may not read master keys.
+///
+/// Not for the UserSig route: its function reads the app's Tencent key, never its
+/// master key.
 async fn signing_app(parts: &mut Parts, state: &AppState, max_id: usize) -> Option<String> {
+    let matched = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    if routes_of(Function::UsersigSignature).any(|r| Some(r.path) == matched) {
+        return None;
+    }
     let params = RawPathParams::from_request_parts(parts, state).await.ok()?;
     let (_, app_id) = params.iter().find(|(name, _)| *name == "app_id")?;
     check_id("app_id", app_id, max_id).ok()?;

@@ -10,7 +10,10 @@ use super::expr::Expr;
 use super::layout::*;
 use super::{build_err, is_condition_failure, sdk_err, DynamoStore, TxOutcome};
 
-use crate::model::{AppKey, ImCloud, OnDelete, Secret, TokenKey};
+use crate::model::{
+    AppKey, ImCloud, OnDelete, Secret, TencentCloud, TencentGroupType, TencentKey, TencentSpec,
+    TokenKey,
+};
 use crate::store::{KeyStore, StoreError};
 
 impl DynamoStore {
@@ -147,7 +150,7 @@ impl DynamoStore {
                 .table_name(&self.table)
                 .set_key(Some(key(APP_PK, app_id)))
                 .update_expression(format!(
-                    "SET {REMOVED_AT} = :now, updated_at = :now REMOVE master_key, im_cloud"
+                    "SET {REMOVED_AT} = :now, updated_at = :now REMOVE master_key, im_cloud, tencent, tencent_key"
                 ))
                 .condition_expression(format!(
                     "{} AND attribute_not_exists({REMOVED_AT})",
@@ -237,6 +240,120 @@ impl DynamoStore {
         )
         .map(Some)
         .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Sets an existing app's Tencent Cloud IM settings (`NotFound` for an unknown app)
+    /// and, with `key`, its secret key. The first set needs the key (`KeyNeeded`
+    /// otherwise); a later one without it keeps the stored key. The key is its own
+    /// attribute, like the master key, so that no read of the settings carries it.
+    pub async fn set_tencent(
+        &self,
+        app_id: &str,
+        settings: &TencentCloud,
+        secret_key: Option<&Secret>,
+    ) -> Result<(), StoreError> {
+        let n = |v: u64| AttributeValue::N(v.to_string());
+        let map = HashMap::from([
+            ("server".to_owned(), s(settings.server())),
+            ("sdk_app_id".to_owned(), n(settings.sdk_app_id())),
+            (
+                "admin_identifier".to_owned(),
+                s(settings.admin_identifier()),
+            ),
+            ("group_type".to_owned(), s(settings.group_type().as_str())),
+            (
+                "mirroring".to_owned(),
+                AttributeValue::Bool(settings.mirroring()),
+            ),
+            (
+                "system_messages".to_owned(),
+                AttributeValue::Bool(settings.system_messages()),
+            ),
+            ("on_delete".to_owned(), s(settings.on_delete().as_str())),
+            (
+                "max_calls_per_second".to_owned(),
+                n(settings.max_calls_per_second().into()),
+            ),
+            ("usersig_expire".to_owned(), n(settings.usersig_expire())),
+            ("group_id_prefix".to_owned(), s(settings.group_id_prefix())),
+        ]);
+        let live = "attribute_exists(pk) AND attribute_not_exists(removed_at)";
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(APP_PK, app_id)))
+            .expression_attribute_values(":m", AttributeValue::M(map))
+            .expression_attribute_values(":now", s(now_rfc3339()));
+        update = match secret_key {
+            Some(secret) => update
+                .update_expression("SET tencent = :m, tencent_key = :k, updated_at = :now")
+                .condition_expression(live)
+                .expression_attribute_values(":k", s(secret.expose())),
+            // Without a key, only an app that has one already.
+            None => update
+                .update_expression("SET tencent = :m, updated_at = :now")
+                .condition_expression(format!("{live} AND attribute_exists(tencent_key)")),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => match self.app_item(app_id, "pk").await {
+                Ok(_) => Err(StoreError::KeyNeeded),
+                Err(other) => Err(other),
+            },
+            Err(e) => Err(sdk_err("UpdateItem(app)", e)),
+        }
+    }
+
+    /// An app's Tencent Cloud IM settings: `NotFound` for an unknown app, `None` when it
+    /// has none. Never the key.
+    pub async fn tencent_cloud(&self, app_id: &str) -> Result<Option<TencentCloud>, StoreError> {
+        let item = self.app_item(app_id, "tencent").await?;
+        Self::tencent_from(app_id, &item)
+    }
+
+    /// The `tencent` settings of an app item, if it has them.
+    pub(super) fn tencent_from(
+        app_id: &str,
+        item: &Item,
+    ) -> Result<Option<TencentCloud>, StoreError> {
+        let Some(map) = item.get("tencent").and_then(|v| v.as_m().ok()) else {
+            return Ok(None);
+        };
+        let corrupt = |why: String| StoreError::Backend(format!("app {app_id} tencent: {why}"));
+        let text = |k: &str| map.get(k).and_then(|v| v.as_s().ok()).cloned();
+        let flag = |k: &str| map.get(k).and_then(|v| v.as_bool().ok()).copied();
+        let number = |k: &str| {
+            map.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| corrupt(format!("{k} is not a number")))
+        };
+        let mut spec = TencentSpec::new(
+            &text("server").unwrap_or_default(),
+            number("sdk_app_id")?,
+            &text("admin_identifier").unwrap_or_default(),
+        );
+        spec.group_type = TencentGroupType::parse(&text("group_type").unwrap_or_default())
+            .map_err(|e| corrupt(e.to_string()))?;
+        spec.mirroring = flag("mirroring").unwrap_or_default();
+        spec.system_messages = flag("system_messages").unwrap_or_default();
+        spec.on_delete = OnDelete::parse(&text("on_delete").unwrap_or_default())
+            .map_err(|e| corrupt(e.to_string()))?;
+        spec.max_calls_per_second = u32::try_from(number("max_calls_per_second")?)
+            .map_err(|_| corrupt("max_calls_per_second is out of range".into()))?;
+        spec.usersig_expire = number("usersig_expire")?;
+        spec.group_id_prefix = text("group_id_prefix").unwrap_or_default();
+        TencentCloud::new(spec)
+            .map(Some)
+            .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// The Tencent secret key an app item holds, if it has one.
+    pub(super) fn tencent_key_from(item: &Item) -> Option<Secret> {
+        item.get("tencent_key")
+            .and_then(|v| v.as_s().ok())
+            .map(|k| Secret::new(k.as_str()))
     }
 
     /// App ids only (not removed ones): keys never leave the table through this.
@@ -390,6 +507,25 @@ impl KeyStore for DynamoStore {
             .await
             .map_err(|e| sdk_err("GetItem(app)", e))?;
         Ok(out.item().and_then(master_key_of))
+    }
+
+    async fn tencent_key(&self, app_id: &str) -> Result<Option<TencentKey>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(APP_PK, app_id)))
+            .projection_expression("tencent, tencent_key")
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem(app)", e))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let settings = Self::tencent_from(app_id, item)?;
+        Ok(settings
+            .zip(Self::tencent_key_from(item))
+            .map(|(settings, key)| TencentKey { settings, key }))
     }
 
     async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError> {

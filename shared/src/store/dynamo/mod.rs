@@ -15,7 +15,6 @@ pub mod layout;
 mod links;
 mod members;
 mod sync;
-mod tencent_tmp;
 
 use std::time::Duration;
 
