@@ -127,7 +127,10 @@ impl Syncer {
     ) -> Result<Outcome, StoreError> {
         let store = self.store();
         let cursor = store.sync_cursor(group_id, CloudId::Tencent).await?;
-        if cursor.as_ref().is_some_and(|c| c.report.remote_id.is_some()) {
+        if cursor
+            .as_ref()
+            .is_some_and(|c| c.report.remote_id.is_some())
+        {
             return Ok(Outcome::AlreadyThere);
         }
         let Some(meta) = store
@@ -159,9 +162,7 @@ impl Syncer {
                     return Ok(Outcome::Failed { why: why.clone() });
                 }
                 if let Some(note) = &run.note {
-                    store
-                        .note_sync(group_id, CloudId::Tencent, note)
-                        .await?;
+                    store.note_sync(group_id, CloudId::Tencent, note).await?;
                 }
                 Ok(Outcome::Created { remote_id })
             }

@@ -19,6 +19,7 @@ mod routes_agree;
 mod signing_rules;
 mod store;
 mod stream_poller;
+mod tencent_mirror;
 mod tencent_standin;
 mod timestamp_unit;
 mod unreachable;

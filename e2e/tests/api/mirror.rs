@@ -51,14 +51,14 @@ async fn mirrored(prefix: &str, system_messages: bool, on_delete: OnDelete) -> M
 
 /// Runs an `im-admin` command off the test's thread, so that the stand-in it talks to
 /// (served on that thread) goes on answering.
-async fn run(mut command: std::process::Command) -> std::process::Output {
+pub(crate) async fn run(mut command: std::process::Command) -> std::process::Output {
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap()
 }
 
 /// [`run`]: whether the command succeeded, and all it printed.
-async fn run_printed(command: std::process::Command) -> (bool, String) {
+pub(crate) async fn run_printed(command: std::process::Command) -> (bool, String) {
     let out = run(command).await;
     let printed = format!(
         "{}{}",
@@ -70,7 +70,7 @@ async fn run_printed(command: std::process::Command) -> (bool, String) {
 
 /// Waits (up to two minutes: the stream is shared by every test, and a poisoned record
 /// holds it while it is retried) until `done` holds.
-async fn eventually<F, Fut>(what: &str, mut done: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut done: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
