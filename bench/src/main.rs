@@ -9,6 +9,7 @@
 //! - `mirror`: the lag from a group write on im-local to the IM cloud (a stand-in in this
 //!   process) holding it, and the CPU the mirror costs per stream record (see `mirror.rs`).
 
+mod backfill;
 mod mirror;
 
 use std::path::PathBuf;
@@ -85,6 +86,18 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         pause_ms: u64,
     },
+    /// `im-admin sync backfill` into the Tencent stand-in. Needs `AWS_ENDPOINT_URL_DYNAMODB`
+    /// and `TABLE_NAME`.
+    Backfill {
+        #[arg(long, default_value_t = 2000)]
+        groups: usize,
+        /// The app's max-calls-per-second.
+        #[arg(long, default_value_t = 100)]
+        app_rate: u32,
+        /// The stand-in's limit per command (Tencent's: 200).
+        #[arg(long, default_value_t = 200)]
+        cloud_rate: u32,
+    },
 }
 
 #[tokio::main]
@@ -106,6 +119,18 @@ async fn main() -> Result<()> {
             expect,
             bearer,
         } => load(url, method, body, connections, seconds, expect, bearer).await,
+        Command::Backfill {
+            groups,
+            app_rate,
+            cloud_rate,
+        } => {
+            backfill::backfill(backfill::Args {
+                groups,
+                app_rate,
+                cloud_rate,
+            })
+            .await
+        }
         Command::Mirror {
             url,
             writes,

@@ -21,7 +21,7 @@ use crate::Syncer;
 
 /// Groups brought over at once: enough to keep the pacer's rate busy while each waits
 /// for its answers.
-const PARALLEL_GROUPS: usize = 16;
+const PARALLEL_GROUPS: usize = 32;
 
 /// What became of one group.
 #[derive(Debug, Clone, PartialEq, Eq)]
