@@ -468,3 +468,107 @@ fn unreachable_storage_answers_503_through_every_function() {
         assert_eq!(resp["statusCode"], 401, "{what} without a token: {resp}");
     }
 }
+
+/// The same stream batch for an app of its own that mirrors into both clouds (stand-ins of
+/// LeanCloud's and Tencent's REST APIs), under the emulator: the group reaches each, and
+/// the same batch again changes nothing in either (each cloud's cursor covers it).
+#[tokio::test]
+async fn the_stream_event_mirrors_its_group_into_both_clouds_under_the_emulator() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use im_e2e::im_cloud::ImCloudStandIn;
+    use im_e2e::stack::TestApp;
+    use im_e2e::tencent::TencentStandIn;
+    use im_shared::model::{ImCloud, OnDelete, Secret, TencentCloud, TencentSpec};
+    use std::collections::{BTreeSet, HashMap};
+
+    let store = im_shared::store::DynamoStore::new(
+        im_e2e::stack::ddb().await,
+        &env("IM_TEST_LAMBDA_TABLE"),
+    );
+    let app = TestApp::register(&store, "both-clouds").await;
+    // The event's app and group, made this test's own (the emulator's table is shared).
+    let group_id: u64 = 5_000_000 + rand::random::<u32>() as u64 % 1_000_000;
+    let text = std::fs::read_to_string(repo_root().join("events/sync-conversations.json"))
+        .unwrap()
+        .replace("demo-app", &app.app_id)
+        .replace(
+            "GROUP#00000000000000001001",
+            &format!("GROUP#{group_id:020}"),
+        )
+        .replace("GROUP#1001", &format!("GROUP#{group_id}"))
+        .replace("\"1001\"", &format!("\"{group_id}\""));
+    let path = std::env::temp_dir().join(format!("sync-both-{group_id}.json"));
+    std::fs::write(&path, &text).unwrap();
+    let event: Value = serde_json::from_str(&text).unwrap();
+    for record in event["Records"].as_array().unwrap() {
+        let image: serde_dynamo::Item =
+            serde_json::from_value(record["dynamodb"]["NewImage"].clone()).unwrap();
+        let item: HashMap<String, AttributeValue> = image.into();
+        store
+            .client()
+            .put_item()
+            .table_name(store.table())
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
+    let leancloud = ImCloudStandIn::start(&app.app_id, &app.master_key).await;
+    store
+        .set_im_cloud(
+            &app.app_id,
+            &ImCloud::new(
+                leancloud.url(),
+                true,
+                true,
+                Some("imsystem".into()),
+                OnDelete::Keep,
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let tencent_key = im_e2e::stack::test_key();
+    let tencent = TencentStandIn::start(1_400_000_321, &tencent_key, &["administrator"]);
+    let mut spec = TencentSpec::new(tencent.url(), 1_400_000_321, "administrator");
+    spec.system_messages = true;
+    store
+        .set_tencent(
+            &app.app_id,
+            &TencentCloud::new(spec).unwrap(),
+            Some(&Secret::new(tencent_key)),
+        )
+        .await
+        .unwrap();
+    let port = env("IM_TEST_LAMBDA_PORT");
+    let invoke = |port: String, path: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            im_e2e::lambda::invoke_event(&port, "sync-conversations", &path)
+        })
+        .await
+        .unwrap()
+    };
+    let answer = invoke(port.clone(), path.clone()).await;
+    assert_eq!(answer, serde_json::json!({"batchItemFailures": []}));
+    let made = leancloud.conversations_for_group(group_id);
+    assert_eq!(made.len(), 1, "{:?}", leancloud.requests());
+    let both: BTreeSet<String> = ["alice", "bob"].map(String::from).into();
+    assert_eq!(made[0].members, both);
+    assert_eq!(leancloud.messages(&made[0].id).len(), 1);
+    let group = tencent
+        .group(&group_id.to_string())
+        .unwrap_or_else(|| panic!("no Tencent group: {:?}", tencent.requests()));
+    assert_eq!(group.member_ids(), both);
+    assert_eq!(group.owner.as_deref(), Some("alice"));
+    assert_eq!(tencent.notifications(&group_id.to_string()).len(), 1);
+
+    let calls = (leancloud.requests().len(), tencent.requests().len());
+    let again = invoke(port, path.clone()).await;
+    assert_eq!(again, serde_json::json!({"batchItemFailures": []}));
+    assert_eq!(
+        (leancloud.requests().len(), tencent.requests().len()),
+        calls,
+        "the same batch again called a cloud"
+    );
+    let _ = std::fs::remove_file(path);
+}
