@@ -661,3 +661,94 @@ fn summary(printed: &str) -> (usize, usize) {
     };
     (number(" created"), number(" already there"))
 }
+
+#[tokio::test]
+async fn turning_tencent_off_stops_its_calls_and_keeps_its_state_and_reconcile_catches_up() {
+    let c = clouds(
+        "tencent-off",
+        Setup {
+            system_messages: false,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let id = c.create("alice", "pausable", "bob").await;
+    c.wait_tencent(id).await;
+    let mut off = admin_command();
+    off.args([
+        "--table",
+        &env("IM_TEST_LOCAL_TABLE"),
+        "app",
+        "im-cloud",
+        "set",
+        &c.api.app.app_id,
+        "--provider",
+        "tencent",
+        "--mirroring",
+        "off",
+    ]);
+    let (ok, printed) = run_printed(off).await;
+    assert!(ok, "{printed}");
+    let calls = c.tencent.requests().len();
+    assert_eq!(
+        c.write(
+            "alice",
+            Method::POST,
+            format!("/im/group/{id}/member"),
+            Some(json!({"member_client_ids": "carol"}))
+        )
+        .await,
+        201
+    );
+    // The poller reads the stream every 100 ms when idle: the add's records are long
+    // handled after this.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        c.tencent.requests().len(),
+        calls,
+        "no call while Tencent is off"
+    );
+    let seen = c.group("alice", id).await;
+    assert_eq!(seen["clouds"]["tencent"]["id"], id.to_string(), "{seen}");
+    assert_eq!(seen["clouds"]["tencent"]["status"], "ok");
+    assert!(!c
+        .tencent
+        .group(&id.to_string())
+        .unwrap()
+        .member_ids()
+        .contains("carol"));
+
+    let mut fix = admin_command();
+    fix.args([
+        "--table",
+        &env("IM_TEST_LOCAL_TABLE"),
+        "sync",
+        "reconcile",
+        "--app",
+        &c.api.app.app_id,
+        "--group",
+        &id.to_string(),
+        "--cloud",
+        "tencent",
+    ]);
+    let (ok, printed) = run_printed(fix).await;
+    assert!(!ok, "reconcile names the difference: {printed}");
+    assert!(printed.contains("carol"), "{printed}");
+    let mut fix = admin_command();
+    fix.args([
+        "--table",
+        &env("IM_TEST_LOCAL_TABLE"),
+        "sync",
+        "reconcile",
+        "--app",
+        &c.api.app.app_id,
+        "--group",
+        &id.to_string(),
+        "--cloud",
+        "tencent",
+        "--fix",
+    ]);
+    let (ok, printed) = run_printed(fix).await;
+    assert!(ok, "{printed}");
+    assert!(c.tencent_in_step(id).await);
+}
