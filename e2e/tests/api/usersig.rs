@@ -14,10 +14,12 @@ use reqwest::Method;
 use serde_json::Value;
 
 /// Gives the app Tencent settings (`sdk_app_id`, REST admin `im-admin`, UserSigs valid
-/// `expire` seconds) and a new key; answers the key.
+/// `expire` seconds, mirroring off) and a new key; answers the key.
 async fn with_tencent(api: &Api, sdk_app_id: u64, expire: u64) -> String {
     let mut spec = TencentSpec::new("https://adminapisgp.im.qcloud.com", sdk_app_id, "im-admin");
     spec.usersig_expire = expire;
+    // UserSigs only: the local server's stream must not try to reach Tencent.
+    spec.mirroring = false;
     let key = test_key();
     api.store
         .set_tencent(
