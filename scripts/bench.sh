@@ -52,9 +52,11 @@ export TABLE_NAME=im-local
 head -c 24 /dev/urandom | base64 | target/release/im-admin app add demo-app >/dev/null
 # The events carry a token signed with the fixture secret (events/README.md).
 target/release/im-admin token-key add events-fixture --app demo-app --key-file events/fixture-token-secret >/dev/null
-# Tencent settings for the UserSig event, with a key of its own.
+# Tencent settings for the UserSig event, with a key of its own (mirroring off: nothing
+# here may call Tencent).
 head -c 32 /dev/urandom | base64 | target/release/im-admin app im-cloud set demo-app --provider tencent \
-  --server https://adminapisgp.im.qcloud.com --sdk-app-id 1400000001 --admin-identifier im-admin --key-file - >/dev/null
+  --server https://adminapisgp.im.qcloud.com --sdk-app-id 1400000001 --admin-identifier im-admin \
+  --mirroring off --key-file - >/dev/null
 # Callers of the local server authenticate like any other: a token for alice.
 export IM_BENCH_TOKEN; IM_BENCH_TOKEN=$(target/release/im-admin token mint --kid dev --sub alice)
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use im_shared::model::ids::check_id;
 use im_shared::model::{ImCloud, OnDelete, TencentCloud, TencentGroupType, TencentSpec};
 use im_shared::store::{DynamoStore, StoreError};
@@ -28,48 +28,52 @@ pub enum ImCloudCommand {
     /// calls/s, UserSigs valid 86400 s, no group id prefix). LeanCloud's credential is
     /// the app's master key; Tencent's secret key is read from --key-file (`-`: standard
     /// input), needed on the first set and kept when not given. No key is ever printed.
-    Set {
-        app_id: String,
-        #[arg(long, value_enum, default_value_t = Provider::Leancloud)]
-        provider: Provider,
-        /// The REST server address: https://host[:port] (http only on a loopback IP).
-        /// For Tencent, the region's REST domain (e.g. https://adminapisgp.im.qcloud.com).
-        #[arg(long)]
-        server: Option<String>,
-        #[arg(long, value_parser = ["on", "off"])]
-        mirroring: Option<String>,
-        #[arg(long, value_parser = ["on", "off"])]
-        system_messages: Option<String>,
-        /// LeanCloud: the client id that sends system messages.
-        #[arg(long)]
-        system_client: Option<String>,
-        /// What deleting a group does to its conversation (LeanCloud) or group (Tencent).
-        #[arg(long, value_parser = ["keep", "delete"])]
-        on_delete: Option<String>,
-        /// Tencent: the app's SDKAppID.
-        #[arg(long, value_name = "N")]
-        sdk_app_id: Option<u64>,
-        /// Tencent: the App admin the REST calls are made as (nobody gets its UserSig).
-        #[arg(long, value_name = "ID")]
-        admin_identifier: Option<String>,
-        /// Tencent: the file holding the app's secret key (`-`: standard input).
-        #[arg(long, value_name = "FILE")]
-        key_file: Option<PathBuf>,
-        /// Tencent: the type mirrored groups are created as.
-        #[arg(long, value_parser = ["Public", "Private", "ChatRoom"])]
-        group_type: Option<String>,
-        /// Tencent: the most REST calls per second the mirror makes (1 to 200).
-        #[arg(long, value_name = "N")]
-        max_calls_per_second: Option<u32>,
-        /// Tencent: how long a client's UserSig is valid (300 to 2592000 seconds).
-        #[arg(long, value_name = "SECONDS")]
-        usersig_expire: Option<u64>,
-        /// Tencent: what each Tencent group id starts with (then our group id, decimal).
-        #[arg(long, value_name = "P")]
-        group_id_prefix: Option<String>,
-    },
+    Set(Box<SetArgs>),
     /// Show the app's settings for every IM cloud (never a key).
     Show { app_id: String },
+}
+
+/// `set`'s options (boxed in [`ImCloudCommand`]: they are many).
+#[derive(Args)]
+pub struct SetArgs {
+    pub app_id: String,
+    #[arg(long, value_enum, default_value_t = Provider::Leancloud)]
+    pub provider: Provider,
+    /// The REST server address: https://host[:port] (http only on a loopback IP).
+    /// For Tencent, the region's REST domain (e.g. https://adminapisgp.im.qcloud.com).
+    #[arg(long)]
+    pub server: Option<String>,
+    #[arg(long, value_parser = ["on", "off"])]
+    pub mirroring: Option<String>,
+    #[arg(long, value_parser = ["on", "off"])]
+    pub system_messages: Option<String>,
+    /// LeanCloud: the client id that sends system messages.
+    #[arg(long)]
+    pub system_client: Option<String>,
+    /// What deleting a group does to its conversation (LeanCloud) or group (Tencent).
+    #[arg(long, value_parser = ["keep", "delete"])]
+    pub on_delete: Option<String>,
+    /// Tencent: the app's SDKAppID.
+    #[arg(long, value_name = "N")]
+    pub sdk_app_id: Option<u64>,
+    /// Tencent: the App admin the REST calls are made as (nobody gets its UserSig).
+    #[arg(long, value_name = "ID")]
+    pub admin_identifier: Option<String>,
+    /// Tencent: the file holding the app's secret key (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Tencent: the type mirrored groups are created as.
+    #[arg(long, value_parser = ["Public", "Private", "ChatRoom"])]
+    pub group_type: Option<String>,
+    /// Tencent: the most REST calls per second the mirror makes (1 to 200).
+    #[arg(long, value_name = "N")]
+    pub max_calls_per_second: Option<u32>,
+    /// Tencent: how long a client's UserSig is valid (300 to 2592000 seconds).
+    #[arg(long, value_name = "SECONDS")]
+    pub usersig_expire: Option<u64>,
+    /// Tencent: what each Tencent group id starts with (then our group id, decimal).
+    #[arg(long, value_name = "P")]
+    pub group_id_prefix: Option<String>,
 }
 
 /// The options of `set` that only one provider takes, named as on the command line.
@@ -97,22 +101,23 @@ fn no_app<T>(app_id: &str, result: Result<T, StoreError>) -> Result<T> {
 pub async fn run(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
     match action {
         ImCloudCommand::Show { app_id } => show(store, &app_id).await,
-        ImCloudCommand::Set {
-            app_id,
-            provider,
-            server,
-            mirroring,
-            system_messages,
-            system_client,
-            on_delete,
-            sdk_app_id,
-            admin_identifier,
-            key_file,
-            group_type,
-            max_calls_per_second,
-            usersig_expire,
-            group_id_prefix,
-        } => {
+        ImCloudCommand::Set(args) => {
+            let SetArgs {
+                app_id,
+                provider,
+                server,
+                mirroring,
+                system_messages,
+                system_client,
+                on_delete,
+                sdk_app_id,
+                admin_identifier,
+                key_file,
+                group_type,
+                max_calls_per_second,
+                usersig_expire,
+                group_id_prefix,
+            } = *args;
             check_id("app_id", &app_id, 64).map_err(invalid)?;
             let given = Given {
                 leancloud_only: [("--system-client", system_client.is_some())]

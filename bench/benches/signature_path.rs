@@ -289,12 +289,10 @@ async fn fixture(store: &DynamoStore) -> Fixture {
         .create_token_key(&kid, &app_id, &token_secret)
         .await
         .expect("register its token key");
-    let tencent = TencentCloud::new(TencentSpec::new(
-        "https://adminapisgp.im.qcloud.com",
-        SDK_APP_ID,
-        "im-admin",
-    ))
-    .expect("Tencent settings");
+    let mut spec = TencentSpec::new("https://adminapisgp.im.qcloud.com", SDK_APP_ID, "im-admin");
+    // UserSigs only: the local server's stream must not mirror the group into Tencent.
+    spec.mirroring = false;
+    let tencent = TencentCloud::new(spec).expect("Tencent settings");
     let tencent_key = random_secret();
     store
         .set_tencent(&app_id, &tencent, Some(&tencent_key))

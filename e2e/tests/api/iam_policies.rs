@@ -697,10 +697,9 @@ fn signature_access(functions: &[Function]) -> Vec<String> {
                  secret, which carries the master key) is more than it needs"
             ));
         }
-        if !keyless
-            && !(f.may("dynamodb:BatchGetItem", "APP")
-                && f.may("dynamodb:BatchGetItem", "TOKEN_KEY"))
-        {
+        let batches_keys =
+            f.may("dynamodb:BatchGetItem", "APP") && f.may("dynamodb:BatchGetItem", "TOKEN_KEY");
+        if !keyless && !batches_keys {
             v.push(format!(
                 "{who}: cannot BatchGetItem the token secret with the master key (one round \
                  trip for a caller's first request)"

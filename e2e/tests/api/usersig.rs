@@ -3,6 +3,9 @@
 //! its clock pinned to our `TLS.time`) and an independent decode-and-recompute; and the
 //! refusals: no Tencent settings, ids Tencent cannot take, other callers, the REST admin.
 
+use std::collections::BTreeMap;
+
+use im_e2e::calls::serve_counted;
 use im_e2e::http::{Api, BACKEND};
 use im_e2e::signatures::{usersig_verifies, verify_usersig_response};
 use im_e2e::stack::test_key;
@@ -11,10 +14,12 @@ use reqwest::Method;
 use serde_json::Value;
 
 /// Gives the app Tencent settings (`sdk_app_id`, REST admin `im-admin`, UserSigs valid
-/// `expire` seconds) and a new key; answers the key.
+/// `expire` seconds, mirroring off) and a new key; answers the key.
 async fn with_tencent(api: &Api, sdk_app_id: u64, expire: u64) -> String {
     let mut spec = TencentSpec::new("https://adminapisgp.im.qcloud.com", sdk_app_id, "im-admin");
     spec.usersig_expire = expire;
+    // UserSigs only: the local server's stream must not try to reach Tencent.
+    spec.mirroring = false;
     let key = test_key();
     api.store
         .set_tencent(
@@ -118,4 +123,27 @@ async fn usersigs_are_refused_as_the_login_signature_is_and_never_for_the_rest_a
     }
     // Anyone else as before.
     assert_eq!(usersig(&api, "im-admin2", "im-admin2").await.0, 200);
+}
+
+/// On a server whose caches start empty, as a new Lambda sandbox's do: a caller's first
+/// UserSig reads the token secret and then the app's Tencent settings and key, one GetItem
+/// each, and never batches the app item (which would carry the master key) with the
+/// token; a warm one reads nothing.
+#[tokio::test]
+async fn a_usersig_reads_the_tencent_key_alone_and_then_from_its_cache() {
+    let (base, calls) = serve_counted(&[]).await;
+    let api = Api::at(base, "usersig-calls").await;
+    let key = with_tencent(&api, 1_400_000_777, 86_400).await;
+    calls.take();
+    let (status, body) = usersig(&api, "alice", "alice").await;
+    assert_eq!(status, 200, "{body}");
+    verify_usersig_response(&body, &key, 1_400_000_777, 86_400);
+    assert_eq!(
+        calls.counted(),
+        BTreeMap::from([("GetItem".to_owned(), 2)]),
+        "the token secret, then the app's Tencent settings"
+    );
+    assert_eq!(usersig(&api, "alice", "alice").await.0, 200);
+    assert_eq!(usersig(&api, BACKEND, "bob").await.0, 200);
+    assert_eq!(calls.counted(), BTreeMap::new(), "warm: from the caches");
 }
