@@ -483,7 +483,7 @@ async fn the_stream_event_mirrors_its_group_into_both_clouds_under_the_emulator(
 
     let store = im_shared::store::DynamoStore::new(
         im_e2e::stack::ddb().await,
-        &env("IM_TEST_LAMBDA_TABLE"),
+        env("IM_TEST_LAMBDA_TABLE"),
     );
     let app = TestApp::register(&store, "both-clouds").await;
     // The event's app and group, made this test's own (the emulator's table is shared).
