@@ -615,9 +615,11 @@ async fn a_backfill_of_2000_groups_converges_without_one_rate_limit_answer_and_r
     );
     let (created, already) = summary(&printed);
     assert_eq!(created + already, 2000, "{printed}");
+    // What the first run recorded is skipped; a group it made but was killed before
+    // recording (at most the groups in flight) is taken over (10025), not made twice.
     assert!(
-        already >= 300,
-        "the second run went on where the first stopped: {printed}"
+        already > 0 && already <= before && before - already <= 64,
+        "the second run went on where the first stopped ({before} made by it): {printed}"
     );
 
     // A third run finds every group there.
