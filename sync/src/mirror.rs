@@ -414,7 +414,12 @@ impl GroupRun<'_> {
                 Change::Member { .. } => None,
             }),
         };
-        if let (true, None, Some(group)) = (self.live, &self.conversation, &now) {
+        // A group the import brought in is in the IM cloud already: never made again.
+        let imported = pending.iter().any(|r| match &r.change {
+            Change::Group { old, new } => records::imports(old.as_deref(), new.as_deref()),
+            Change::Member { .. } => false,
+        });
+        if let (true, None, Some(group), false) = (self.live, &self.conversation, &now, imported) {
             if let Err(e) = self.make_conversation(&group.group_name).await {
                 return self.failed(e, first, last).await;
             }
@@ -600,6 +605,11 @@ impl GroupRun<'_> {
         old: Option<&GroupImage>,
         new: Option<&GroupImage>,
     ) -> Result<bool, StepError> {
+        if records::imports(old, new) {
+            // The import's own write: the conversation has the group as written, so
+            // nothing is renamed, moved or announced.
+            return Ok(false);
+        }
         // The conversation the group had at the time of the change.
         let then = new
             .and_then(|g| g.conversation_id.clone())

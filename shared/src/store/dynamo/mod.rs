@@ -11,6 +11,7 @@ mod conditions;
 mod expr;
 mod groups;
 mod idempotency;
+pub mod import;
 pub mod layout;
 mod links;
 mod members;
@@ -26,6 +27,7 @@ use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, TransactWriteIte
 use aws_sdk_dynamodb::Client;
 use rand::Rng;
 
+pub use self::import::{Existing, ImportedGroup, Written};
 pub use self::sync::{padded_sequence, Hold, MirrorLink, SyncCursor, SyncSave};
 
 use self::layout::Item;
