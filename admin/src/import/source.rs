@@ -45,15 +45,21 @@ impl fmt::Display for Shape {
     }
 }
 
-/// Reads every record of `path`, calling `each` for each; answers what was read, by
+/// Reads every record of `path` (a gzip stream is read as a `.tar.gz`, whatever its
+/// name), calling `each` for each; answers what was read, by
 /// file (and archive member), for the report. An error here is one the whole file
 /// cannot be read past (it cannot be opened, an archive is cut short): reported by the
 /// caller as a refusal of the rest of that file, and the run goes on.
 pub fn read_path(path: &Path, each: &mut dyn FnMut(Read1)) -> Result<Vec<(String, Shape)>, String> {
     let name = path.display().to_string();
-    let file = File::open(path).map_err(|e| format!("{name}: cannot be opened: {e}"))?;
-    let lower = name.to_ascii_lowercase();
-    if lower.ends_with(".tar.gz") || lower.ends_with(".tgz") {
+    let mut file = File::open(path).map_err(|e| format!("{name}: cannot be opened: {e}"))?;
+    // A gzip stream, whatever the file is called (the console's download may be renamed).
+    let mut magic = [0u8; 2];
+    let gzip = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    use std::io::Seek;
+    file.rewind()
+        .map_err(|e| format!("{name}: cannot be read: {e}"))?;
+    if gzip {
         return read_archive(&name, file, each);
     }
     let shape = read_stream(&name, BufReader::new(file), each);
@@ -68,27 +74,23 @@ fn read_archive(
     file: File,
     each: &mut dyn FnMut(Read1),
 ) -> Result<Vec<(String, Shape)>, String> {
+    // First the names (a cut archive lists what comes before the cut), then the reading.
     let names = {
         let mut archive = tar::Archive::new(GzDecoder::new(BufReader::new(&file)));
         let mut names = Vec::new();
-        for entry in archive.entries().map_err(|e| cut(name, e))? {
-            let entry = entry.map_err(|e| cut(name, e))?;
-            if entry.header().entry_type().is_file() {
-                names.push(
-                    entry
-                        .path()
-                        .map_err(|e| cut(name, e))?
-                        .display()
-                        .to_string(),
-                );
+        if let Ok(entries) = archive.entries() {
+            for entry in entries {
+                let Ok(entry) = entry else { break };
+                if let (true, Ok(path)) = (entry.header().entry_type().is_file(), entry.path()) {
+                    names.push(path.display().to_string());
+                }
             }
         }
         names
     };
     let by_class = names.iter().any(|n| is_conversation_file(n));
     let mut file = file;
-    use std::io::Seek;
-    file.rewind().map_err(|e| cut(name, e))?;
+    std::io::Seek::rewind(&mut file).map_err(|e| cut(name, e))?;
     let mut archive = tar::Archive::new(GzDecoder::new(BufReader::new(file)));
     let mut read = Vec::new();
     for entry in archive.entries().map_err(|e| cut(name, e))? {
@@ -179,7 +181,9 @@ fn read_lines<R: BufRead>(label: &str, mut input: R, each: &mut dyn FnMut(Read1)
             Err(e) => {
                 each(Read1 {
                     source: format!("{label}:{n}"),
-                    record: Err(format!("cannot be read past line {n}: {e}")),
+                    record: Err(format!(
+                        "cannot be read past line {n} ({e}): a truncated or damaged file?"
+                    )),
                 });
                 return;
             }
