@@ -526,7 +526,7 @@ impl Progress {
                 bar.set_position(n);
                 bar.set_message(format!("({} refused)", tally.count(Outcome::Refused)));
             }
-            None if n % 10_000 == 0 => eprintln!("im-admin import: {n} records"),
+            None if n.is_multiple_of(10_000) => eprintln!("im-admin import: {n} records"),
             None => {}
         }
     }

@@ -309,7 +309,10 @@ impl<'de> Visitor<'de> for Results<'_, '_> {
 mod tests {
     use super::*;
 
-    fn read(text: &str) -> (Shape, Vec<(String, Result<String, String>)>) {
+    /// Each record's source and objectId, or why it is none.
+    type Seen = Vec<(String, Result<String, String>)>;
+
+    fn read(text: &str) -> (Shape, Seen) {
         let mut out = Vec::new();
         let shape = read_stream("f", BufReader::new(text.as_bytes()), &mut |r| {
             out.push((

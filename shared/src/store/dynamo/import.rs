@@ -66,7 +66,7 @@ pub enum Existing {
     /// An import stopped half-way bringing in this group: finish it.
     Unfinished(u64),
     /// A live group of the app is linked to it.
-    Live(GroupMeta),
+    Live(Box<GroupMeta>),
     /// A group that is being deleted still holds it.
     Busy(u64),
 }
@@ -229,7 +229,7 @@ impl DynamoStore {
             .map(String::as_str)
             == Some(IMPORTING);
         Ok(match meta_from_item(item) {
-            Some(m) if m.app_id == app_id && m.live => Existing::Live(m),
+            Some(m) if m.app_id == app_id && m.live => Existing::Live(Box::new(m)),
             Some(m) if m.app_id == app_id && importing => Existing::Unfinished(group_id),
             _ => Existing::Busy(group_id),
         })

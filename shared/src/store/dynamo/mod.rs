@@ -3,7 +3,8 @@
 //! every rule about who may write (owner, group admin, member) is a condition of that
 //! same write, so no concurrent request can slip between a check and the change it
 //! guards (`conditions`). By concern: `groups`, `members`, `links` (conversation links and the
-//! facts the signature rules read), `idempotency`, `admin` (apps and token keys).
+//! facts the signature rules read), `idempotency`, `admin` (apps and token keys), `import`
+//! (groups brought in whole by `im-admin import`).
 
 mod admin;
 pub mod client;
