@@ -17,8 +17,10 @@ use im_shared::model::import::{
     choose_id, judge, Conversation, GroupRule, IdChoice, ImportGroup, ImportLimits, Outcome,
     ReportLine, Tally, Verdict,
 };
+use im_shared::model::Secret;
 use im_shared::store::dynamo::{Existing, ImportedGroup, Written};
 use im_shared::store::{DynamoStore, KeyStore};
+use im_sync::vendor::{RetryPolicy, Vendor};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
@@ -35,8 +37,12 @@ pub enum ImportCommand {
         app: String,
         /// A `.jsonl` file, a JSON array, `{"results": [...]}`, or the console's `.tar.gz`
         /// (repeatable).
-        #[arg(long = "file", value_name = "PATH", required = true)]
+        #[arg(long = "file", value_name = "PATH", required_unless_present = "scan")]
         files: Vec<PathBuf>,
+        /// Read the class straight from the vendor's REST scan API instead: the app's IM
+        /// cloud server and its master key (`app im-cloud set`), 1,000 a page.
+        #[arg(long, conflicts_with = "files")]
+        scan: bool,
         /// Which conversations become groups: `attr` (`attr.type == "group"`), `named`
         /// (named, with members) or `all-with-members`. Chat rooms, system and unique
         /// conversations never do.
@@ -68,6 +74,7 @@ pub async fn run(store: &DynamoStore, command: ImportCommand) -> Result<()> {
         ImportCommand::Leancloud {
             app,
             files,
+            scan,
             groups,
             report,
             dry_run,
@@ -75,8 +82,20 @@ pub async fn run(store: &DynamoStore, command: ImportCommand) -> Result<()> {
             let rule =
                 GroupRule::parse(&groups).context("--groups: attr, named or all-with-members")?;
             known_app(store, &app).await?;
+            let source = if scan {
+                let (cloud, key) = store.mirror_target(&app).await?.with_context(|| {
+                    format!("app {app} has no IM cloud settings: give it its server with `app im-cloud set` first")
+                })?;
+                Source::Scan {
+                    app: app.clone(),
+                    server: cloud.server().to_owned(),
+                    key,
+                }
+            } else {
+                Source::Files(files)
+            };
             let mut run = Run::new(store, &app, report, dry_run)?;
-            run.leancloud(files, rule).await?;
+            run.leancloud(source, rule).await?;
             (run.finish()?, dry_run)
         }
         ImportCommand::Groups {
@@ -117,8 +136,76 @@ enum Read {
     Broken(String),
 }
 
-/// Reads `files` on a thread of its own, a bounded queue ahead of the writes.
-fn reader(files: Vec<PathBuf>) -> mpsc::Receiver<Read> {
+/// Where the vendor's records come from.
+#[derive(Clone)]
+pub enum Source {
+    Files(Vec<PathBuf>),
+    /// The vendor's REST scan, with the app's master key (only ever in its header).
+    Scan {
+        app: String,
+        server: String,
+        key: Secret,
+    },
+}
+
+/// Reads `source`, a bounded queue ahead of the writes.
+fn reader(source: Source) -> mpsc::Receiver<Read> {
+    match source {
+        Source::Files(files) => file_reader(files),
+        Source::Scan { app, server, key } => scanner(app, server, key),
+    }
+}
+
+/// Pages through the vendor's scan, passing each page's cursor back, until it is null.
+/// A call that still fails after its retries ends the scan (reported; the records
+/// read so far stand, and a re-run finishes).
+fn scanner(app: String, server: String, key: Secret) -> mpsc::Receiver<Read> {
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        let vendor = match Vendor::new(RetryPolicy::default()) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = tx
+                    .send(Read::Broken(format!("scan: no HTTP client: {e}")))
+                    .await;
+                return;
+            }
+        };
+        let api = vendor.app(&server, &app, &key);
+        let mut cursor: Option<String> = None;
+        for page in 1u64.. {
+            match api.scan_conversations(cursor.as_deref()).await {
+                Ok((records, next)) => {
+                    for (i, record) in records.into_iter().enumerate() {
+                        let read = Read1 {
+                            source: format!("scan:page {page}:record {}", i + 1),
+                            record: Ok(record),
+                        };
+                        if tx.send(Read::Record(read)).await.is_err() {
+                            return;
+                        }
+                    }
+                    match next {
+                        Some(c) => cursor = Some(c),
+                        None => return,
+                    }
+                }
+                Err(e) => {
+                    let _ = tx
+                        .send(Read::Broken(format!(
+                            "scan: page {page} could not be read: {e}"
+                        )))
+                        .await;
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Reads `files` on a thread of its own.
+fn file_reader(files: Vec<PathBuf>) -> mpsc::Receiver<Read> {
     let (tx, rx) = mpsc::channel(1024);
     std::thread::spawn(move || {
         for path in files {
@@ -185,12 +272,12 @@ impl<'a> Run<'a> {
         Ok(self.tally)
     }
 
-    async fn leancloud(&mut self, files: Vec<PathBuf>, rule: GroupRule) -> Result<()> {
+    async fn leancloud(&mut self, source: Source, rule: GroupRule) -> Result<()> {
         // First pass: the highest id the records want, so that the counter is raised
         // above every one before any group is written (a new id never takes one that a
-        // later record keeps).
+        // later record keeps). Files are read twice; so is the scan.
         let mut highest = 0u64;
-        let mut pass = reader(files.clone());
+        let mut pass = reader(source.clone());
         while let Some(r) = pass.recv().await {
             if let Read::Record(Read1 { record: Ok(v), .. }) = r {
                 if let Ok(c) = Conversation::from_json(&v) {
@@ -206,7 +293,7 @@ impl<'a> Run<'a> {
             .await?;
         let mut kept = HashSet::new();
         let mut seen: HashMap<String, String> = HashMap::new();
-        let mut records = reader(files);
+        let mut records = reader(source);
         while let Some(r) = records.recv().await {
             let line = match r {
                 Read::Broken(why) => refused(

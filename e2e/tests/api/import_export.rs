@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Output, Stdio};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use im_e2e::im_cloud::{Fault, FaultKind, ImCloudStandIn};
 use im_e2e::repo::{read_json, repo_root};
 use im_e2e::stack::{admin_command, ddb, test_key, unique};
 use im_shared::model::{Caller, ConversationClaim, GroupSpec, GroupStatus, MemberList};
@@ -47,6 +48,13 @@ fn printed(o: &Output) -> String {
 
 /// A new table with one app in it, both made through `im-admin`.
 async fn table_with_app(prefix: &str, app: &str) -> (String, DynamoStore) {
+    let (table, store, _) = table_with_app_key(prefix, app).await;
+    (table, store)
+}
+
+/// [`table_with_app`], and the app's master key.
+async fn table_with_app_key(prefix: &str, app: &str) -> (String, DynamoStore, String) {
+    let key = test_key();
     let table = unique(prefix);
     assert!(admin(&table, &["table", "create"]).status.success());
     let mut child = admin_command()
@@ -59,10 +67,10 @@ async fn table_with_app(prefix: &str, app: &str) -> (String, DynamoStore) {
         .stdin
         .take()
         .unwrap()
-        .write_all(test_key().as_bytes())
+        .write_all(key.as_bytes())
         .unwrap();
     assert!(child.wait().unwrap().success());
-    (table.clone(), DynamoStore::new(ddb().await, table))
+    (table.clone(), DynamoStore::new(ddb().await, table), key)
 }
 
 /// Runs an import; answers whether it succeeded, what it printed, and its report.
@@ -743,4 +751,87 @@ async fn the_consoles_tar_gz_reads_as_its_files_do_and_a_cut_one_stops_only_itse
         "{report:#?}"
     );
     assert_eq!(one(&report, &conv("c01"))["outcome"], "imported");
+}
+
+#[tokio::test]
+async fn scan_reads_the_class_page_by_page_from_the_im_cloud_with_the_key_in_its_header_only() {
+    let app = unique("scan");
+    let (table, store, key) = table_with_app_key("import-scan", &app).await;
+    let cloud = ImCloudStandIn::start(&app, &key).await;
+    let set = admin(
+        &table,
+        &[
+            "app",
+            "im-cloud",
+            "set",
+            &app,
+            "--server",
+            cloud.url(),
+            "--mirroring",
+            "off",
+        ],
+    );
+    assert!(set.status.success(), "{}", printed(&set));
+    // 1,000 conversations that are not groups, then two that are: past the first page.
+    for i in 0..1000 {
+        cloud.create_conversation_directly(&format!("chat {i}"), &["amy", "bob"], Value::Null);
+    }
+    let group = json!({"type": "group"});
+    let first = cloud.create_conversation_directly("first", &["amy", "bob"], group.clone());
+    let second = cloud.create_conversation_directly("second", &["cy"], group);
+    // The first call meets a 429 and is retried.
+    cloud.inject_next(Fault::before(FaultKind::TooManyRequests));
+    let args = vec![
+        "leancloud".to_owned(),
+        "--app".to_owned(),
+        app.clone(),
+        "--scan".to_owned(),
+    ];
+    let (ok, text, report) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        import(&table, &args)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{text}");
+    assert_eq!(
+        (count(&report, "skipped"), count(&report, "imported")),
+        (1000, 2)
+    );
+    assert!(one(&report, &second)["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("scan:page 2:"));
+    for c in [&first, &second] {
+        assert!(matches!(
+            store.conversation_group(&app, c).await.unwrap(),
+            Some(ConversationClaim::Group(_))
+        ));
+    }
+    let scans: Vec<_> = cloud
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/1.1/scan/classes/_Conversation")
+        .collect();
+    // Two passes (the first finds the highest id wanted) of two pages, and the retry.
+    assert_eq!(scans.len(), 5, "{scans:#?}");
+    assert_eq!(scans[0].status, Some(429));
+    assert!(scans
+        .iter()
+        .all(|r| r.query.as_deref().unwrap().contains("limit=1000")));
+    assert!(scans[2]
+        .query
+        .as_deref()
+        .unwrap()
+        .contains("cursor=scan-1000"));
+    assert!(!text.contains(&key) && !report.iter().any(|l| l.to_string().contains(&key)));
+    // Without IM cloud settings there is nothing to scan: a clear error.
+    let bare = unique("bare");
+    let (t2, _) = table_with_app("import-scan-bare", &bare).await;
+    let out = tokio::task::spawn_blocking(move || {
+        admin(&t2, &["import", "leancloud", "--app", &bare, "--scan"])
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success() && printed(&out).contains("no IM cloud settings"));
 }

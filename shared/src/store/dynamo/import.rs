@@ -406,10 +406,11 @@ impl DynamoStore {
             let mut version = meta.version;
             let mut stale = false;
             let mut count = present.len() as u64;
-            let changes: Vec<(String, bool)> = new
+            // Removals first: the count in between never passes the limit.
+            let changes: Vec<(String, bool)> = gone
                 .into_iter()
-                .map(|m| (m, true))
-                .chain(gone.into_iter().map(|m| (m, false)))
+                .map(|m| (m, false))
+                .chain(new.into_iter().map(|m| (m, true)))
                 .collect();
             let mut chunks: Vec<&[(String, bool)]> = changes.chunks(TX_ITEMS - 1).collect();
             if chunks.is_empty() {
