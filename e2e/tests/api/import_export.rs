@@ -781,15 +781,9 @@ async fn scan_reads_the_class_page_by_page_from_the_im_cloud_with_the_key_in_its
     let second = cloud.create_conversation_directly("second", &["cy"], group);
     // The first call meets a 429 and is retried.
     cloud.inject_next(Fault::before(FaultKind::TooManyRequests));
-    let args = vec![
-        "leancloud".to_owned(),
-        "--app".to_owned(),
-        app.clone(),
-        "--scan".to_owned(),
-    ];
+    let scanning = app.clone();
     let (ok, text, report) = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        import(&table, &args)
+        import(&table, &["leancloud", "--app", &scanning, "--scan"])
     })
     .await
     .unwrap();
