@@ -129,6 +129,20 @@ async fn known_app(store: &DynamoStore, app: &str) -> Result<()> {
     Ok(())
 }
 
+/// Records whose writes go on at once.
+const PARALLEL: usize = 16;
+
+/// A record read: reported as it is, or a conversation to write.
+enum Next {
+    Done(ReportLine),
+    Write {
+        source: String,
+        c: Box<Conversation>,
+        verdict: Verdict,
+        choice: IdChoice,
+    },
+}
+
 /// What the reader thread hands over.
 enum Read {
     Record(Read1),
@@ -293,53 +307,88 @@ impl<'a> Run<'a> {
             .await?;
         let mut kept = HashSet::new();
         let mut seen: HashMap<String, String> = HashMap::new();
+        let mut batch = Vec::with_capacity(PARALLEL);
         let mut records = reader(source);
         while let Some(r) = records.recv().await {
-            let line = match r {
-                Read::Broken(why) => refused(
+            let next = match r {
+                Read::Broken(why) => Next::Done(refused(
                     why.split(": ").next().unwrap_or_default(),
                     None,
                     why.clone(),
-                ),
+                )),
                 Read::Record(Read1 {
                     source,
                     record: Err(why),
-                }) => refused(&source, None, why),
+                }) => Next::Done(refused(&source, None, why)),
                 Read::Record(Read1 {
                     source,
                     record: Ok(v),
-                }) => {
-                    match Conversation::from_json(&v) {
-                        Err(why) => refused(&source, None, why),
-                        Ok(c) => {
+                }) => match Conversation::from_json(&v) {
+                    Err(why) => Next::Done(refused(&source, None, why)),
+                    Ok(c) => match seen.get(&c.object_id) {
+                        Some(first) => Next::Done(refused(
+                            &source,
+                            Some(c.object_id.clone()),
+                            format!(
+                                "objectId {} appeared before, at {first}; the first is kept",
+                                c.object_id
+                            ),
+                        )),
+                        None => {
+                            seen.insert(c.object_id.clone(), source.clone());
                             let verdict = judge(&c, rule, &self.limits);
-                            if let Some(first) = seen.get(&c.object_id) {
-                                refused(
-                                    &source,
-                                    Some(c.object_id.clone()),
-                                    format!("objectId {} appeared before, at {first}; the first is kept", c.object_id),
-                                )
-                            } else {
-                                seen.insert(c.object_id.clone(), source.clone());
-                                self.conversation(source, c, verdict, floor, &mut kept)
-                                    .await?
+                            // Chosen here, in the export's order, so that the first
+                            // record wanting an id keeps it whatever the writes' order.
+                            let choice = match &verdict {
+                                Verdict::Group(g) => choose_id(g.wanted_id, floor, &mut kept),
+                                _ => IdChoice::New { taken: None },
+                            };
+                            Next::Write {
+                                source,
+                                c: Box::new(c),
+                                verdict,
+                                choice,
                             }
                         }
-                    }
-                }
+                    },
+                },
             };
-            self.record(line)?;
+            batch.push(next);
+            if batch.len() == PARALLEL {
+                self.settle(&mut batch).await?;
+            }
+        }
+        self.settle(&mut batch).await
+    }
+
+    /// Writes a batch's groups at once (each a different conversation: no two touch the
+    /// same items), then reports them in the export's order.
+    async fn settle(&mut self, batch: &mut Vec<Next>) -> Result<()> {
+        let this = &*self;
+        let lines = futures::future::join_all(batch.drain(..).map(|next| async move {
+            match next {
+                Next::Done(line) => Ok(line),
+                Next::Write {
+                    source,
+                    c,
+                    verdict,
+                    choice,
+                } => this.conversation(source, *c, verdict, choice).await,
+            }
+        }))
+        .await;
+        for line in lines {
+            self.record(line?)?;
         }
         Ok(())
     }
 
     async fn conversation(
-        &mut self,
+        &self,
         source: String,
         c: Conversation,
         verdict: Verdict,
-        floor: u64,
-        kept: &mut HashSet<u64>,
+        choice: IdChoice,
     ) -> Result<ReportLine> {
         let mut line = ReportLine {
             source,
@@ -419,7 +468,6 @@ impl<'a> Run<'a> {
                 };
             }
             Existing::Nothing => {
-                let choice = choose_id(g.wanted_id, floor, kept);
                 if let IdChoice::New { taken: Some(id) } = choice {
                     line.notes.push(format!(
                         "attr.group_id {id} is or may have been another group's: a new id"
