@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use im_admin::im_cloud::{self, ImCloudCommand};
+use im_admin::import::ImportCommand;
 use im_admin::redrive::{self, QueueRedrive};
-use im_admin::{keyinput, table};
+use im_admin::{export, import, keyinput, table};
 use im_shared::auth;
 use im_shared::model::ids::check_id;
 use im_shared::model::CloudId;
@@ -49,6 +50,20 @@ enum Command {
     Sync {
         #[command(subcommand)]
         action: SyncCommand,
+    },
+    /// Bring groups in: an app's conversations from LeanCloud's export, or groups from
+    /// `export`'s lines.
+    Import {
+        #[command(subcommand)]
+        source: ImportCommand,
+    },
+    /// Write every live group of an app as JSON lines (docs/export.schema.json).
+    Export {
+        #[arg(long)]
+        app: String,
+        /// Write here rather than to standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// The table itself.
     Table {
@@ -370,6 +385,19 @@ async fn run(cli: Cli) -> Result<()> {
             AppCommand::ImCloud { action } => im_cloud::run(&store, action).await?,
         },
         Command::Sync { action } => sync(store, action).await?,
+        Command::Import { source } => import::run(&store, source).await?,
+        Command::Export { app, out } => {
+            valid_app_id(&app)?;
+            let n = match out {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .with_context(|| format!("--out {}", path.display()))?;
+                    export::export(&store, &app, &mut std::io::BufWriter::new(file)).await?
+                }
+                None => export::export(&store, &app, &mut std::io::stdout().lock()).await?,
+            };
+            eprintln!("im-admin export: {n} group(s) of app {app}");
+        }
     }
     Ok(())
 }

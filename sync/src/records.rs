@@ -29,6 +29,15 @@ impl GroupImage {
     }
 }
 
+/// Whether the write from `old` to `new` is `im-admin import`'s own (a new `last_change`
+/// whose event is `imported`), rather than a later write that left the import's
+/// `last_change` in place.
+pub fn imports(old: Option<&GroupImage>, new: Option<&GroupImage>) -> bool {
+    let change = new.and_then(|g| g.last_change.as_ref());
+    change.is_some_and(|c| c.event == "imported")
+        && change != old.and_then(|g| g.last_change.as_ref())
+}
+
 /// What the write that made this image did (`last_change` on the group item).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct LastChange {
@@ -44,6 +53,8 @@ pub struct LastChange {
 struct MemberImage {
     client_id: String,
     gsi1pk: Option<String>,
+    /// `import` on a member item `im-admin import` wrote.
+    via: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +98,8 @@ pub enum Skip {
     NotAGroupItem,
     /// A member item changed in place (nothing the conversation follows).
     MemberModified,
+    /// A member the import brought in: the conversation has them already.
+    Imported,
     Unreadable(String),
 }
 
@@ -137,6 +150,9 @@ pub fn read(record: &EventRecord) -> Result<Record, Skip> {
         };
         let member: MemberImage =
             serde_dynamo::from_item(item.clone()).map_err(|e| unreadable("member image", e))?;
+        if joined && member.via.as_deref() == Some(im_shared::store::dynamo::import::VIA_IMPORT) {
+            return Err(Skip::Imported);
+        }
         // gsi1pk is CLIENT#<app id>:<client id>; ids never contain ':'.
         let app_id = member
             .gsi1pk
@@ -250,6 +266,48 @@ mod tests {
             read(&record("MODIFY", keys, image.clone(), image)),
             Err(Skip::MemberModified)
         );
+    }
+
+    #[test]
+    fn what_the_import_wrote_is_the_conversations_already() {
+        let keys = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "MEMBER#bob"}});
+        let image = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "MEMBER#bob"},
+            "client_id": {"S": "bob"}, "group_id": {"N": "7"}, "via": {"S": "import"},
+            "gsi1pk": {"S": "CLIENT#app-1:bob"}, "gsi1sk": {"S": "GROUP#00000000000000000007"}});
+        assert_eq!(
+            read(&record("INSERT", keys.clone(), json!({}), image.clone())),
+            Err(Skip::Imported)
+        );
+        // Its removal later (a kick) is a removal like any.
+        let left = read(&record("REMOVE", keys, image, json!({}))).unwrap();
+        assert!(matches!(left.change, Change::Member { joined: false, .. }));
+
+        let keys = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "META"}});
+        let group = |status: &str, change: &str| {
+            let r = read(&record(
+                "INSERT",
+                keys.clone(),
+                json!({}),
+                group_image(status, "T", change),
+            ))
+            .unwrap();
+            let Change::Group { new, .. } = r.change else {
+                panic!()
+            };
+            new.unwrap()
+        };
+        let imported = group("importing", "imported");
+        let mut later = imported.clone();
+        later.status = "active".into();
+        assert!(imports(None, Some(&imported)));
+        // A later write that left the import's `last_change` as it was is not the import's.
+        assert!(!imports(Some(&imported), Some(&later)));
+        let mut again = later.clone();
+        again.last_change.as_mut().unwrap().at = "2026-11-27T00:00:00Z".into();
+        assert!(imports(Some(&imported), Some(&again)));
+        let renamed = group("active", "renamed");
+        assert!(!imports(Some(&imported), Some(&renamed)));
+        assert!(!imports(Some(&renamed), None));
     }
 
     #[test]

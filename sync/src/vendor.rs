@@ -441,6 +441,31 @@ impl AppApi<'_> {
             .collect())
     }
 
+    /// One page of the `_Conversation` class from the storage API's scan
+    /// (`GET /1.1/scan/classes/_Conversation`, 1,000 a page, after `cursor`): its records,
+    /// and the cursor of the next page (`None` after the last). For `im-admin import
+    /// leancloud --scan`; retried as every call is.
+    pub async fn scan_conversations(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Value>, Option<String>), VendorError> {
+        let server = self.base.trim_end_matches("/1.2/rtm/conversations");
+        let url = format!("{server}/1.1/scan/classes/_Conversation");
+        let mut query = vec![("limit", "1000".to_owned())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        let mut answer = self
+            .call("scan conversations", Method::GET, &url, Some(&query), None)
+            .await?;
+        let records = match answer["results"].take() {
+            Value::Array(records) => records,
+            _ => Vec::new(),
+        };
+        let next = answer["cursor"].as_str().map(str::to_owned);
+        Ok((records, next))
+    }
+
     /// Posts `message` (the vendor's typed-message JSON, as a string) from `from_client`.
     pub async fn send_message(
         &self,

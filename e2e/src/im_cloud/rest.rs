@@ -148,6 +148,9 @@ pub(super) fn handle(app: &App, inner: &mut Inner, request: &Request) -> Answer 
 }
 
 enum Route<'a> {
+    /// The storage API's scan of the class (`/1.1/scan/classes/_Conversation`), which
+    /// `im-admin import leancloud --scan` reads.
+    Scan,
     Conversations,
     Conversation(&'a str),
     Members(&'a str),
@@ -156,6 +159,9 @@ enum Route<'a> {
 
 impl<'a> Route<'a> {
     fn parse(path: &'a str) -> Option<Self> {
+        if path == "/1.1/scan/classes/_Conversation" {
+            return Some(Self::Scan);
+        }
         let rest = path.strip_prefix("/1.2/rtm/conversations")?;
         if rest.is_empty() {
             return Some(Self::Conversations);
@@ -173,6 +179,7 @@ impl<'a> Route<'a> {
 
     fn methods(&self) -> &'static [Method] {
         match self {
+            Self::Scan => &[Method::GET],
             Self::Conversations => &[Method::GET, Method::POST],
             Self::Conversation(_) => &[Method::PUT, Method::DELETE],
             Self::Members(_) => &[Method::GET, Method::POST, Method::DELETE],
@@ -199,6 +206,7 @@ fn route(app: &App, inner: &mut Inner, request: &Request) -> Result<Answer, Answ
     }
     let method = request.method;
     match route {
+        Route::Scan => scan(inner, request),
         Route::Conversations if method == Method::POST => create(inner, request),
         Route::Conversations => query(inner, request),
         Route::Conversation(id) if method == Method::PUT => update(inner, id, request),
@@ -279,6 +287,31 @@ fn query(inner: &mut Inner, request: &Request) -> Result<Answer, Answer> {
     Ok(Answer::ok(
         json!({"results": inner.store.query(&filter, skip, limit)}),
     ))
+}
+
+/// The scan: `limit` (at most 1000, 100 by default) records in creation order after
+/// `cursor`, and `cursor` for the next page, `null` after the last. The vendor's cursor is
+/// opaque (and lives 10 minutes); this one is an offset in a form of its own, so that a
+/// client that makes one up is refused.
+fn scan(inner: &mut Inner, request: &Request) -> Result<Answer, Answer> {
+    let mut skip = 0;
+    let mut limit = DEFAULT_LIMIT;
+    for (name, value) in params(request.query, &["limit", "cursor"])? {
+        match name.as_str() {
+            "limit" => limit = number(&name, &value, MAX_LIMIT)?,
+            _ => {
+                skip = value
+                    .strip_prefix("scan-")
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| Answer::bad_request("Invalid cursor."))?
+            }
+        }
+    }
+    let mut page = inner.store.query(&Where::default(), skip, limit + 1);
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let cursor = more.then(|| format!("scan-{}", skip + limit));
+    Ok(Answer::ok(json!({"results": page, "cursor": cursor})))
 }
 
 fn update(inner: &mut Inner, id: &str, request: &Request) -> Result<Answer, Answer> {

@@ -481,10 +481,8 @@ async fn the_stream_event_mirrors_its_group_into_both_clouds_under_the_emulator(
     use im_shared::model::{ImCloud, OnDelete, Secret, TencentCloud, TencentSpec};
     use std::collections::{BTreeSet, HashMap};
 
-    let store = im_shared::store::DynamoStore::new(
-        im_e2e::stack::ddb().await,
-        env("IM_TEST_LAMBDA_TABLE"),
-    );
+    let store =
+        im_shared::store::DynamoStore::new(im_e2e::stack::ddb().await, env("IM_TEST_LAMBDA_TABLE"));
     let app = TestApp::register(&store, "both-clouds").await;
     // The event's app and group, made this test's own (the emulator's table is shared).
     let group_id: u64 = 5_000_000 + rand::random::<u32>() as u64 % 1_000_000;

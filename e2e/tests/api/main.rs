@@ -10,6 +10,7 @@ mod group_lifecycle;
 mod http_api;
 mod iam_policies;
 mod im_cloud_standin;
+mod import_export;
 mod lambda_events;
 mod local_run;
 mod mirror;

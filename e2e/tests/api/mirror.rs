@@ -15,6 +15,7 @@ use im_e2e::sqs::SqsStandIn;
 use im_e2e::stack::{admin_command, change_group_item, env, fresh_store, test_key};
 use im_shared::model::{CloudId, ImCloud, OnDelete, Secret};
 use im_shared::store::dynamo::padded_sequence;
+use im_shared::store::ConversationStore;
 use im_sync::vendor::{RetryPolicy, Vendor};
 use im_sync::{StreamEvent, StreamRecord, Syncer};
 use reqwest::Method;
@@ -1179,4 +1180,92 @@ async fn finishing_a_half_done_delete_is_the_owners_or_the_backends_and_announce
         .collect();
     assert_eq!(dismissals.len(), 1, "{dismissals:?}");
     assert_eq!(dismissals[0]["by"], "alice");
+}
+
+/// Conversations brought in by `im-admin import leancloud` are in the IM cloud already:
+/// the mirror links them only. It makes no conversation, changes no member and posts no
+/// message for the import (a group small enough for one transaction, and one written in
+/// steps), reconcile finds them in step, and the groups' later changes reach them as any
+/// group's do.
+#[tokio::test]
+async fn an_imported_group_is_never_made_again_changed_or_announced() {
+    let m = mirrored("mirror-import", true, OnDelete::Keep).await;
+    let large: Vec<String> = (0..120).map(|i| format!("u{i:03}")).collect();
+    let large_refs: Vec<&str> = large.iter().map(String::as_str).collect();
+    let attr = json!({"type": "group"});
+    let small = m
+        .cloud
+        .create_conversation_directly("imported", &["amy", "bob"], attr.clone());
+    let big = m
+        .cloud
+        .create_conversation_directly("imported, large", &large_refs, attr.clone());
+    // The vendor's export of them (`_Conversation` records as its console writes them).
+    let export =
+        std::env::temp_dir().join(format!("{}.jsonl", im_e2e::stack::unique("mirror-import")));
+    let records: Vec<String> = [
+        (&small, "imported", vec!["amy", "bob"]),
+        (&big, "imported, large", large_refs.clone()),
+    ]
+    .iter()
+    .map(|(id, name, m)| {
+        json!({"objectId": id, "name": name, "m": m, "c": m[0], "attr": attr, "tr": false})
+            .to_string()
+    })
+    .collect();
+    std::fs::write(&export, records.join("\n")).unwrap();
+    let before = m.cloud.requests().len();
+    let mut cmd = admin_command();
+    cmd.args([
+        "--table",
+        &env("IM_TEST_LOCAL_TABLE"),
+        "import",
+        "leancloud",
+        "--app",
+        &m.api.app.app_id,
+    ])
+    .args(["--file", export.to_str().unwrap()]);
+    let (ok, text) = run_printed(cmd).await;
+    assert!(ok, "{text}");
+    assert!(text.contains("imported           2"), "{text}");
+    let small_group = match m
+        .api
+        .store
+        .conversation_group(&m.api.app.app_id, &small)
+        .await
+        .unwrap()
+    {
+        Some(im_shared::model::ConversationClaim::Group(g)) => g,
+        other => panic!("{other:?}"),
+    };
+    // A group made after the import, and in step: the poller has read the stream past
+    // the import's records; then a little longer for the other groups' shards.
+    let fence = m.create("alice", "after the import", "bob").await;
+    m.wait_in_step(fence).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let touched: Vec<_> = m.cloud.requests()[before..]
+        .iter()
+        .filter(|r| r.path.contains(&small) || r.path.contains(&big))
+        .cloned()
+        .collect();
+    assert!(touched.is_empty(), "{touched:#?}");
+    assert!(m.cloud.messages(&small).is_empty() && m.cloud.messages(&big).is_empty());
+    // Only the fence's conversation was made.
+    assert_eq!(m.cloud.conversations().len(), 3);
+    assert!(m.in_step(small_group).await.is_some());
+    let (ok, text) = reconcile(&m, false).await;
+    assert!(ok, "imported groups are in step: {text}");
+
+    // Later changes are mirrored as any group's.
+    m.add("amy", small_group, "carol").await;
+    eventually("the add reached the conversation", || async {
+        m.cloud
+            .conversation(&small)
+            .is_some_and(|c| c.members.contains("carol"))
+    })
+    .await;
+    eventually("one message, the add's", || async {
+        m.events(&small).len() == 1
+    })
+    .await;
+    assert_eq!(m.events(&small)[0]["event"], "members_added");
 }

@@ -15,10 +15,14 @@ pub enum ChangeEvent {
     Renamed,
     OwnerChanged,
     Dismissed,
+    /// Brought in by `im-admin import` from the IM cloud itself (or from an export of
+    /// this service): the conversation has it already, so the mirror neither creates,
+    /// renames nor announces anything for it.
+    Imported,
 }
 
 impl ChangeEvent {
-    pub const ALL: [ChangeEvent; 7] = [
+    pub const ALL: [ChangeEvent; 8] = [
         Self::Created,
         Self::MembersAdded,
         Self::MembersRemoved,
@@ -26,6 +30,7 @@ impl ChangeEvent {
         Self::Renamed,
         Self::OwnerChanged,
         Self::Dismissed,
+        Self::Imported,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +42,7 @@ impl ChangeEvent {
             Self::Renamed => "renamed",
             Self::OwnerChanged => "owner_changed",
             Self::Dismissed => "dismissed",
+            Self::Imported => "imported",
         }
     }
 

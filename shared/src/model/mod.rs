@@ -3,9 +3,11 @@
 //! read, and unit-tested, on its own; `store` persists these types and `api` serves them.
 
 pub mod caller;
+pub mod export;
 pub mod group;
 pub mod ids;
 pub mod im_cloud;
+pub mod import;
 pub mod mirror;
 pub mod policy;
 pub mod secret;

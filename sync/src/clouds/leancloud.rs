@@ -10,7 +10,7 @@ use im_shared::store::dynamo::MirrorLink;
 use super::{Provider, RunState, StepError};
 use crate::message;
 use crate::mirror::new_marker;
-use crate::records::{Change, GroupImage, Record};
+use crate::records::{self, Change, GroupImage, Record};
 use crate::vendor::{AppApi, Vendor, VendorError};
 
 pub struct LeanCloud<'a> {
@@ -110,7 +110,12 @@ impl Provider for LeanCloud<'_> {
                 Change::Member { .. } => None,
             }),
         };
-        if let (true, None, Some(group)) = (run.live, &self.conversation, now) {
+        // A group the import brought in is in LeanCloud already: never made again.
+        let imported = pending.iter().any(|r| match &r.change {
+            Change::Group { old, new } => records::imports(old.as_deref(), new.as_deref()),
+            Change::Member { .. } => false,
+        });
+        if let (true, None, Some(group), false) = (run.live, &self.conversation, now, imported) {
             self.make_conversation(run, &group.group_name).await?;
         }
         Ok(())
@@ -135,6 +140,11 @@ impl Provider for LeanCloud<'_> {
         old: Option<&GroupImage>,
         new: Option<&GroupImage>,
     ) -> Result<bool, StepError> {
+        if records::imports(old, new) {
+            // The import's own write: the conversation has the group as written, so
+            // nothing is renamed, moved or announced.
+            return Ok(false);
+        }
         // The conversation the group had at the time of the change.
         let then = new
             .and_then(|g| g.conversation_id.clone())

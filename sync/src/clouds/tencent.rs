@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::{Provider, RunState, StepError};
 use crate::message;
 use crate::pacing::Pacers;
-use crate::records::{GroupImage, Record};
+use crate::records::{self, GroupImage, Record};
 use crate::vendor::{Refusal, Vendor, VendorError};
 use api::{cut_name, TencentApi, CREATE_MEMBERS_PER_CALL, GROUP_ID_OURS, GROUP_ID_TAKEN};
 
@@ -320,9 +320,13 @@ impl Provider for Tencent<'_> {
         let mut posted = false;
         let change = new.and_then(|g| g.last_change.as_ref());
         let before = old.and_then(|g| g.last_change.as_ref());
-        if let (true, Some(change)) = (
+        // The import's own write is announced nowhere (its group was made in LeanCloud,
+        // and in Tencent it is made as it is now, in `prepare`).
+        let imported = records::imports(old, new);
+        if let (true, Some(change), false) = (
             self.settings.system_messages(),
             change.filter(|c| Some(*c) != before),
+            imported,
         ) {
             let name = new.map(|g| g.group_name.as_str()).unwrap_or_default();
             let content = message::notification_for_change(run.group_id, name, change);

@@ -3,7 +3,8 @@
 //! every rule about who may write (owner, group admin, member) is a condition of that
 //! same write, so no concurrent request can slip between a check and the change it
 //! guards (`conditions`). By concern: `groups`, `members`, `links` (conversation links and the
-//! facts the signature rules read), `idempotency`, `admin` (apps and token keys).
+//! facts the signature rules read), `idempotency`, `admin` (apps and token keys), `import`
+//! (groups brought in whole by `im-admin import`).
 
 mod admin;
 pub mod client;
@@ -11,6 +12,7 @@ mod conditions;
 mod expr;
 mod groups;
 mod idempotency;
+pub mod import;
 pub mod layout;
 mod links;
 mod members;
@@ -26,6 +28,7 @@ use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, TransactWriteIte
 use aws_sdk_dynamodb::Client;
 use rand::Rng;
 
+pub use self::import::{Existing, ImportedGroup, Written};
 pub use self::sync::{padded_sequence, Hold, MirrorLink, MirrorTarget, SyncCursor, SyncSave};
 
 use self::layout::Item;
