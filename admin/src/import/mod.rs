@@ -88,7 +88,7 @@ pub async fn run(store: &DynamoStore, command: ImportCommand) -> Result<()> {
                     .await?
                     .and_then(|t| t.leancloud)
                     .with_context(|| {
-                        format!("app {app} has no LeanCloud settings: give it its server with `app im-cloud set` first")
+                        format!("app {app} has no IM cloud settings for LeanCloud: give it its server with `app im-cloud set` first")
                     })?;
                 Source::Scan {
                     app: app.clone(),
