@@ -141,18 +141,7 @@ impl Syncer {
             return Ok(Outcome::Gone);
         };
         let members = store.group_members(group_id).await?;
-        let mut run = RunState {
-            store,
-            app_id,
-            group_id,
-            live: true,
-            gone: false,
-            rebuilt: false,
-            dismissed: false,
-            sticky: None,
-            note: None,
-            remote_id: None,
-        };
+        let mut run = RunState::for_operator(store, app_id, group_id, None);
         match tencent.create(&mut run, &meta, &members).await {
             Ok(remote_id) => {
                 if let Some(why) = &run.sticky {

@@ -203,18 +203,7 @@ impl Syncer {
         if !fix || report.in_step() || matches!(report.finding, Finding::Unreachable(_)) {
             return Ok(report);
         }
-        let mut run = RunState {
-            store,
-            app_id,
-            group_id,
-            live: true,
-            gone: false,
-            rebuilt: false,
-            dismissed: false,
-            sticky: None,
-            note: None,
-            remote_id: remote.clone(),
-        };
+        let mut run = RunState::for_operator(store, app_id, group_id, remote.clone());
         let fixed = match (&report.finding, &remote) {
             (Finding::InStep | Finding::Differs { .. }, Some(gid)) => tencent
                 .repair(&mut run, gid, &meta, &members)

@@ -30,6 +30,16 @@ struct Clouds {
     leancloud: Option<ImCloudStandIn>,
 }
 
+/// `im-admin --table <the local server's table> ARGS...`.
+fn admin(args: &[&str]) -> std::process::Command {
+    let mut command = admin_command();
+    command
+        .arg("--table")
+        .arg(env("IM_TEST_LOCAL_TABLE"))
+        .args(args);
+    command
+}
+
 fn test_secret(prefix: &str) -> String {
     format!("{prefix}-{:032x}", rand::random::<u128>())
 }
@@ -117,6 +127,19 @@ impl Clouds {
             .as_u16()
     }
 
+    /// [`Self::write`], which must answer `status`.
+    async fn expect(
+        &self,
+        status: u16,
+        by: &str,
+        method: Method,
+        path: String,
+        body: Option<Value>,
+    ) {
+        let what = format!("{method} {path}");
+        assert_eq!(self.write(by, method, path, body).await, status, "{what}");
+    }
+
     async fn group(&self, client: &str, id: u64) -> Value {
         let resp = self.api.get(client, format!("/im/group/{id}")).await;
         assert_eq!(resp.status(), 200);
@@ -181,6 +204,26 @@ impl Clouds {
         c.members == members && c.name.as_deref() == Some(meta.group_name.as_str())
     }
 
+    /// `im-admin sync reconcile --cloud tencent` of group `id` (with `--fix`): whether it
+    /// succeeded, and what it printed.
+    async fn reconcile_tencent(&self, id: u64, fix: bool) -> (bool, String) {
+        let group = id.to_string();
+        let mut args = vec![
+            "sync",
+            "reconcile",
+            "--app",
+            &self.api.app.app_id,
+            "--group",
+            &group,
+            "--cloud",
+            "tencent",
+        ];
+        if fix {
+            args.push("--fix");
+        }
+        run_printed(admin(&args)).await
+    }
+
     /// The events of the group's Tencent system notifications, in order.
     fn notified(&self, id: u64) -> Vec<Value> {
         self.tencent
@@ -226,68 +269,56 @@ async fn a_group_and_every_change_to_it_reach_its_tencent_group() {
     assert!(c.group("bob", id).await.get("clouds").is_none());
 
     let g = format!("/im/group/{id}");
-    assert_eq!(
-        c.write(
-            "alice",
-            Method::POST,
-            format!("{g}/member"),
-            Some(json!({"member_client_ids": "dave:erin"}))
-        )
-        .await,
-        201
-    );
-    assert_eq!(
-        c.write(
-            "alice",
-            Method::DELETE,
-            format!("{g}/member?member_client_ids=carol"),
-            None
-        )
-        .await,
-        204
-    );
-    assert_eq!(
-        c.write(
-            "alice",
-            Method::POST,
-            format!("{g}/admin"),
-            Some(json!({"member_client_ids": "dave:bob"}))
-        )
-        .await,
-        201
-    );
-    assert_eq!(
-        c.write(
-            "alice",
-            Method::DELETE,
-            format!("{g}/admin?member_client_ids=bob"),
-            None
-        )
-        .await,
-        204
-    );
+    c.expect(
+        201,
+        "alice",
+        Method::POST,
+        format!("{g}/member"),
+        Some(json!({"member_client_ids": "dave:erin"})),
+    )
+    .await;
+    c.expect(
+        204,
+        "alice",
+        Method::DELETE,
+        format!("{g}/member?member_client_ids=carol"),
+        None,
+    )
+    .await;
+    c.expect(
+        201,
+        "alice",
+        Method::POST,
+        format!("{g}/admin"),
+        Some(json!({"member_client_ids": "dave:bob"})),
+    )
+    .await;
+    c.expect(
+        204,
+        "alice",
+        Method::DELETE,
+        format!("{g}/admin?member_client_ids=bob"),
+        None,
+    )
+    .await;
     // 11 CJK characters: 33 bytes, cut to 10 (30 bytes) on a character boundary.
     let long = "群".repeat(11);
-    assert_eq!(
-        c.write(
-            "alice",
-            Method::PUT,
-            g.clone(),
-            Some(json!({"group_name": long}))
-        )
-        .await,
-        200
-    );
-    assert_eq!(
-        c.write(
-            "alice",
-            Method::POST,
-            format!("{g}/owner"),
-            Some(json!({"client_id": "erin"}))
-        )
-        .await,
-        200
-    );
+    c.expect(
+        200,
+        "alice",
+        Method::PUT,
+        g.clone(),
+        Some(json!({"group_name": long})),
+    )
+    .await;
+    c.expect(
+        200,
+        "alice",
+        Method::POST,
+        format!("{g}/owner"),
+        Some(json!({"client_id": "erin"})),
+    )
+    .await;
     eventually("every change reached Tencent", || async {
         c.notified(id).len() == 5 && c.tencent_in_step(id).await
     })
@@ -349,11 +380,14 @@ async fn on_delete_delete_destroys_the_tencent_group() {
     let c = clouds("tencent-del", setup).await;
     let id = c.create("alice", "short-lived", "bob").await;
     c.wait_tencent(id).await;
-    assert_eq!(
-        c.write("alice", Method::DELETE, format!("/im/group/{id}"), None)
-            .await,
-        204
-    );
+    c.expect(
+        204,
+        "alice",
+        Method::DELETE,
+        format!("/im/group/{id}"),
+        None,
+    )
+    .await;
     eventually("the Tencent group is destroyed", || async {
         c.tencent.group(&id.to_string()).is_none()
     })
@@ -385,16 +419,14 @@ async fn a_tencent_group_id_someone_else_made_fails_the_group_there_and_is_left_
     let seen = c.group("alice", id).await;
     let error = seen["clouds"]["tencent"]["error"].as_str().unwrap();
     assert!(error.contains("10021"), "{error}");
-    assert_eq!(
-        c.write(
-            "alice",
-            Method::POST,
-            format!("/im/group/{id}/member"),
-            Some(json!({"member_client_ids": "dave"}))
-        )
-        .await,
-        201
-    );
+    c.expect(
+        201,
+        "alice",
+        Method::POST,
+        format!("/im/group/{id}/member"),
+        Some(json!({"member_client_ids": "dave"})),
+    )
+    .await;
     // Later changes never reach someone else's group.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let theirs = c.tencent.group(&id.to_string()).unwrap();
@@ -492,16 +524,14 @@ async fn a_group_failing_in_one_cloud_goes_on_in_the_other() {
     }
     let id = c.create("alice", "half", "bob").await;
     assert!(ids.contains(&id));
-    assert_eq!(
-        c.write(
-            "alice",
-            Method::POST,
-            format!("/im/group/{id}/member"),
-            Some(json!({"member_client_ids": "carol"}))
-        )
-        .await,
-        201
-    );
+    c.expect(
+        201,
+        "alice",
+        Method::POST,
+        format!("/im/group/{id}/member"),
+        Some(json!({"member_client_ids": "carol"})),
+    )
+    .await;
     eventually("LeanCloud follows the group", || async {
         c.leancloud_in_step(id).await
     })
@@ -519,21 +549,7 @@ async fn a_group_failing_in_one_cloud_goes_on_in_the_other() {
 
     // Once Tencent answers again, reconcile --fix brings the group there.
     c.tencent.clear_faults();
-    let mut fix = admin_command();
-    fix.args([
-        "--table",
-        &env("IM_TEST_LOCAL_TABLE"),
-        "sync",
-        "reconcile",
-        "--app",
-        &c.api.app.app_id,
-        "--group",
-        &id.to_string(),
-        "--fix",
-        "--cloud",
-        "tencent",
-    ]);
-    let (ok, printed) = run_printed(fix).await;
+    let (ok, printed) = c.reconcile_tencent(id, true).await;
     assert!(ok, "{printed}");
     assert!(c.tencent_in_step(id).await, "{printed}");
     assert_eq!(
@@ -569,18 +585,14 @@ async fn a_backfill_of_2000_groups_converges_without_one_rate_limit_answer_and_r
     let groups: Vec<u64> = made.collect().await;
     assert_eq!(groups.len(), 2000);
     let backfill = || {
-        let mut command = admin_command();
-        command.args([
-            "--table",
-            &env("IM_TEST_LOCAL_TABLE"),
+        admin(&[
             "sync",
             "backfill",
             "--app",
             &c.api.app.app_id,
             "--cloud",
             "tencent",
-        ]);
-        command
+        ])
     };
     // A first run killed part-way (as a crash would stop it).
     let mut first = backfill();
@@ -629,10 +641,7 @@ async fn a_backfill_of_2000_groups_converges_without_one_rate_limit_answer_and_r
     assert_eq!(summary(&printed), (0, 2000), "{printed}");
 
     // An unknown cloud is a clear refusal.
-    let mut bad = admin_command();
-    bad.args([
-        "--table",
-        &env("IM_TEST_LOCAL_TABLE"),
+    let bad = admin(&[
         "sync",
         "backfill",
         "--app",
@@ -676,10 +685,7 @@ async fn turning_tencent_off_stops_its_calls_and_keeps_its_state_and_reconcile_c
     .await;
     let id = c.create("alice", "pausable", "bob").await;
     c.wait_tencent(id).await;
-    let mut off = admin_command();
-    off.args([
-        "--table",
-        &env("IM_TEST_LOCAL_TABLE"),
+    let off = admin(&[
         "app",
         "im-cloud",
         "set",
@@ -692,16 +698,14 @@ async fn turning_tencent_off_stops_its_calls_and_keeps_its_state_and_reconcile_c
     let (ok, printed) = run_printed(off).await;
     assert!(ok, "{printed}");
     let calls = c.tencent.requests().len();
-    assert_eq!(
-        c.write(
-            "alice",
-            Method::POST,
-            format!("/im/group/{id}/member"),
-            Some(json!({"member_client_ids": "carol"}))
-        )
-        .await,
-        201
-    );
+    c.expect(
+        201,
+        "alice",
+        Method::POST,
+        format!("/im/group/{id}/member"),
+        Some(json!({"member_client_ids": "carol"})),
+    )
+    .await;
     // The poller reads the stream every 100 ms when idle: the add's records are long
     // handled after this.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -720,37 +724,10 @@ async fn turning_tencent_off_stops_its_calls_and_keeps_its_state_and_reconcile_c
         .member_ids()
         .contains("carol"));
 
-    let mut fix = admin_command();
-    fix.args([
-        "--table",
-        &env("IM_TEST_LOCAL_TABLE"),
-        "sync",
-        "reconcile",
-        "--app",
-        &c.api.app.app_id,
-        "--group",
-        &id.to_string(),
-        "--cloud",
-        "tencent",
-    ]);
-    let (ok, printed) = run_printed(fix).await;
+    let (ok, printed) = c.reconcile_tencent(id, false).await;
     assert!(!ok, "reconcile names the difference: {printed}");
     assert!(printed.contains("carol"), "{printed}");
-    let mut fix = admin_command();
-    fix.args([
-        "--table",
-        &env("IM_TEST_LOCAL_TABLE"),
-        "sync",
-        "reconcile",
-        "--app",
-        &c.api.app.app_id,
-        "--group",
-        &id.to_string(),
-        "--cloud",
-        "tencent",
-        "--fix",
-    ]);
-    let (ok, printed) = run_printed(fix).await;
+    let (ok, printed) = c.reconcile_tencent(id, true).await;
     assert!(ok, "{printed}");
     assert!(c.tencent_in_step(id).await);
 }

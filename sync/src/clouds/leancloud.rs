@@ -170,11 +170,9 @@ impl Provider for LeanCloud<'_> {
             }
         }
         let mut posted = false;
-        let change = new.and_then(|g| g.last_change.as_ref());
-        let before = old.and_then(|g| g.last_change.as_ref());
         if let (true, Some(change), Some(conversation), Some(from)) = (
             self.settings.system_messages(),
-            change.filter(|c| Some(*c) != before),
+            super::new_change(old, new),
             &then,
             self.settings.system_client(),
         ) {

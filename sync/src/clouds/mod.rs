@@ -75,7 +75,29 @@ pub struct RunState<'a> {
     pub remote_id: Option<String>,
 }
 
-impl RunState<'_> {
+impl<'a> RunState<'a> {
+    /// The state of an operator's run on one live group (a backfill, a reconcile), outside
+    /// the stream's order.
+    pub fn for_operator(
+        store: &'a DynamoStore,
+        app_id: &'a str,
+        group_id: u64,
+        remote_id: Option<String>,
+    ) -> Self {
+        Self {
+            store,
+            app_id,
+            group_id,
+            live: true,
+            gone: false,
+            rebuilt: false,
+            dismissed: false,
+            sticky: None,
+            note: None,
+            remote_id,
+        }
+    }
+
     /// Member ids the cloud would not take: the group is marked failed, naming them (a
     /// reconcile names them again), while every other id went through.
     pub fn note_refused(&mut self, cloud: CloudId, refused: &[Refusal]) {
@@ -199,6 +221,17 @@ pub fn provider<'a>(
 
 /// An app's target, shared by the groups of one batch.
 pub type SharedTarget = Arc<Target>;
+
+/// The change the write from `old` to `new` recorded, if it recorded one (a write that
+/// leaves `last_change` as it was, such as the mirror's own write-back, made none).
+pub fn new_change<'g>(
+    old: Option<&GroupImage>,
+    new: Option<&'g GroupImage>,
+) -> Option<&'g crate::records::LastChange> {
+    let before = old.and_then(|g| g.last_change.as_ref());
+    new.and_then(|g| g.last_change.as_ref())
+        .filter(|c| Some(*c) != before)
+}
 
 /// The change from `old` to `new` dismisses the group.
 pub fn dismissal(old: Option<&GroupImage>, new: Option<&GroupImage>) -> bool {

@@ -318,14 +318,12 @@ impl Provider for Tencent<'_> {
             }
         }
         let mut posted = false;
-        let change = new.and_then(|g| g.last_change.as_ref());
-        let before = old.and_then(|g| g.last_change.as_ref());
         // The import's own write is announced nowhere (its group was made in LeanCloud,
         // and in Tencent it is made as it is now, in `prepare`).
         let imported = records::imports(old, new);
         if let (true, Some(change), false) = (
             self.settings.system_messages(),
-            change.filter(|c| Some(*c) != before),
+            super::new_change(old, new),
             imported,
         ) {
             let name = new.map(|g| g.group_name.as_str()).unwrap_or_default();
