@@ -53,6 +53,7 @@ step "start the local server on DynamoDB Local (in memory), its stream going to 
 # after 0.5 s, one call after 2.5 s, and a record after 3 retries goes to the dead letters.
 start_local_server target/debug/im-local \
   IM_SYNC_ATTEMPT_TIMEOUT_MS=500 IM_SYNC_RETRY_BUDGET_MS=2500 IM_LOCAL_STREAM_MAX_RETRIES=3 \
+  IM_SYNC_RATE_LIMIT_PAUSE_MS=4000 IM_LOCAL_DRAIN_INTERVAL_MS=500 \
   "${slow_ddb_bounds[@]}"
 echo "$ready"
 

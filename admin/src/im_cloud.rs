@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use im_shared::model::ids::check_id;
-use im_shared::model::{ImCloud, OnDelete, TencentCloud, TencentGroupType, TencentSpec};
+use im_shared::model::{
+    ImCloud, OnDelete, TencentCloud, TencentGroupType, TencentSpec, DEFAULT_MESSAGES_PER_MINUTE,
+};
 use im_shared::store::{DynamoStore, StoreError};
 
 use crate::keyinput;
@@ -53,6 +55,10 @@ pub struct SetArgs {
     /// What deleting a group does to its conversation (LeanCloud) or group (Tencent).
     #[arg(long, value_parser = ["keep", "delete"])]
     pub on_delete: Option<String>,
+    /// LeanCloud: the most system messages a minute the mirror sends (the app's quota at
+    /// the vendor: 120 for a development app, 1800 by default for a commercial one).
+    #[arg(long, value_name = "N")]
+    pub max_messages_per_minute: Option<u32>,
     /// Tencent: the app's SDKAppID.
     #[arg(long, value_name = "N")]
     pub sdk_app_id: Option<u64>,
@@ -110,6 +116,7 @@ pub async fn run(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
                 system_messages,
                 system_client,
                 on_delete,
+                max_messages_per_minute,
                 sdk_app_id,
                 admin_identifier,
                 key_file,
@@ -120,10 +127,16 @@ pub async fn run(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
             } = *args;
             check_id("app_id", &app_id, 64).map_err(invalid)?;
             let given = Given {
-                leancloud_only: [("--system-client", system_client.is_some())]
-                    .into_iter()
-                    .filter_map(|(name, set)| set.then_some(name))
-                    .collect(),
+                leancloud_only: [
+                    ("--system-client", system_client.is_some()),
+                    (
+                        "--max-messages-per-minute",
+                        max_messages_per_minute.is_some(),
+                    ),
+                ]
+                .into_iter()
+                .filter_map(|(name, set)| set.then_some(name))
+                .collect(),
                 tencent_only: [
                     ("--sdk-app-id", sdk_app_id.is_some()),
                     ("--admin-identifier", admin_identifier.is_some()),
@@ -170,6 +183,13 @@ pub async fn run(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
                             .or(old.as_ref().map(ImCloud::on_delete))
                             .unwrap_or_default(),
                     )
+                    .and_then(|s| {
+                        s.with_messages_per_minute(
+                            max_messages_per_minute
+                                .or(old.as_ref().map(ImCloud::messages_per_minute))
+                                .unwrap_or(DEFAULT_MESSAGES_PER_MINUTE),
+                        )
+                    })
                     .map_err(invalid)?;
                     no_app(&app_id, store.set_im_cloud(&app_id, &settings).await)?;
                     println!("app {app_id}: IM cloud set\n{settings}");
@@ -177,7 +197,7 @@ pub async fn run(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
                 Provider::Tencent => {
                     if !given.leancloud_only.is_empty() {
                         bail!(
-                            "{} is a LeanCloud setting: Tencent's system notifications need no sender",
+                            "{} are LeanCloud settings: add --provider leancloud (Tencent needs no sender and paces calls with --max-calls-per-second)",
                             given.leancloud_only.join(", ")
                         );
                     }

@@ -19,6 +19,7 @@
 
 mod faults;
 mod query;
+mod quota;
 mod rest;
 /// Also the Tencent stand-in's connection serving (`serve_on_loopback`).
 pub(crate) mod server;
@@ -71,6 +72,7 @@ struct Inner {
     faults: Faults,
     log: Vec<LoggedRequest>,
     any_client_ids: bool,
+    quota: Option<quota::MessageQuota>,
 }
 
 impl ImCloudStandIn {
@@ -87,6 +89,7 @@ impl ImCloudStandIn {
                 faults: Faults::default(),
                 log: Vec::new(),
                 any_client_ids: false,
+                quota: None,
             }),
         });
         let (url, accepting) = server::listen(shared.clone()).await;
@@ -187,6 +190,22 @@ impl ImCloudStandIn {
     /// form (letters, digits, `_`, `-`, not starting with a digit, at most 64 characters).
     pub fn accept_any_client_ids(&self, any: bool) {
         self.shared.lock().any_client_ids = any;
+    }
+
+    /// The vendor's message quota: past `per_minute` messages in a minute, every message
+    /// is refused with 429 for `refusal` (the vendor's "about a minute"). `None`: no quota.
+    pub fn set_message_quota(&self, quota: Option<(usize, Duration)>) {
+        self.shared.lock().quota = quota.map(|(n, refusal)| quota::MessageQuota::new(n, refusal));
+    }
+
+    /// How many messages the quota refused (429s to `POST .../messages`).
+    pub fn messages_refused(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| {
+                r.method == "POST" && r.path.ends_with("/messages") && r.status == Some(429)
+            })
+            .count()
     }
 
     // --- faults --------------------------------------------------------------------

@@ -186,6 +186,23 @@ async fn sync_handler(
 ) -> Result<Option<Arc<dyn StreamHandler>>> {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table);
     let syncer = Arc::new(Syncer::with_client(store)?);
+    // The template's schedule, here a timer: records deferred while an app was over its
+    // IM cloud's quota are applied once its pause is over.
+    let every = Duration::from_millis(
+        std::env::var("IM_LOCAL_DRAIN_INTERVAL_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(1_000),
+    );
+    let drainer = syncer.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            drainer
+                .drain(Instant::now() + Duration::from_secs(60) - DEADLINE_MARGIN)
+                .await;
+        }
+    });
     let handler = move |event| {
         let syncer = syncer.clone();
         async move {

@@ -62,12 +62,15 @@ fn millis(name: &'static str, default: Duration) -> Result<Duration, SetupError>
 }
 
 /// The retry policy from the environment: `IM_SYNC_ATTEMPT_TIMEOUT_MS` (one HTTP
-/// attempt) and `IM_SYNC_RETRY_BUDGET_MS` (all attempts of one call).
+/// attempt), `IM_SYNC_RETRY_BUDGET_MS` (all attempts of one call) and
+/// `IM_SYNC_RATE_LIMIT_PAUSE_MS` (how long a 429 without `Retry-After` pauses an app:
+/// the vendor's minute by default).
 pub fn policy_from_env() -> Result<RetryPolicy, SetupError> {
     let default = RetryPolicy::default();
     Ok(RetryPolicy {
         attempt_timeout: millis("IM_SYNC_ATTEMPT_TIMEOUT_MS", default.attempt_timeout)?,
         budget: millis("IM_SYNC_RETRY_BUDGET_MS", default.budget)?,
+        rate_limit_pause: millis("IM_SYNC_RATE_LIMIT_PAUSE_MS", default.rate_limit_pause)?,
         ..default
     })
 }

@@ -23,6 +23,13 @@
 //!   unapplied, until a redrive applies it. Otherwise a later record would move the
 //!   cursor past it, and its redrive would be skipped as done (a create's message or a
 //!   rename lost, a member change applied out of order).
+//! - an app over its IM cloud's quota (a 429 that outlasts a call's retries, or more
+//!   system messages than its `max_messages_per_minute`) never holds the shard: the
+//!   group's records from the one that stopped on are deferred (written aside, the group
+//!   held, in one transaction; `store::dynamo::deferred`) and the batch goes on. The
+//!   app cools down (no calls to it) for the pause the cloud asked for; its groups'
+//!   later records queue behind the deferred ones, and [`Syncer::drain`] applies them,
+//!   in order, once the pause is over (a schedule on AWS, a timer in the local server).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,7 +38,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::streams::DynamoDbBatchItemFailure;
 use futures::StreamExt;
 use im_shared::model::{CloudId, SyncStatus};
-use im_shared::store::dynamo::{padded_sequence, SyncSave};
+use im_shared::store::dynamo::{epoch_ms, padded_sequence, Deferral, SyncCursor, SyncSave};
 use im_shared::store::{DynamoStore, StoreError};
 use tokio::sync::Mutex;
 
@@ -62,7 +69,25 @@ struct Stopped {
     why: String,
     /// `seq` waits behind an earlier record that holds the group already.
     behind: bool,
+    /// The cloud is rate-limiting the app for this long: the records are deferred.
+    pause: Option<Duration>,
 }
+
+impl Stopped {
+    fn at(seq: &str, why: String) -> Self {
+        Self {
+            seq: seq.to_owned(),
+            why,
+            behind: false,
+            pause: None,
+        }
+    }
+}
+
+/// How soon a drain tries again after a stop that was not a rate limit.
+const DRAIN_RETRY: Duration = Duration::from_secs(30);
+/// How many groups a drain takes on at once, at most.
+const DRAIN_GROUPS: usize = 100;
 
 /// A fresh creation marker (see `DynamoStore::creation_marker`): 128 random bits.
 pub(crate) fn new_marker() -> String {
@@ -231,13 +256,7 @@ impl Syncer {
         let app_id = records.iter().find_map(|r| r.app_id())?;
         let target = match self.target(app_id, targets).await {
             Ok(t) => t?,
-            Err(e) => {
-                return Some(Stopped {
-                    seq: first.seq.clone(),
-                    why: logged(group_id, e),
-                    behind: false,
-                })
-            }
+            Err(e) => return Some(Stopped::at(&first.seq, logged(group_id, e))),
         };
         let mut earliest: Option<Stopped> = None;
         for cloud in target
@@ -291,16 +310,11 @@ impl Syncer {
         let Some(first) = records.first() else {
             return Ok(());
         };
-        let stop = |seq: &str, why: String| Stopped {
-            seq: seq.to_owned(),
-            why,
-            behind: false,
-        };
         let cursor = self
             .store
             .sync_cursor(group_id, cloud)
             .await
-            .map_err(|e| stop(&first.seq, logged(group_id, e)))?;
+            .map_err(|e| Stopped::at(&first.seq, logged(group_id, e)))?;
         // A retried batch: skip what was applied already.
         let mut pending: Vec<&Record> = records
             .iter()
@@ -312,6 +326,27 @@ impl Syncer {
             .collect();
         if pending.is_empty() {
             return Ok(());
+        }
+        // The group's records wait in its deferral: these go behind them.
+        if let Some(h) = cursor
+            .as_ref()
+            .and_then(|c| c.held.as_ref())
+            .filter(|h| h.deferred)
+        {
+            let why = h.why.clone();
+            return self
+                .defer(cloud, app_id, group_id, &pending, &why, Duration::ZERO)
+                .await;
+        }
+        // The app is cooling down after a 429: no call, the records wait for the drain.
+        if let Some(left) = self.pacers.cooling(cloud, app_id) {
+            let why = format!(
+                "deferred: the IM cloud is rate-limiting the app for {} s more",
+                left.as_secs().max(1)
+            );
+            return self
+                .defer(cloud, app_id, group_id, &pending, &why, left)
+                .await;
         }
         // A record of this group that a try stopped at and that is not applied yet: it
         // goes first. Without it in this batch (it ran out of retries, and waits for a
@@ -329,12 +364,14 @@ impl Syncer {
             let split = pending.partition_point(|r| padded_sequence(&r.seq) < *h);
             if let Some(next) = pending.get(split) {
                 let behind = Stopped {
-                    seq: next.seq.clone(),
-                    why: format!(
-                        "held behind record {} of the group, which has not reached the IM cloud",
-                        h.trim_start_matches('0')
-                    ),
                     behind: true,
+                    ..Stopped::at(
+                        &next.seq,
+                        format!(
+                            "held behind record {} of the group, which has not reached the IM cloud",
+                            h.trim_start_matches('0')
+                        ),
+                    )
                 };
                 pending.truncate(split);
                 if pending.is_empty() {
@@ -343,31 +380,241 @@ impl Syncer {
                 waiting = Some(behind);
             }
         }
-        let mut run = GroupRun {
-            provider: provider.as_mut(),
-            cloud,
-            state: RunState {
-                store: &self.store,
-                app_id,
-                group_id,
-                live: false,
-                gone: false,
-                rebuilt: false,
-                dismissed: cursor.as_ref().is_some_and(|c| c.dismissed),
-                sticky: cursor
-                    .as_ref()
-                    .filter(|c| c.report.status == SyncStatus::Failed)
-                    .map(|c| c.report.error.clone().unwrap_or_default()),
-                note: None,
-                remote_id: cursor.and_then(|c| c.report.remote_id),
-            },
+        let mut run = GroupRun::new(
+            provider.as_mut(),
+            &self.store,
+            app_id,
+            group_id,
+            cursor,
             held,
-        };
-        run.apply(&pending, deadline).await?;
+        );
+        if let Err(stopped) = run.apply(&pending, deadline).await {
+            let Some(pause) = stopped.pause else {
+                return Err(stopped);
+            };
+            // Over the quota: this record and the rest wait for the drain, and the
+            // batch goes on with the other groups.
+            self.pacers.cool_down(cloud, app_id, pause);
+            let from = padded_sequence(&stopped.seq);
+            let rest: Vec<&Record> = pending
+                .iter()
+                .copied()
+                .filter(|r| padded_sequence(&r.seq) >= from)
+                .collect();
+            let why = format!("deferred: {}", stopped.why);
+            self.defer(cloud, app_id, group_id, &rest, &why, pause)
+                .await?;
+        }
         match waiting {
             Some(w) => Err(w),
             None => Ok(()),
         }
+    }
+
+    /// Puts `records` aside for the drain, due after `pause`; the group is held until
+    /// the drain has applied them. When that cannot be written, the records are retried
+    /// as any other that stopped.
+    async fn defer(
+        &self,
+        cloud: CloudId,
+        app_id: &str,
+        group_id: u64,
+        records: &[&Record],
+        why: &str,
+        pause: Duration,
+    ) -> Result<(), Stopped> {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(());
+        };
+        let json =
+            serde_json::to_string(records).map_err(|e| Stopped::at(&first.seq, e.to_string()))?;
+        let due = epoch_ms() + pause.as_millis() as u64;
+        tracing::info!(
+            group_id,
+            cloud = cloud.as_str(),
+            records = records.len(),
+            pause_ms = pause.as_millis() as u64,
+            "records deferred: the app is over its IM cloud quota"
+        );
+        self.store
+            .defer_records(
+                group_id, cloud, app_id, &first.seq, &last.seq, json, why, due,
+            )
+            .await
+            .map_err(|e| Stopped::at(&first.seq, logged(group_id, e)))
+    }
+
+    /// Applies the deferred records that are due, group by group in stream order, until
+    /// `deadline`; answers how many groups it brought up to date. Run on a schedule (the
+    /// sync function's scheduled event; a timer in the local server): the stream's own
+    /// batches never wait for it.
+    pub async fn drain(&self, deadline: Instant) -> usize {
+        let due = match self.store.due_deferrals(epoch_ms(), DRAIN_GROUPS).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the deferred groups failed");
+                return 0;
+            }
+        };
+        let targets: Targets = Mutex::new(HashMap::new());
+        futures::stream::iter(due)
+            .map(|d| {
+                let targets = &targets;
+                async move { self.drain_group(d, targets, deadline).await }
+            })
+            .buffer_unordered(PARALLEL_GROUPS)
+            .filter(|done| futures::future::ready(*done))
+            .count()
+            .await
+    }
+
+    /// One group's deferred records in one cloud, under the drain's lease.
+    async fn drain_group(&self, d: Deferral, targets: &Targets, deadline: Instant) -> bool {
+        let Deferral {
+            cloud,
+            group_id,
+            ref app_id,
+            ..
+        } = d;
+        if self.only.is_some_and(|o| o != cloud) {
+            return false;
+        }
+        let now = epoch_ms();
+        let lease = deadline.saturating_duration_since(Instant::now()) + DEADLINE_MARGIN;
+        let mut entry = match self
+            .store
+            .lease_deferral(group_id, cloud, now, now + lease.as_millis() as u64)
+            .await
+        {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(group_id, error = %e, "leasing a deferred group failed");
+                return false;
+            }
+        };
+        let later = |pause: Duration| async move {
+            let due = epoch_ms() + pause.as_millis() as u64;
+            if let Err(e) = self.store.postpone_deferral(group_id, cloud, due).await {
+                tracing::warn!(group_id, error = %e, "postponing a deferred group failed");
+            }
+            false
+        };
+        if let Some(left) = self.pacers.cooling(cloud, app_id) {
+            return later(left).await;
+        }
+        // Records deferred while the drain ran are taken in turn, a few rounds at most.
+        for _ in 0..4 {
+            match self
+                .drain_round(cloud, app_id, group_id, targets, deadline)
+                .await
+            {
+                Ok(()) => {}
+                Err(stopped) => {
+                    if let Some(pause) = stopped.pause {
+                        self.pacers.cool_down(cloud, app_id, pause);
+                    }
+                    tracing::info!(group_id, cloud = cloud.as_str(), why = %stopped.why, "deferred records stopped again; the drain tries later");
+                    return later(stopped.pause.unwrap_or(DRAIN_RETRY)).await;
+                }
+            }
+            match self
+                .store
+                .finish_deferral(group_id, cloud, entry.version)
+                .await
+            {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(group_id, error = %e, "ending a deferral failed");
+                    return later(DRAIN_RETRY).await;
+                }
+            }
+            entry = match self.store.deferral(group_id, cloud).await {
+                Ok(Some(entry)) => entry,
+                Ok(None) => return true,
+                Err(e) => {
+                    tracing::warn!(group_id, error = %e, "reading a deferral failed");
+                    return later(DRAIN_RETRY).await;
+                }
+            };
+        }
+        later(Duration::ZERO).await
+    }
+
+    /// Applies every record deferred for the group in `cloud` now, then deletes them.
+    async fn drain_round(
+        &self,
+        cloud: CloudId,
+        app_id: &str,
+        group_id: u64,
+        targets: &Targets,
+        deadline: Instant,
+    ) -> Result<(), Stopped> {
+        let gone = |why: &str| Stopped {
+            pause: Some(DRAIN_RETRY),
+            ..Stopped::at("0", why.to_owned())
+        };
+        let stored = self
+            .store
+            .deferred_records(group_id, cloud)
+            .await
+            .map_err(|e| Stopped::at("0", logged(group_id, e)))?;
+        let mut records: Vec<Record> = Vec::new();
+        for d in &stored {
+            match serde_json::from_str::<Vec<Record>>(&d.records) {
+                Ok(batch) => records.extend(batch),
+                // Written by this code; unreadable only if a later version changed the
+                // shape: skipped loudly rather than retried forever.
+                Err(e) => {
+                    tracing::error!(group_id, error = %e, "deferred records unreadable; skipped")
+                }
+            }
+        }
+        records.sort_by_key(|r| padded_sequence(&r.seq));
+        records.dedup_by(|a, b| a.seq == b.seq);
+        let cursor = self
+            .store
+            .sync_cursor(group_id, cloud)
+            .await
+            .map_err(|e| Stopped::at("0", logged(group_id, e)))?;
+        let pending: Vec<&Record> = records
+            .iter()
+            .filter(|r| {
+                cursor
+                    .as_ref()
+                    .is_none_or(|c| padded_sequence(&r.seq) > c.seq)
+            })
+            .collect();
+        if !pending.is_empty() {
+            let target = self
+                .target(app_id, targets)
+                .await
+                .map_err(|e| Stopped::at(&pending[0].seq, logged(group_id, e)))?
+                .ok_or_else(|| gone("the app is gone"))?;
+            if !target.mirrored().contains(&cloud) {
+                // Turned off: the state stays, and a reconcile catches up once it is on.
+                return Err(gone("the IM cloud is turned off for the app"));
+            }
+            let mut provider = clouds::provider(cloud, &target, &self.vendor, &self.pacers, app_id)
+                .ok_or_else(|| gone("the app has no settings for the IM cloud"))?;
+            // No release on the way: the deferral's end lifts the hold, once every
+            // deferred record is applied.
+            GroupRun::new(
+                provider.as_mut(),
+                &self.store,
+                app_id,
+                group_id,
+                cursor,
+                None,
+            )
+            .apply(&pending, deadline)
+            .await?;
+        }
+        if let Err(e) = self.store.drop_deferred(&stored).await {
+            tracing::warn!(group_id, error = %e, "deleting applied deferred records failed; the cursor skips them");
+        }
+        Ok(())
     }
 }
 
@@ -387,22 +634,52 @@ struct GroupRun<'a, 'p> {
     held: Option<String>,
 }
 
-impl GroupRun<'_, '_> {
+impl<'a, 'p> GroupRun<'a, 'p> {
+    /// A run from the group's stored state.
+    fn new(
+        provider: &'p mut (dyn Provider + 'a),
+        store: &'a DynamoStore,
+        app_id: &'a str,
+        group_id: u64,
+        cursor: Option<SyncCursor>,
+        held: Option<String>,
+    ) -> Self {
+        Self {
+            cloud: provider.cloud(),
+            provider,
+            state: RunState {
+                store,
+                app_id,
+                group_id,
+                live: false,
+                gone: false,
+                rebuilt: false,
+                dismissed: cursor.as_ref().is_some_and(|c| c.dismissed),
+                sticky: cursor
+                    .as_ref()
+                    .filter(|c| c.report.status == SyncStatus::Failed)
+                    .map(|c| c.report.error.clone().unwrap_or_default()),
+                note: None,
+                remote_id: cursor.and_then(|c| c.report.remote_id),
+            },
+            held,
+        }
+    }
+
     async fn apply(&mut self, pending: &[&Record], deadline: Instant) -> Result<(), Stopped> {
         let first = pending[0].seq.as_str();
         let last = pending[pending.len() - 1].seq.as_str();
         let group_id = self.state.group_id;
-        let stop = |seq: &str, why: String| Stopped {
-            seq: seq.to_owned(),
-            why,
-            behind: false,
+        let stop = |seq: &str, e: &StepError| Stopped {
+            pause: e.rate_limited(),
+            ..Stopped::at(seq, e.to_string())
         };
         let now = self
             .state
             .store
             .group_meta(group_id)
             .await
-            .map_err(|e| stop(first, logged(group_id, e)))?
+            .map_err(|e| Stopped::at(first, logged(group_id, e)))?
             .filter(|m| m.app_id == self.state.app_id);
         self.state.gone = now.is_none();
         self.state.live = now.as_ref().is_some_and(|m| m.live);
@@ -419,7 +696,10 @@ impl GroupRun<'_, '_> {
         for step in steps(pending) {
             if Instant::now() >= deadline {
                 self.save(done).await;
-                return Err(stop(step.first(), "out of time in this invocation".into()));
+                return Err(Stopped::at(
+                    step.first(),
+                    "out of time in this invocation".into(),
+                ));
             }
             match self.step(&step).await {
                 Ok(posted) => {
@@ -444,7 +724,7 @@ impl GroupRun<'_, '_> {
                         tracing::warn!(group_id, error = %s, "storage failed while syncing a group");
                     }
                     self.save(done).await;
-                    return Err(stop(step.first(), e.to_string()));
+                    return Err(stop(step.first(), &e));
                 }
             }
         }
@@ -496,9 +776,8 @@ impl GroupRun<'_, '_> {
                 tracing::warn!(group_id = self.state.group_id, error = %s, "storage failed while syncing a group");
             }
             return Err(Stopped {
-                seq: at.to_owned(),
-                why: e.to_string(),
-                behind: false,
+                pause: e.rate_limited(),
+                ..Stopped::at(at, e.to_string())
             });
         }
         tracing::warn!(group_id = self.state.group_id, cloud = self.cloud.as_str(), error = %e, "the IM cloud refused a change for good; the group is marked failed");

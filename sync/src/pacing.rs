@@ -3,6 +3,10 @@
 //! syncs at once. One limiter per app and cloud, kept for the life of the process (a warm
 //! Lambda instance, the local server, an operator's backfill).
 //!
+//! A 429 that outlasts a call's retries starts the app's cool-down in that cloud: until
+//! it ends the mirror sends the app nothing and defers its records (`mirror.rs`), so
+//! that one app over its quota never holds other apps' records behind it.
+//!
 //! It paces this process only: on AWS each stream shard has its own invocation, so an app
 //! whose groups span several shards gets the setting per shard (the template keeps the
 //! mapping's parallelization at 1, and Tencent's own limit is 200/s per API, above the
@@ -11,16 +15,26 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use im_shared::model::CloudId;
 
 /// A limiter, and the rate it was made for.
 type Paced = (u32, Arc<DefaultDirectRateLimiter>);
 
+/// The longest a call waits for its turn in the app's pace; a longer wait defers the
+/// group's records instead, so that a batch is never held by one app's backlog.
+pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 pub struct Pacers {
     limiters: Mutex<HashMap<(CloudId, String), Paced>>,
+    /// LeanCloud's system messages, per app (its quota counts messages, per minute).
+    messages: Mutex<HashMap<String, Paced>>,
+    /// Until when an app gets no calls in a cloud (after a 429).
+    cooling: Mutex<HashMap<(CloudId, String), Instant>>,
 }
 
 impl Pacers {
@@ -41,6 +55,63 @@ impl Pacers {
             *entry = (rate.get(), Arc::new(limiter(rate)));
         }
         entry.1.clone()
+    }
+
+    /// Waits for the app's next system message slot at `per_minute`; `Err(wait)` when the
+    /// wait would exceed [`MAX_INLINE_WAIT`] (the slot is not taken).
+    pub async fn message_slot(&self, app_id: &str, per_minute: u32) -> Result<(), Duration> {
+        let rate = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        let limiter = {
+            let mut map = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+            let entry = map.entry(app_id.to_owned()).or_insert_with(|| {
+                (
+                    rate.get(),
+                    Arc::new(RateLimiter::direct(
+                        Quota::per_minute(rate).allow_burst(NonZeroU32::MIN),
+                    )),
+                )
+            });
+            if entry.0 != rate.get() {
+                *entry = (
+                    rate.get(),
+                    Arc::new(RateLimiter::direct(
+                        Quota::per_minute(rate).allow_burst(NonZeroU32::MIN),
+                    )),
+                );
+            }
+            entry.1.clone()
+        };
+        loop {
+            match limiter.check() {
+                Ok(()) => return Ok(()),
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    if wait > MAX_INLINE_WAIT {
+                        return Err(wait);
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// The app gets no calls in `cloud` for `pause`.
+    pub fn cool_down(&self, cloud: CloudId, app_id: &str, pause: Duration) {
+        let until = Instant::now() + pause;
+        let mut map = self.cooling.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = map.entry((cloud, app_id.to_owned())).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
+    /// What is left of the app's cool-down in `cloud`, if it has one.
+    pub fn cooling(&self, cloud: CloudId, app_id: &str) -> Option<Duration> {
+        let mut map = self.cooling.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (cloud, app_id.to_owned());
+        let left = map.get(&key)?.checked_duration_since(Instant::now());
+        if left.is_none() {
+            map.remove(&key);
+        }
+        left.filter(|d| !d.is_zero())
     }
 }
 
@@ -69,6 +140,40 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn a_message_slot_further_off_than_a_second_is_not_waited_for() {
+        let pacers = Pacers::default();
+        // 30 a minute: one every 2 s.
+        assert_eq!(pacers.message_slot("app", 30).await, Ok(()));
+        let wait = pacers.message_slot("app", 30).await.unwrap_err();
+        assert!(
+            wait > MAX_INLINE_WAIT && wait <= Duration::from_secs(2),
+            "{wait:?}"
+        );
+        // Another app has its own pace.
+        assert_eq!(pacers.message_slot("other", 30).await, Ok(()));
+        // 120 a minute: the next slot is 0.5 s off, which is waited for.
+        let started = Instant::now();
+        assert_eq!(pacers.message_slot("fast", 120).await, Ok(()));
+        assert_eq!(pacers.message_slot("fast", 120).await, Ok(()));
+        assert!(started.elapsed() >= Duration::from_millis(400));
+    }
+
+    #[test]
+    fn a_cool_down_is_per_app_and_cloud_and_ends() {
+        let pacers = Pacers::default();
+        assert_eq!(pacers.cooling(CloudId::LeanCloud, "a"), None);
+        pacers.cool_down(CloudId::LeanCloud, "a", Duration::from_secs(60));
+        assert!(pacers.cooling(CloudId::LeanCloud, "a").unwrap() > Duration::from_secs(59));
+        assert_eq!(pacers.cooling(CloudId::LeanCloud, "b"), None);
+        assert_eq!(pacers.cooling(CloudId::Tencent, "a"), None);
+        // A shorter pause never shortens one that runs.
+        pacers.cool_down(CloudId::LeanCloud, "a", Duration::from_secs(1));
+        assert!(pacers.cooling(CloudId::LeanCloud, "a").unwrap() > Duration::from_secs(59));
+        pacers.cool_down(CloudId::Tencent, "c", Duration::ZERO);
+        assert_eq!(pacers.cooling(CloudId::Tencent, "c"), None);
     }
 
     #[test]

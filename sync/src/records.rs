@@ -2,10 +2,10 @@
 //! and after. Pure, so every rule about what a record means is unit-tested here.
 
 use aws_lambda_events::event::dynamodb::EventRecord;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The group item's fields that the mirror follows.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct GroupImage {
     pub app_id: String,
     #[serde(default)]
@@ -39,7 +39,7 @@ pub fn imports(old: Option<&GroupImage>, new: Option<&GroupImage>) -> bool {
 }
 
 /// What the write that made this image did (`last_change` on the group item).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct LastChange {
     pub event: String,
     pub by: String,
@@ -57,7 +57,8 @@ struct MemberImage {
     via: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialized when the mirror defers it (`store::dynamo::deferred`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Change {
     /// The group item: absent before an insert, absent after a removal.
     Group {
@@ -72,7 +73,7 @@ pub enum Change {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Record {
     /// The stream's sequence number: what a failure report names.
     pub seq: String,

@@ -36,13 +36,29 @@ pub enum VendorError {
     /// for retries ran out; a later try may succeed.
     #[error("the IM cloud is unavailable: {0}")]
     Unavailable(String),
+    /// The app is over the IM cloud's quota (429 until the time allowed for retries ran
+    /// out, or a `Retry-After` beyond it): nothing for this app should be sent for
+    /// `retry_after`. The mirror defers the app's records rather than hold the shard.
+    #[error("the IM cloud is rate-limiting the app for {} s: {what}", retry_after.as_secs())]
+    RateLimited { what: String, retry_after: Duration },
 }
 
 impl VendorError {
     pub fn is_permanent(&self) -> bool {
         matches!(self, Self::Refused { .. })
     }
+
+    /// How long the app should send nothing, when the IM cloud is rate-limiting it.
+    pub fn rate_limited(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
 }
+
+/// How long a 429 without `Retry-After` lasts: the vendor documents "about a minute".
+pub const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
 
 /// How hard one call tries.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +70,8 @@ pub struct RetryPolicy {
     /// Back-off before the second attempt; doubles up to `max_backoff`, with full jitter.
     pub first_backoff: Duration,
     pub max_backoff: Duration,
+    /// How long a 429 without `Retry-After` pauses the app (see [`RATE_LIMIT_PAUSE`]).
+    pub rate_limit_pause: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -63,6 +81,7 @@ impl Default for RetryPolicy {
             budget: Duration::from_secs(20),
             first_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(4),
+            rate_limit_pause: RATE_LIMIT_PAUSE,
         }
     }
 }
@@ -168,6 +187,7 @@ impl AppApi<'_> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            let mut limited = false;
             let mut request = self
                 .vendor
                 .http
@@ -210,6 +230,7 @@ impl AppApi<'_> {
                                     message: text,
                                 });
                             }
+                            limited = status == StatusCode::TOO_MANY_REQUESTS;
                             (format!("HTTP {}: {text}", status.as_u16()), retry_after)
                         }
                         Err(e) => (format!("reading the answer: {}", describe(&e)), None),
@@ -221,10 +242,19 @@ impl AppApi<'_> {
             let wait =
                 retry_after.unwrap_or_else(|| rand::rng().random_range(Duration::ZERO..=backoff));
             if elapsed + wait + policy.attempt_timeout / 4 > policy.budget {
-                return Err(VendorError::Unavailable(format!(
+                let why = format!(
                     "{what}: {why} (after {attempt} attempts in {} ms)",
                     elapsed.as_millis()
-                )));
+                );
+                // Still over the quota: the app's later calls would be refused too.
+                return Err(if limited {
+                    VendorError::RateLimited {
+                        what: why,
+                        retry_after: retry_after.unwrap_or(policy.rate_limit_pause),
+                    }
+                } else {
+                    VendorError::Unavailable(why)
+                });
             }
             tracing::info!(call = what, attempt, wait_ms = wait.as_millis() as u64, why = %why, "IM cloud call failed; retrying");
             tokio::time::sleep(wait).await;

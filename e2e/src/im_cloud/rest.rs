@@ -382,6 +382,9 @@ fn change_members(
 }
 
 fn send(inner: &mut Inner, id: &str, request: &Request) -> Result<Answer, Answer> {
+    if inner.quota.as_mut().is_some_and(|q| !q.admit()) {
+        return Err(Answer::too_many_requests());
+    }
     let mut body = json_body(request)?;
     only_fields(
         &body,

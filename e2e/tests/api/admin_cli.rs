@@ -249,7 +249,8 @@ async fn im_cloud_settings_are_kept_with_the_app_and_never_show_the_key() {
     assert_eq!(
         run(&show(), None, true),
         "leancloud:\n  server: https://abc.example-shared.com\n  mirroring: on\n  \
-         system messages: off\n  system client: -\n  on delete: keep\ntencent:\n  not set\n"
+         system messages: off\n  system client: -\n  on delete: keep\n  \
+         max messages per minute: 1800\ntencent:\n  not set\n"
     );
     // Later sets change only what they name; rules are checked before anything is written.
     run(
@@ -289,6 +290,8 @@ async fn im_cloud_settings_are_kept_with_the_app_and_never_show_the_key() {
             "delete",
             "--mirroring",
             "off",
+            "--max-messages-per-minute",
+            "120",
         ],
         None,
         true,
@@ -296,7 +299,35 @@ async fn im_cloud_settings_are_kept_with_the_app_and_never_show_the_key() {
     assert_eq!(
         run(&show(), None, true),
         "leancloud:\n  server: https://abc.example-shared.com\n  mirroring: off\n  \
-         system messages: on\n  system client: system\n  on delete: delete\ntencent:\n  not set\n"
+         system messages: on\n  system client: system\n  on delete: delete\n  \
+         max messages per minute: 120\ntencent:\n  not set\n"
+    );
+    // The vendor sells at most 9,000 a minute; Tencent's pace is its own setting.
+    run(
+        &[
+            "app",
+            "im-cloud",
+            "set",
+            "im-app",
+            "--max-messages-per-minute",
+            "9001",
+        ],
+        None,
+        false,
+    );
+    run(
+        &[
+            "app",
+            "im-cloud",
+            "set",
+            "im-app",
+            "--provider",
+            "tencent",
+            "--max-messages-per-minute",
+            "5",
+        ],
+        None,
+        false,
     );
     // Local runs and tests point it at a loopback stand-in.
     run(
@@ -452,7 +483,8 @@ async fn tencent_settings_sit_beside_leancloud_s_and_never_show_their_key() {
     assert_eq!(
         run(&["app", "im-cloud", "show", "tc-app"], None, true),
         "leancloud:\n  server: https://abc.example-shared.com\n  mirroring: on\n  \
-         system messages: off\n  system client: -\n  on delete: keep\ntencent:\n  \
+         system messages: off\n  system client: -\n  on delete: keep\n  \
+         max messages per minute: 1800\ntencent:\n  \
          server: https://adminapisgp.im.qcloud.com\n  sdk app id: 1400000123\n  \
          admin identifier: im-admin\n  group type: Private\n  group id prefix: g-\n  \
          mirroring: off\n  system messages: on\n  on delete: delete\n  \

@@ -6,6 +6,7 @@ mod admin_cli;
 mod admins_bound;
 mod authz_matrix;
 mod deploy;
+mod fairness;
 mod group_lifecycle;
 mod http_api;
 mod iam_policies;

@@ -25,12 +25,12 @@ use serde_json::{json, Value};
 const SYSTEM: &str = "imsystem";
 
 /// An app on the local server whose groups are mirrored into its own stand-in.
-struct Mirrored {
-    api: Api,
-    cloud: ImCloudStandIn,
+pub(crate) struct Mirrored {
+    pub(crate) api: Api,
+    pub(crate) cloud: ImCloudStandIn,
 }
 
-async fn mirrored(prefix: &str, system_messages: bool, on_delete: OnDelete) -> Mirrored {
+pub(crate) async fn mirrored(prefix: &str, system_messages: bool, on_delete: OnDelete) -> Mirrored {
     let api = Api::local(prefix).await;
     let cloud = ImCloudStandIn::start(&api.app.app_id, &api.app.master_key).await;
     // Slow answers come later than the local server's attempt time-out (scripts/test.sh).
@@ -87,7 +87,7 @@ where
 }
 
 impl Mirrored {
-    async fn create(&self, owner: &str, name: &str, members: &str) -> u64 {
+    pub(crate) async fn create(&self, owner: &str, name: &str, members: &str) -> u64 {
         self.api
             .create(
                 owner,
@@ -96,7 +96,7 @@ impl Mirrored {
             .await
     }
 
-    async fn add(&self, by: &str, id: u64, members: &str) {
+    pub(crate) async fn add(&self, by: &str, id: u64, members: &str) {
         let resp = self
             .api
             .send(
@@ -122,7 +122,7 @@ impl Mirrored {
         assert_eq!(resp.status(), 204);
     }
 
-    async fn rename(&self, by: &str, id: u64, name: &str) {
+    pub(crate) async fn rename(&self, by: &str, id: u64, name: &str) {
         let resp = self
             .api
             .send(
@@ -135,13 +135,13 @@ impl Mirrored {
         assert_eq!(resp.status(), 200);
     }
 
-    async fn group(&self, client: &str, id: u64) -> Value {
+    pub(crate) async fn group(&self, client: &str, id: u64) -> Value {
         let resp = self.api.get(client, format!("/im/group/{id}")).await;
         assert_eq!(resp.status(), 200);
         resp.json().await.unwrap()
     }
 
-    async fn members(&self, id: u64) -> BTreeSet<String> {
+    pub(crate) async fn members(&self, id: u64) -> BTreeSet<String> {
         self.api
             .store
             .group_members(id)
@@ -153,7 +153,7 @@ impl Mirrored {
 
     /// The group's one conversation, when the group names it and its members are the
     /// group's; `None` otherwise (not yet, or never).
-    async fn in_step(&self, id: u64) -> Option<Conversation> {
+    pub(crate) async fn in_step(&self, id: u64) -> Option<Conversation> {
         let meta = self.api.store.group_meta(id).await.unwrap()?;
         let linked = meta.conversation_id?;
         let conversation = self.cloud.conversation(&linked)?;
@@ -161,7 +161,7 @@ impl Mirrored {
         (conversation.members == members).then_some(conversation)
     }
 
-    async fn wait_in_step(&self, id: u64) -> Conversation {
+    pub(crate) async fn wait_in_step(&self, id: u64) -> Conversation {
         eventually(
             &format!("group {id} and its conversation agree"),
             || async { self.in_step(id).await.is_some() },
@@ -171,7 +171,7 @@ impl Mirrored {
     }
 
     /// The system messages' attributes in conversation `c`, in order.
-    fn events(&self, c: &str) -> Vec<Value> {
+    pub(crate) fn events(&self, c: &str) -> Vec<Value> {
         self.cloud
             .messages(c)
             .into_iter()
@@ -487,7 +487,7 @@ async fn a_record_that_always_fails_is_dead_lettered_and_holds_no_other_group_ba
 
 /// The lines of the local dead-letter file that carry records of group `id` (whole lines
 /// only: the poller may be writing one as we read).
-fn dead_letters_of(id: u64) -> String {
+pub(crate) fn dead_letters_of(id: u64) -> String {
     let marker = format!("GROUP#{id}");
     std::fs::read_to_string(env("IM_TEST_SYNC_DEAD_LETTERS"))
         .unwrap_or_default()

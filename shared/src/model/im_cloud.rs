@@ -37,6 +37,13 @@ impl OnDelete {
     }
 }
 
+/// The system messages a minute the mirror sends an app by default: the vendor's default
+/// quota for a commercial app (a development app has 120, and gets 429s for a minute past
+/// it; set its `--max-messages-per-minute`).
+pub const DEFAULT_MESSAGES_PER_MINUTE: u32 = 1_800;
+/// The highest quota the vendor sells.
+pub const MAX_MESSAGES_PER_MINUTE: u32 = 9_000;
+
 /// An app's IM cloud settings, valid by construction (see [`ImCloud::new`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImCloud {
@@ -45,6 +52,7 @@ pub struct ImCloud {
     system_messages: bool,
     system_client: Option<String>,
     on_delete: OnDelete,
+    messages_per_minute: u32,
 }
 
 impl ImCloud {
@@ -73,7 +81,26 @@ impl ImCloud {
             system_messages,
             system_client,
             on_delete,
+            messages_per_minute: DEFAULT_MESSAGES_PER_MINUTE,
         })
+    }
+
+    /// The most system messages a minute the mirror sends the app (1 to
+    /// [`MAX_MESSAGES_PER_MINUTE`]): the app's quota at the vendor.
+    pub fn with_messages_per_minute(self, per_minute: u32) -> Result<Self, Invalid> {
+        if !(1..=MAX_MESSAGES_PER_MINUTE).contains(&per_minute) {
+            return Err(Invalid::new(format!(
+                "max_messages_per_minute is 1 to {MAX_MESSAGES_PER_MINUTE}, not {per_minute}"
+            )));
+        }
+        Ok(Self {
+            messages_per_minute: per_minute,
+            ..self
+        })
+    }
+
+    pub fn messages_per_minute(&self) -> u32 {
+        self.messages_per_minute
     }
 
     /// The REST server's origin, without a trailing `/` (paths start `/1.2/rtm/`).
@@ -110,7 +137,8 @@ impl fmt::Display for ImCloud {
             "system client: {}",
             self.system_client.as_deref().unwrap_or("-")
         )?;
-        write!(f, "on delete: {}", self.on_delete.as_str())
+        writeln!(f, "on delete: {}", self.on_delete.as_str())?;
+        write!(f, "max messages per minute: {}", self.messages_per_minute)
     }
 }
 
@@ -185,6 +213,24 @@ mod tests {
         ] {
             assert!(settings(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_message_quota_is_bounded_and_defaults_to_the_commercial_one() {
+        let cloud = ImCloud::new("https://x.example", true, false, None, OnDelete::Keep).unwrap();
+        assert_eq!(cloud.messages_per_minute(), DEFAULT_MESSAGES_PER_MINUTE);
+        assert_eq!(
+            cloud
+                .clone()
+                .with_messages_per_minute(120)
+                .unwrap()
+                .messages_per_minute(),
+            120
+        );
+        assert!(cloud.clone().with_messages_per_minute(0).is_err());
+        assert!(cloud
+            .with_messages_per_minute(MAX_MESSAGES_PER_MINUTE + 1)
+            .is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use group::{
     DEFAULT_MAX_MEMBERS, IDEMPOTENCY_WINDOW, MAX_MAX_MEMBERS,
 };
 pub use ids::MemberList;
-pub use im_cloud::{ImCloud, OnDelete};
+pub use im_cloud::{ImCloud, OnDelete, DEFAULT_MESSAGES_PER_MINUTE, MAX_MESSAGES_PER_MINUTE};
 pub use mirror::{ChangeEvent, CloudId, SyncReport, SyncStatus};
 pub use policy::ConversationClaim;
 pub use secret::Secret;

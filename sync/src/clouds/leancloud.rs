@@ -10,20 +10,31 @@ use im_shared::store::dynamo::MirrorLink;
 use super::{Provider, RunState, StepError};
 use crate::message;
 use crate::mirror::new_marker;
+use crate::pacing::Pacers;
 use crate::records::{self, Change, GroupImage, Record};
 use crate::vendor::{AppApi, Vendor, VendorError};
 
 pub struct LeanCloud<'a> {
     api: AppApi<'a>,
+    pacers: &'a Pacers,
+    app_id: &'a str,
     settings: &'a ImCloud,
     /// The group's conversation now.
     conversation: Option<String>,
 }
 
 impl<'a> LeanCloud<'a> {
-    pub fn new(vendor: &'a Vendor, settings: &'a ImCloud, key: &'a Secret, app_id: &str) -> Self {
+    pub fn new(
+        vendor: &'a Vendor,
+        pacers: &'a Pacers,
+        settings: &'a ImCloud,
+        key: &'a Secret,
+        app_id: &'a str,
+    ) -> Self {
         Self {
             api: vendor.app(settings.server(), app_id, key),
+            pacers,
+            app_id,
             settings,
             conversation: None,
         }
@@ -178,6 +189,16 @@ impl Provider for LeanCloud<'_> {
         ) {
             let name = new.map(|g| g.group_name.as_str()).unwrap_or_default();
             let text = message::for_change(run.group_id, name, change);
+            // The vendor's quota counts messages: keep under the app's, and past it
+            // defer rather than wait (or be refused with a 429 for a minute).
+            let per_minute = self.settings.messages_per_minute();
+            self.pacers
+                .message_slot(self.app_id, per_minute)
+                .await
+                .map_err(|wait| VendorError::RateLimited {
+                    what: format!("the app's {per_minute} system messages a minute are used up"),
+                    retry_after: wait,
+                })?;
             self.api.send_message(conversation, from, &text).await?;
             posted = true;
         }

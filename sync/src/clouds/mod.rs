@@ -148,6 +148,14 @@ impl StepError {
     pub fn permanent(&self) -> bool {
         matches!(self, Self::Vendor(e) if e.is_permanent())
     }
+
+    /// How long the cloud is rate-limiting the app, when it is.
+    pub fn rate_limited(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Vendor(e) => e.rate_limited(),
+            Self::Store(_) => None,
+        }
+    }
 }
 
 /// A storage failure as the sync state tells it.
@@ -207,7 +215,7 @@ pub fn provider<'a>(
         CloudId::LeanCloud => {
             let (settings, key) = target.leancloud.as_ref()?;
             Some(Box::new(leancloud::LeanCloud::new(
-                vendor, settings, key, app_id,
+                vendor, pacers, settings, key, app_id,
             )))
         }
         CloudId::Tencent => {

@@ -207,6 +207,10 @@ impl DynamoStore {
                 AttributeValue::Bool(settings.system_messages()),
             ),
             ("on_delete".to_owned(), s(settings.on_delete().as_str())),
+            (
+                "max_messages_per_minute".to_owned(),
+                number(settings.messages_per_minute().into()),
+            ),
         ]);
         if let Some(client) = settings.system_client() {
             map.insert("system_client".to_owned(), s(client));
@@ -238,6 +242,17 @@ impl DynamoStore {
             text("system_client"),
             on_delete,
         )
+        .and_then(|cloud| {
+            // Settings written before the quota existed have the default.
+            match map
+                .get("max_messages_per_minute")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u32>().ok())
+            {
+                Some(per_minute) => cloud.with_messages_per_minute(per_minute),
+                None => Ok(cloud),
+            }
+        })
         .map(Some)
         .map_err(|e| corrupt(e.to_string()))
     }

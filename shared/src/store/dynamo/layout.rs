@@ -11,6 +11,8 @@
 //! | group sync state, one per IM cloud | `GROUP#<id>` | `SYNC` (LeanCloud's), `SYNC#tencent` (see [`sync_sk`]) | `seq` (the last stream record applied, 40 digits), `status` (ok, failed), `error`, `at`, `held`/`held_why`/`held_at` (the first record not applied after a try stopped, which the group's later records wait for), `dismissed` (true once the group's dismissal reached the IM cloud), `creation_marker` (a random value written before the mirror's create call and put in the conversation's `attr.mirror_marker`: how a try whose answer was lost recognises its own conversation), `remote_id` (the group's id in a cloud whose ids the mirror picks: Tencent's), `note` (what the mirror changed on the way, e.g. a name cut to the cloud's limit), `expires_at` once the group is gone |
 //! | member | `GROUP#<id>` | `MEMBER#<client id>` | `client_id`, `group_id`, `joined_at`, `gsi1pk` = `CLIENT#<app id>:<client id>`, `gsi1sk` = `GROUP#<id, 20 digits>`, `via` = `import` on a member the import wrote (the IM cloud has it already: the mirror skips its insert) |
 //! | conversation link | `CONV#<app id>:<conversation id>` | `CONV` | `group_id`: the one group whose conversation this is; `closed_at` once that group is deleted or moved to another conversation (a tombstone: only the app's backend gets signatures on it, until a group links it again); `importing` = a group id while an import brings that group in (without `group_id`, or beside a tombstone's: readers see the conversation as it was until the import makes the group live) |
+//! | deferred records | `DEFER#<group id>` | `<cloud>#<first record, 40 digits>` | `records` (the mirror's records of one batch, JSON), `last` (the last of them, 40 digits), `app_id`: records the mirror put aside while the app was over its IM cloud's quota, applied in order by the next drain (see `store::dynamo::deferred`) |
+//! | deferral index | `DEFERRED` | `<cloud>#<group id>` | `app_id`, `due` (epoch ms: when the drain may apply the group's deferred records), `version` (one more at each deferral: a drain ends the deferral only if none came meanwhile), `lease_until` (epoch ms: a drain is applying them) |
 //! | idempotency record | `IDEM#<app id>:<client id>:<key>` | `IDEM` | `fingerprint`, the created group's `group_id`, `group_name`, `owner`, `member_client_ids`, `expires_at` (epoch seconds: the table's TTL attribute) |
 //!
 //! Ids never contain `:` (see [`crate::model::ids::check_id`]), so these keys cannot collide.
@@ -49,6 +51,22 @@ pub(super) fn sync_sk(cloud: crate::model::CloudId) -> String {
         crate::model::CloudId::LeanCloud => SYNC_SK.to_owned(),
         other => format!("{SYNC_SK}#{}", other.as_str()),
     }
+}
+
+pub(super) const DEFERRED_PK: &str = "DEFERRED";
+
+/// A group's deferred records in `cloud`, from the record `first` (padded) on.
+pub(super) fn deferred_key(group_id: u64, cloud: crate::model::CloudId, first: &str) -> Item {
+    key(deferred_pk(group_id), format!("{}#{first}", cloud.as_str()))
+}
+
+pub(super) fn deferred_pk(group_id: u64) -> String {
+    format!("DEFER#{group_id}")
+}
+
+/// The deferral index's entry for a group in `cloud`.
+pub(super) fn deferral_key(group_id: u64, cloud: crate::model::CloudId) -> Item {
+    key(DEFERRED_PK, format!("{}#{group_id}", cloud.as_str()))
 }
 
 pub(super) fn group_pk(id: u64) -> String {

@@ -66,6 +66,9 @@ pub struct Hold {
     pub seq: String,
     /// Why its last try stopped.
     pub why: String,
+    /// The record and the group's later ones are deferred (`store::dynamo::deferred`):
+    /// only a drain applies them.
+    pub deferred: bool,
 }
 
 /// An app's IM clouds, as the mirror reads them: each cloud's settings with its key.
@@ -179,6 +182,7 @@ impl DynamoStore {
                 held: text(HELD).map(|seq| Hold {
                     seq,
                     why: text(HELD_WHY).unwrap_or_default(),
+                    deferred: item.contains_key("deferred"),
                 }),
                 dismissed: item.get(DISMISSED).and_then(|v| v.as_bool().ok()) == Some(&true),
             })
