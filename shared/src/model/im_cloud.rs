@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(
             ok.to_string(),
             "server: https://im.example.com\nmirroring: on\nsystem messages: on\n\
-             system client: system\non delete: delete"
+             system client: system\non delete: delete\nmax messages per minute: 1800"
         );
     }
 
