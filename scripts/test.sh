@@ -84,7 +84,10 @@ start_emulator() { # log table extra-env [dynamodb-endpoint]; sets $port
 emulator_pids=()
 step "start the Lambda emulators (cargo lambda watch): bearer tokens, and API Gateway's JWT authorizer"
 slow_ddb_csv=$(IFS=,; echo ",${slow_ddb_bounds[*]}")
-start_emulator "$work/lambda.log" "$lambda_table" "$slow_ddb_csv"
+# Its mirror gives a rate-limited call 3 s of retries and the app a 2 s pause (the
+# vendor's 20 s and minute, shortened), so that the drain test's deferral ends in seconds.
+start_emulator "$work/lambda.log" "$lambda_table" \
+  "$slow_ddb_csv,IM_SYNC_RETRY_BUDGET_MS=3000,IM_SYNC_RATE_LIMIT_PAUSE_MS=2000"
 lambda_port=$port
 start_emulator "$work/lambda-authorizer.log" "$authz_table" \
   "$slow_ddb_csv,IM_AUTH_MODE=authorizer,IM_AUTH_APP_ID=demo-app,IM_AUTH_ADMIN_CLAIM=groups,IM_AUTH_ADMIN_VALUE=im-admin"

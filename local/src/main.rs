@@ -192,6 +192,8 @@ async fn sync_handler(
         std::env::var("IM_LOCAL_DRAIN_INTERVAL_MS")
             .ok()
             .and_then(|v| v.trim().parse().ok())
+            // 0 (or garbage) would spin: the default instead.
+            .filter(|ms| *ms > 0)
             .unwrap_or(1_000),
     );
     let drainer = syncer.clone();

@@ -316,14 +316,7 @@ impl Syncer {
             .await
             .map_err(|e| Stopped::at(&first.seq, logged(group_id, e)))?;
         // A retried batch: skip what was applied already.
-        let mut pending: Vec<&Record> = records
-            .iter()
-            .filter(|r| {
-                cursor
-                    .as_ref()
-                    .is_none_or(|c| padded_sequence(&r.seq) > c.seq)
-            })
-            .collect();
+        let mut pending = unapplied(records, cursor.as_ref());
         if pending.is_empty() {
             return Ok(());
         }
@@ -578,14 +571,7 @@ impl Syncer {
             .sync_cursor(group_id, cloud)
             .await
             .map_err(|e| Stopped::at("0", logged(group_id, e)))?;
-        let pending: Vec<&Record> = records
-            .iter()
-            .filter(|r| {
-                cursor
-                    .as_ref()
-                    .is_none_or(|c| padded_sequence(&r.seq) > c.seq)
-            })
-            .collect();
+        let pending = unapplied(&records, cursor.as_ref());
         if !pending.is_empty() {
             let target = self
                 .target(app_id, targets)
@@ -616,6 +602,15 @@ impl Syncer {
         }
         Ok(())
     }
+}
+
+/// The records the group's cursor does not cover yet, in their order: what a retried
+/// batch or a drain still has to apply.
+fn unapplied<'r>(records: &'r [Record], cursor: Option<&SyncCursor>) -> Vec<&'r Record> {
+    records
+        .iter()
+        .filter(|r| cursor.is_none_or(|c| padded_sequence(&r.seq) > c.seq))
+        .collect()
 }
 
 /// A storage error's details to the log, its words for the sync state.

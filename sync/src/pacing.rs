@@ -13,6 +13,7 @@
 //! default 100/s).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -21,8 +22,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use im_shared::model::CloudId;
 
-/// A limiter, and the rate it was made for.
-type Paced = (u32, Arc<DefaultDirectRateLimiter>);
+/// A limiter, and the quota it was made for.
+type Paced = (Quota, Arc<DefaultDirectRateLimiter>);
 
 /// The longest a call waits for its turn in the app's pace; a longer wait defers the
 /// group's records instead, so that a batch is never held by one app's backlog.
@@ -47,40 +48,18 @@ impl Pacers {
         per_second: u32,
     ) -> Arc<DefaultDirectRateLimiter> {
         let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
-        let mut map = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = map
-            .entry((cloud, app_id.to_owned()))
-            .or_insert_with(|| (rate.get(), Arc::new(limiter(rate))));
-        if entry.0 != rate.get() {
-            *entry = (rate.get(), Arc::new(limiter(rate)));
-        }
-        entry.1.clone()
+        shared_limiter(
+            &self.limiters,
+            (cloud, app_id.to_owned()),
+            Quota::per_second(rate),
+        )
     }
 
     /// Waits for the app's next system message slot at `per_minute`; `Err(wait)` when the
     /// wait would exceed [`MAX_INLINE_WAIT`] (the slot is not taken).
     pub async fn message_slot(&self, app_id: &str, per_minute: u32) -> Result<(), Duration> {
         let rate = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
-        let limiter = {
-            let mut map = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
-            let entry = map.entry(app_id.to_owned()).or_insert_with(|| {
-                (
-                    rate.get(),
-                    Arc::new(RateLimiter::direct(
-                        Quota::per_minute(rate).allow_burst(NonZeroU32::MIN),
-                    )),
-                )
-            });
-            if entry.0 != rate.get() {
-                *entry = (
-                    rate.get(),
-                    Arc::new(RateLimiter::direct(
-                        Quota::per_minute(rate).allow_burst(NonZeroU32::MIN),
-                    )),
-                );
-            }
-            entry.1.clone()
-        };
+        let limiter = shared_limiter(&self.messages, app_id.to_owned(), Quota::per_minute(rate));
         loop {
             match limiter.check() {
                 Ok(()) => return Ok(()),
@@ -115,10 +94,23 @@ impl Pacers {
     }
 }
 
-/// A steady rate with no burst above one call: a burst of `per_second` calls at once is
-/// what a rate-limited cloud counts against the next second too.
-fn limiter(rate: NonZeroU32) -> DefaultDirectRateLimiter {
-    RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN))
+/// The limiter kept under `key` for `quota`; a changed quota (a changed setting) starts a
+/// new one. A steady rate with no burst above one call: a burst of a second's (or a
+/// minute's) calls at once is what a rate-limited cloud counts against the next one too.
+fn shared_limiter<K: Hash + Eq>(
+    map: &Mutex<HashMap<K, Paced>>,
+    key: K,
+    quota: Quota,
+) -> Arc<DefaultDirectRateLimiter> {
+    let quota = quota.allow_burst(NonZeroU32::MIN);
+    let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+    let entry = map
+        .entry(key)
+        .or_insert_with(|| (quota, Arc::new(RateLimiter::direct(quota))));
+    if entry.0 != quota {
+        *entry = (quota, Arc::new(RateLimiter::direct(quota)));
+    }
+    entry.1.clone()
 }
 
 #[cfg(test)]

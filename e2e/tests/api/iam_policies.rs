@@ -18,7 +18,16 @@ use serde_yaml_ng::Value;
 const SECRETS: [&str; 2] = ["APP", "TOKEN_KEY"];
 
 /// The table's partition keys, as patterns (see the item layout in `shared/src/store/dynamo/layout.rs`).
-const TABLE_PARTITIONS: [&str; 6] = ["APP", "TOKEN_KEY", "COUNTER", "GROUP#*", "CONV#*", "IDEM#*"];
+const TABLE_PARTITIONS: [&str; 8] = [
+    "APP",
+    "TOKEN_KEY",
+    "COUNTER",
+    "GROUP#*",
+    "CONV#*",
+    "IDEM#*",
+    "DEFER#*",
+    "DEFERRED",
+];
 
 /// The partition keys of the gsi1 index (`gsi1pk` of member items).
 const INDEX_PARTITIONS: [&str; 1] = ["CLIENT#*"];
@@ -80,7 +89,7 @@ const PULL_EVENTS: [&str; 7] = [
 ];
 
 /// What the IM cloud mirror needs, on which partition, and why.
-const MIRROR_NEEDS: [(&str, &str, &str); 5] = [
+const MIRROR_NEEDS: [(&str, &str, &str); 12] = [
     (
         "dynamodb:GetItem",
         "APP",
@@ -102,6 +111,33 @@ const MIRROR_NEEDS: [(&str, &str, &str); 5] = [
         "CONV#app:conversation",
         "the created conversation's link",
     ),
+    (
+        "dynamodb:PutItem",
+        "DEFER#1",
+        "records deferred while the app is over its quota",
+    ),
+    ("dynamodb:Query", "DEFER#1", "a drain reads them in order"),
+    (
+        "dynamodb:BatchWriteItem",
+        "DEFER#1",
+        "a drain deletes what it applied",
+    ),
+    (
+        "dynamodb:Query",
+        "DEFERRED",
+        "the groups a drain is due for",
+    ),
+    (
+        "dynamodb:GetItem",
+        "DEFERRED",
+        "a group's deferral, re-read",
+    ),
+    (
+        "dynamodb:UpdateItem",
+        "DEFERRED",
+        "a deferral listed, leased, postponed",
+    ),
+    ("dynamodb:DeleteItem", "DEFERRED", "a deferral ended"),
 ];
 
 /// Partitions the mirror has no business with: token secrets, the group-id counter,
@@ -793,13 +829,13 @@ fn mirror_access(functions: &[Function]) -> Vec<String> {
                 None => vec!["(every partition)".into()],
                 Some(p) => p
                     .iter()
-                    .filter(|p| !["GROUP#*", "CONV#*"].contains(&p.as_str()))
+                    .filter(|p| !["GROUP#*", "CONV#*", "DEFER#*", "DEFERRED"].contains(&p.as_str()))
                     .cloned()
                     .collect(),
             };
             if !beyond.is_empty() {
                 v.push(format!(
-                    "{at}: writes ({writes:?}) beyond groups and links: {beyond:?}"
+                    "{at}: writes ({writes:?}) beyond groups, links and deferrals: {beyond:?}"
                 ));
             }
             if s.reaches("GROUP#1") && writes.contains(&"dynamodb:PutItem") {
@@ -1103,6 +1139,13 @@ fn the_checks_catch_a_widened_mirror() {
         if key == "APP" {
             assert!(!secret_access(&fns).is_empty());
         }
+    }
+
+    // No way to defer, or to drain.
+    for gone in ["ReadDeferrals", "WriteDeferrals"] {
+        let mut t = template();
+        statements(&mut t).retain(|s| s["Sid"] != gone);
+        assert!(!mirror_access(&functions(&t)).is_empty(), "{gone}");
     }
 
     // Removing or updating links.

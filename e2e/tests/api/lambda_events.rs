@@ -469,22 +469,17 @@ fn unreachable_storage_answers_503_through_every_function() {
     }
 }
 
-/// The same stream batch for an app of its own that mirrors into both clouds (stand-ins of
-/// LeanCloud's and Tencent's REST APIs), under the emulator: the group reaches each, and
-/// the same batch again changes nothing in either (each cloud's cursor covers it).
-#[tokio::test]
-async fn the_stream_event_mirrors_its_group_into_both_clouds_under_the_emulator() {
+/// `events/sync-conversations.json` made an app's own (the emulator's table is shared):
+/// a fresh app, a fresh group id, the event rewritten for them in a file of its own, and
+/// its items written to the table first, as the write that made the records would.
+async fn own_stream_event(
+    store: &im_shared::store::DynamoStore,
+    prefix: &str,
+) -> (im_e2e::stack::TestApp, u64, std::path::PathBuf) {
     use aws_sdk_dynamodb::types::AttributeValue;
-    use im_e2e::im_cloud::ImCloudStandIn;
-    use im_e2e::stack::TestApp;
-    use im_e2e::tencent::TencentStandIn;
-    use im_shared::model::{ImCloud, OnDelete, Secret, TencentCloud, TencentSpec};
-    use std::collections::{BTreeSet, HashMap};
+    use std::collections::HashMap;
 
-    let store =
-        im_shared::store::DynamoStore::new(im_e2e::stack::ddb().await, env("IM_TEST_LAMBDA_TABLE"));
-    let app = TestApp::register(&store, "both-clouds").await;
-    // The event's app and group, made this test's own (the emulator's table is shared).
+    let app = im_e2e::stack::TestApp::register(store, prefix).await;
     let group_id: u64 = 5_000_000 + rand::random::<u32>() as u64 % 1_000_000;
     let text = std::fs::read_to_string(repo_root().join("events/sync-conversations.json"))
         .unwrap()
@@ -495,7 +490,7 @@ async fn the_stream_event_mirrors_its_group_into_both_clouds_under_the_emulator(
         )
         .replace("GROUP#1001", &format!("GROUP#{group_id}"))
         .replace("\"1001\"", &format!("\"{group_id}\""));
-    let path = std::env::temp_dir().join(format!("sync-both-{group_id}.json"));
+    let path = std::env::temp_dir().join(format!("sync-{prefix}-{group_id}.json"));
     std::fs::write(&path, &text).unwrap();
     let event: Value = serde_json::from_str(&text).unwrap();
     for record in event["Records"].as_array().unwrap() {
@@ -511,6 +506,33 @@ async fn the_stream_event_mirrors_its_group_into_both_clouds_under_the_emulator(
             .await
             .unwrap();
     }
+    (app, group_id, path)
+}
+
+/// Invokes `sync-conversations` under the emulator with the event in `path`, on a
+/// blocking thread: the stand-ins must go on answering meanwhile.
+async fn invoke_sync(path: &std::path::Path) -> Value {
+    let (port, path) = (env("IM_TEST_LAMBDA_PORT"), path.to_owned());
+    tokio::task::spawn_blocking(move || {
+        im_e2e::lambda::invoke_event(&port, "sync-conversations", &path)
+    })
+    .await
+    .unwrap()
+}
+
+/// The same stream batch for an app of its own that mirrors into both clouds (stand-ins of
+/// LeanCloud's and Tencent's REST APIs), under the emulator: the group reaches each, and
+/// the same batch again changes nothing in either (each cloud's cursor covers it).
+#[tokio::test]
+async fn the_stream_event_mirrors_its_group_into_both_clouds_under_the_emulator() {
+    use im_e2e::im_cloud::ImCloudStandIn;
+    use im_e2e::tencent::TencentStandIn;
+    use im_shared::model::{ImCloud, OnDelete, Secret, TencentCloud, TencentSpec};
+    use std::collections::BTreeSet;
+
+    let store =
+        im_shared::store::DynamoStore::new(im_e2e::stack::ddb().await, env("IM_TEST_LAMBDA_TABLE"));
+    let (app, group_id, path) = own_stream_event(&store, "both-clouds").await;
     let leancloud = ImCloudStandIn::start(&app.app_id, &app.master_key).await;
     store
         .set_im_cloud(
@@ -538,15 +560,7 @@ async fn the_stream_event_mirrors_its_group_into_both_clouds_under_the_emulator(
         )
         .await
         .unwrap();
-    let port = env("IM_TEST_LAMBDA_PORT");
-    let invoke = |port: String, path: std::path::PathBuf| async move {
-        tokio::task::spawn_blocking(move || {
-            im_e2e::lambda::invoke_event(&port, "sync-conversations", &path)
-        })
-        .await
-        .unwrap()
-    };
-    let answer = invoke(port.clone(), path.clone()).await;
+    let answer = invoke_sync(&path).await;
     assert_eq!(answer, serde_json::json!({"batchItemFailures": []}));
     let made = leancloud.conversations_for_group(group_id);
     assert_eq!(made.len(), 1, "{:?}", leancloud.requests());
@@ -561,12 +575,114 @@ async fn the_stream_event_mirrors_its_group_into_both_clouds_under_the_emulator(
     assert_eq!(tencent.notifications(&group_id.to_string()).len(), 1);
 
     let calls = (leancloud.requests().len(), tencent.requests().len());
-    let again = invoke(port, path.clone()).await;
+    let again = invoke_sync(&path).await;
     assert_eq!(again, serde_json::json!({"batchItemFailures": []}));
     assert_eq!(
         (leancloud.requests().len(), tencent.requests().len()),
         calls,
         "the same batch again called a cloud"
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+/// The scheduled event drains what a stream event deferred, under the emulator. The app's
+/// IM cloud refuses every message with 429 (its quota used up): the stream event creates
+/// the conversation, defers the group's message and reports no failure, so the shard goes
+/// on; the group shows `held` "deferred:". The quota lifts; once the app's pause is over
+/// (`scripts/test.sh` gives this emulator 2 s, and a call 3 s of retries), the scheduled
+/// event (`events/schedule/sync-conversations.json`) posts the message, once, and ends the
+/// deferral; the same event again calls nothing for the group.
+#[tokio::test]
+async fn the_scheduled_event_drains_what_a_stream_event_deferred_under_the_emulator() {
+    use im_e2e::im_cloud::ImCloudStandIn;
+    use im_shared::model::{CloudId, ImCloud, OnDelete};
+    use std::time::{Duration, Instant};
+
+    let store =
+        im_shared::store::DynamoStore::new(im_e2e::stack::ddb().await, env("IM_TEST_LAMBDA_TABLE"));
+    let (app, group_id, path) = own_stream_event(&store, "drained").await;
+    let cloud = ImCloudStandIn::start(&app.app_id, &app.master_key).await;
+    store
+        .set_im_cloud(
+            &app.app_id,
+            &ImCloud::new(
+                cloud.url(),
+                true,
+                true,
+                Some("imsystem".into()),
+                OnDelete::Keep,
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    cloud.set_message_quota(Some((0, Duration::from_secs(3600))));
+
+    let answer = invoke_sync(&path).await;
+    assert_eq!(answer, serde_json::json!({"batchItemFailures": []}));
+    let made = cloud.conversations_for_group(group_id);
+    assert_eq!(made.len(), 1, "{:?}", cloud.requests());
+    assert!(cloud.messages(&made[0].id).is_empty());
+    assert!(cloud.messages_refused() > 0);
+    let sync = store
+        .sync_cursor(group_id, CloudId::LeanCloud)
+        .await
+        .unwrap()
+        .unwrap();
+    let held = sync.held.expect("the group is held");
+    assert!(
+        held.deferred && held.why.starts_with("deferred:"),
+        "{held:?}"
+    );
+    let entry = store
+        .deferral(group_id, CloudId::LeanCloud)
+        .await
+        .unwrap()
+        .expect("listed for a drain");
+    assert_eq!(entry.app_id, app.app_id);
+
+    cloud.set_message_quota(None);
+    let drain = repo_root().join("events/schedule/sync-conversations.json");
+    // The app's pause (and so the entry's due time) ends within seconds; a drain before
+    // then answers 0 and leaves the deferral in place.
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = invoke_sync(&drain).await;
+        assert!(answer["drained"].is_u64(), "{answer}");
+        if store
+            .deferral(group_id, CloudId::LeanCloud)
+            .await
+            .unwrap()
+            .is_none()
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "never drained: {answer}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        cloud.messages(&made[0].id).len(),
+        1,
+        "{:?}",
+        cloud.requests()
+    );
+    let sync = store
+        .sync_cursor(group_id, CloudId::LeanCloud)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sync.held.is_none(), "{:?}", sync.held);
+    assert_eq!(cloud.conversations_for_group(group_id).len(), 1);
+
+    let calls = cloud.requests().len();
+    let again = invoke_sync(&drain).await;
+    assert!(again["drained"].is_u64(), "{again}");
+    let stream_again = invoke_sync(&path).await;
+    assert_eq!(stream_again, serde_json::json!({"batchItemFailures": []}));
+    assert_eq!(
+        cloud.requests().len(),
+        calls,
+        "a second drain or the batch again called the cloud"
     );
     let _ = std::fs::remove_file(path);
 }

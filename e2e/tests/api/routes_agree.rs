@@ -40,10 +40,18 @@ fn template_maps_exactly_the_listed_routes_one_function_each() {
         assert!(functions.insert(binary.clone()), "{binary} defined twice");
         let stream = STREAM_FUNCTIONS.contains(&binary.as_str());
         let events = res["Properties"]["Events"].as_mapping();
-        // A stream function's only way in is its mapping (see
-        // the_mirror_consumes_the_table_stream); a route function has at least one route.
-        assert_eq!(events.is_none(), stream, "{binary}: Events");
-        for (_, ev) in events.into_iter().flatten() {
+        // A stream function's ways in are its mapping (see
+        // the_mirror_consumes_the_table_stream) and its drain's schedule (see
+        // the_schedule_event_file_is_the_templates_schedule), no route; a route function
+        // has at least one route.
+        let routes_of: Vec<&Yaml> = events
+            .into_iter()
+            .flatten()
+            .map(|(_, ev)| ev)
+            .filter(|ev| !(stream && ev["Type"] == "Schedule"))
+            .collect();
+        assert_eq!(routes_of.is_empty(), stream, "{binary}: Events");
+        for ev in routes_of {
             assert_eq!(ev["Type"], "HttpApi");
             routes.insert((
                 ev["Properties"]["Method"].as_str().unwrap().to_owned(),
@@ -506,6 +514,48 @@ fn the_stream_event_file_is_a_batch_the_mapping_passes() {
             }
             assert!(passes(&filters, r), "{at}: the mapping's filter drops it");
         }
+    }
+}
+
+/// `events/schedule/<stream function>.json` is what EventBridge sends for the function's
+/// `Schedule` event in the template (the drain of deferred records): a scheduled event,
+/// with no `Records`, which is how the function tells it from a stream batch.
+#[test]
+fn the_schedule_event_file_is_the_templates_schedule() {
+    let t = template();
+    for name in STREAM_FUNCTIONS {
+        let logical = t["Resources"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .find(|(_, r)| {
+                r["Properties"]["CodeUri"].as_str() == Some(&format!("functions/{name}"))
+            })
+            .map(|(k, _)| k.as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("no function for {name}"));
+        let events = t["Resources"][logical.as_str()]["Properties"]["Events"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{logical}: no Events"));
+        let schedules: Vec<&Yaml> = events
+            .values()
+            .filter(|e| e["Type"].as_str() == Some("Schedule"))
+            .collect();
+        assert_eq!(schedules.len(), 1, "{logical}: one Schedule event");
+        assert_eq!(
+            schedules[0]["Properties"]["Schedule"].as_str(),
+            Some("rate(1 minute)"),
+            "{logical}: the vendors' quotas are per minute"
+        );
+        let event = read_json(&repo_root().join(format!("events/schedule/{name}.json")));
+        assert_eq!(event["source"], "aws.events");
+        assert_eq!(event["detail-type"], "Scheduled Event");
+        assert!(event["resources"][0]
+            .as_str()
+            .is_some_and(|arn| arn.starts_with("arn:aws:events:") && arn.contains(":rule/")));
+        assert!(
+            event.get("Records").is_none(),
+            "{name}: a drain has no Records"
+        );
     }
 }
 

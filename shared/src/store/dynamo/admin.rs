@@ -398,12 +398,7 @@ impl DynamoStore {
         for (placeholder, name) in names {
             query = query.expression_attribute_names(*placeholder, *name);
         }
-        let mut pages = query.into_paginator().items().send();
-        let mut items = Vec::new();
-        while let Some(item) = pages.next().await {
-            items.push(item.map_err(|e| sdk_err("Query", e))?);
-        }
-        Ok(items)
+        super::query_items("Query", query, usize::MAX).await
     }
 
     /// Adds a token-signing secret for an existing app. `NotFound` for an unknown app,

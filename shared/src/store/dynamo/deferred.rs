@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
 use super::layout::*;
 use super::sync::padded_sequence;
-use super::{build_err, is_condition_failure, sdk_err, DynamoStore, TxOutcome};
+use super::{build_err, is_condition_failure, query_items, sdk_err, DynamoStore, TxOutcome};
 use crate::model::{CloudId, SyncStatus};
 use crate::store::StoreError;
 
@@ -147,66 +147,43 @@ impl DynamoStore {
         group_id: u64,
         cloud: CloudId,
     ) -> Result<Vec<Deferred>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :cloud)")
-                .expression_attribute_values(":pk", s(deferred_pk(group_id)))
-                .expression_attribute_values(":cloud", s(format!("{}#", cloud.as_str())))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_err("Query(deferred)", e))?;
-            for item in page.items() {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :cloud)")
+            .expression_attribute_values(":pk", s(deferred_pk(group_id)))
+            .expression_attribute_values(":cloud", s(format!("{}#", cloud.as_str())))
+            .consistent_read(true);
+        let items = query_items("Query(deferred)", query, usize::MAX).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
                 let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-                let (Some(records), Some(last)) = (text("records"), text("last")) else {
-                    continue;
-                };
-                out.push(Deferred {
-                    records,
-                    last,
-                    key: key(deferred_pk(group_id), text(SK).unwrap_or_default()),
-                });
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+                Some(Deferred {
+                    records: text("records")?,
+                    last: text("last")?,
+                    key: key(deferred_pk(group_id), text(SK)?),
+                })
+            })
+            .collect())
     }
 
     /// Up to `limit` groups whose deferred records are due at `now` (epoch ms) and that
     /// no drain is applying.
     pub async fn due_deferrals(&self, now: u64, limit: usize) -> Result<Vec<Deferral>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .filter_expression(
-                    "due <= :now AND (attribute_not_exists(lease_until) OR lease_until < :now)",
-                )
-                .expression_attribute_values(":pk", s(DEFERRED_PK))
-                .expression_attribute_values(":now", number(now))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_err("Query(deferrals)", e))?;
-            out.extend(page.items().iter().filter_map(deferral_from));
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() || out.len() >= limit {
-                out.truncate(limit);
-                return Ok(out);
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .filter_expression(
+                "due <= :now AND (attribute_not_exists(lease_until) OR lease_until < :now)",
+            )
+            .expression_attribute_values(":pk", s(DEFERRED_PK))
+            .expression_attribute_values(":now", number(now));
+        let items = query_items("Query(deferrals)", query, limit).await?;
+        Ok(items.iter().filter_map(deferral_from).collect())
     }
 
     /// Takes the group's deferral for a drain until `until` (epoch ms): its entry as

@@ -296,6 +296,24 @@ impl DynamoStore {
     }
 }
 
+/// The items a query matches, through the SDK's paginator, oldest key first; at most
+/// `limit` of them (reading no page past the one that reaches it).
+pub(super) async fn query_items(
+    op: &'static str,
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    limit: usize,
+) -> Result<Vec<Item>, StoreError> {
+    let mut pages = query.into_paginator().items().send();
+    let mut items = Vec::new();
+    while items.len() < limit {
+        match pages.next().await {
+            Some(item) => items.push(item.map_err(|e| sdk_err(op, e))?),
+            None => break,
+        }
+    }
+    Ok(items)
+}
+
 pub(super) fn build_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("request build: {e}"))
 }
