@@ -741,3 +741,78 @@ async fn turning_tencent_off_stops_its_calls_and_keeps_its_state_and_reconcile_c
     assert!(ok, "{printed}");
     assert!(c.tencent_in_step(id).await);
 }
+
+/// Fairness in Tencent (issue 22 item 8): an app whose Tencent app answers every call
+/// with a rate limit (60007) past a call's retries is deferred, not retried on the shard:
+/// its groups show `held` "deferred:" in Tencent while another app's groups reach theirs.
+/// Once the limit lifts, the drain brings the first app's groups in step, with one
+/// notification each (`scripts/test.sh`: 2.5 s of retries, then a 4 s pause).
+#[tokio::test]
+async fn an_app_over_its_tencent_rate_limit_never_holds_another_apps_groups() {
+    let limited = clouds("tencent-limited", Setup::default()).await;
+    let other = clouds("tencent-calm", Setup::default()).await;
+    limited.tencent.set_fault_kinds(&[FaultKind::RestRateLimit]);
+    limited.tencent.set_failure_rate(1.0);
+    let mut groups = Vec::new();
+    for i in 0..3 {
+        groups.push(limited.create("alice", &format!("busy-{i}"), "bob").await);
+    }
+    let tencent_state = |c: &'static str, g: Value| {
+        (
+            g["clouds"][c]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            g["clouds"][c]["error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    // The first group's record is deferred on Tencent's own answer; while the app cools
+    // down, the others are deferred without a call.
+    eventually(
+        "the limited app's groups are deferred in Tencent",
+        || async {
+            let mut deferred = 0;
+            let mut on_the_answer = false;
+            for id in &groups {
+                let (status, error) = tencent_state("tencent", limited.group("alice", *id).await);
+                if status == "held" && error.starts_with("deferred:") {
+                    deferred += 1;
+                    on_the_answer |= error.contains("code 60007");
+                }
+            }
+            deferred == groups.len() && on_the_answer
+        },
+    )
+    .await;
+    let mut theirs = Vec::new();
+    for i in 0..3 {
+        theirs.push(
+            other
+                .create("alice", &format!("calm-{i}"), "bob:carol")
+                .await,
+        );
+    }
+    for id in &theirs {
+        other.wait_tencent(*id).await;
+        assert_eq!(other.notified(*id).len(), 1);
+    }
+    let (status, _) = tencent_state("tencent", limited.group("alice", groups[0]).await);
+    assert_eq!(
+        status, "held",
+        "still deferred once the other app is in step"
+    );
+    assert!(limited.tencent.group(&groups[0].to_string()).is_none());
+
+    limited.tencent.clear_faults();
+    for id in &groups {
+        limited.wait_tencent(*id).await;
+        eventually(&format!("group {id} is ok in Tencent"), || async {
+            tencent_state("tencent", limited.group("alice", *id).await).0 == "ok"
+        })
+        .await;
+        assert_eq!(limited.notified(*id).len(), 1, "group {id}");
+    }
+}

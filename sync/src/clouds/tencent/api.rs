@@ -43,6 +43,9 @@ const ADMIN_SIG_SECONDS: u64 = 3600;
 /// The answers retrying can change: rate limits (REST layer 60007/60011, group layer
 /// 10006/10023) and the group layer's internal error.
 const RETRIED_CODES: [i64; 5] = [60007, 60011, 10006, 10023, 10002];
+/// Of those, the rate limits: still there when a call's retries are spent, the app is
+/// over its quota, and the mirror defers its records rather than hold the shard.
+const RATE_LIMIT_CODES: [i64; 4] = [60007, 60011, 10006, 10023];
 /// The group id is used by another owner than this app's admin.
 pub const GROUP_ID_TAKEN: i64 = 10021;
 /// The group id was made by this app's admin already (an earlier try).
@@ -114,7 +117,7 @@ impl<'a> TencentApi<'a> {
                 .query(&query)
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.to_string());
-            let why = match request.send().await {
+            let (why, rate_limited) = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
                     match response.bytes().await {
@@ -122,7 +125,7 @@ impl<'a> TencentApi<'a> {
                             match serde_json::from_slice::<Value>(&bytes) {
                                 Ok(answer) => match outcome(&answer) {
                                     Outcome::Ok => return Ok(answer),
-                                    Outcome::Retry(why) => why,
+                                    Outcome::Retry(why, limit) => (why, limit),
                                     Outcome::Refused(code, text) => {
                                         return Err(VendorError::Refused {
                                             status: 200,
@@ -131,11 +134,11 @@ impl<'a> TencentApi<'a> {
                                         })
                                     }
                                 },
-                                Err(_) => "the answer is not JSON".to_owned(),
+                                Err(_) => ("the answer is not JSON".to_owned(), false),
                             }
                         }
                         Ok(_) if status.is_server_error() || status.as_u16() == 429 => {
-                            format!("HTTP {}", status.as_u16())
+                            (format!("HTTP {}", status.as_u16()), status.as_u16() == 429)
                         }
                         Ok(_) => {
                             return Err(VendorError::Refused {
@@ -147,18 +150,28 @@ impl<'a> TencentApi<'a> {
                                 ),
                             })
                         }
-                        Err(e) => format!("reading the answer: {}", describe(&e)),
+                        Err(e) => (format!("reading the answer: {}", describe(&e)), false),
                     }
                 }
-                Err(e) => describe(&e),
+                Err(e) => (describe(&e), false),
             };
             let elapsed = started.elapsed();
             let wait = rand::rng().random_range(Duration::ZERO..=backoff);
             if elapsed + wait + policy.attempt_timeout / 4 > policy.budget {
-                return Err(VendorError::Unavailable(format!(
+                let what = format!(
                     "{command}: {why} (after {attempt} attempts in {} ms)",
                     elapsed.as_millis()
-                )));
+                );
+                // Tencent's limits are per second: one that outlasts the whole budget is
+                // the app's sustained overload, paused like LeanCloud's 429.
+                return Err(if rate_limited {
+                    VendorError::RateLimited {
+                        what,
+                        retry_after: policy.rate_limit_pause,
+                    }
+                } else {
+                    VendorError::Unavailable(what)
+                });
             }
             tracing::info!(call = command, attempt, wait_ms = wait.as_millis() as u64, why = %why, "Tencent Cloud IM call failed; retrying");
             tokio::time::sleep(wait).await;
@@ -332,7 +345,8 @@ impl<'a> TencentApi<'a> {
 
 enum Outcome {
     Ok,
-    Retry(String),
+    /// Why, and whether it was a rate limit.
+    Retry(String, bool),
     Refused(i64, String),
 }
 
@@ -347,9 +361,12 @@ fn outcome(answer: &Value) -> Outcome {
         .collect();
     match answer["ActionStatus"].as_str() {
         Some("OK") if code == 0 => Outcome::Ok,
-        _ if RETRIED_CODES.contains(&code) => Outcome::Retry(format!("code {code}: {text}")),
+        _ if RETRIED_CODES.contains(&code) => Outcome::Retry(
+            format!("code {code}: {text}"),
+            RATE_LIMIT_CODES.contains(&code),
+        ),
         Some("FAIL") | Some("OK") => Outcome::Refused(code, text),
-        _ => Outcome::Retry("an answer without ActionStatus".into()),
+        _ => Outcome::Retry("an answer without ActionStatus".into(), false),
     }
 }
 
@@ -381,9 +398,18 @@ mod tests {
 
     #[test]
     fn rate_limits_and_internal_errors_are_retried_others_refused() {
-        for code in [60007, 60011, 10006, 10023, 10002] {
+        for (code, limit) in [
+            (60007, true),
+            (60011, true),
+            (10006, true),
+            (10023, true),
+            (10002, false),
+        ] {
             let a = json!({"ActionStatus": "FAIL", "ErrorCode": code, "ErrorInfo": "x"});
-            assert!(matches!(outcome(&a), Outcome::Retry(_)), "{code}");
+            assert!(
+                matches!(outcome(&a), Outcome::Retry(_, l) if l == limit),
+                "{code}"
+            );
         }
         for code in [10004, 10007, 10010, 10019, 10021, 10025, 70001, 60010] {
             let a = json!({"ActionStatus": "FAIL", "ErrorCode": code, "ErrorInfo": "x"});
@@ -394,6 +420,6 @@ mod tests {
         }
         let ok = json!({"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": ""});
         assert!(matches!(outcome(&ok), Outcome::Ok));
-        assert!(matches!(outcome(&json!({})), Outcome::Retry(_)));
+        assert!(matches!(outcome(&json!({})), Outcome::Retry(_, false)));
     }
 }
