@@ -8,7 +8,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use im_shared::model::ids::check_id;
 use im_shared::model::{
-    ImCloud, OnDelete, TencentCloud, TencentGroupType, TencentSpec, DEFAULT_MESSAGES_PER_MINUTE,
+    Caller, ImCloud, OnDelete, TencentCloud, TencentGroupType, TencentSpec,
+    DEFAULT_MESSAGES_PER_MINUTE,
 };
 use im_shared::store::{DynamoStore, StoreError};
 
@@ -104,6 +105,26 @@ fn no_app<T>(app_id: &str, result: Result<T, StoreError>) -> Result<T> {
     }
 }
 
+/// Refuses to reserve `id` (a system client or App admin, see
+/// `im_shared::model::ReservedIds`) while it is a member of one of the app's groups: the
+/// group functions refuse it as a new member from then on, so it must not be one already.
+async fn not_a_member(store: &DynamoStore, app_id: &str, id: &str, option: &str) -> Result<()> {
+    use im_shared::store::MemberStore;
+    let operator = Caller {
+        app_id: app_id.to_owned(),
+        client_id: "im-admin".to_owned(),
+        app_admin: true,
+    };
+    let page = store.client_groups(&operator, id, 1, None).await?;
+    if let Some(group) = page.items.first() {
+        bail!(
+            "{option} {id}: that client id is a member of group {} of app {app_id}; it speaks for the service and cannot be a member, so remove it from the app's groups first (or choose another id)",
+            group.group_id
+        );
+    }
+    Ok(())
+}
+
 pub async fn run(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
     match action {
         ImCloudCommand::Show { app_id } => show(store, &app_id).await,
@@ -191,6 +212,12 @@ pub async fn run(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
                         )
                     })
                     .map_err(invalid)?;
+                    if let Some(client) = settings.system_client() {
+                        let before = old.as_ref().and_then(ImCloud::system_client);
+                        if before != Some(client) {
+                            not_a_member(store, &app_id, client, "--system-client").await?;
+                        }
+                    }
                     no_app(&app_id, store.set_im_cloud(&app_id, &settings).await)?;
                     println!("app {app_id}: IM cloud set\n{settings}");
                 }
@@ -255,6 +282,10 @@ pub async fn run(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
                     }
                     // Every rule is checked before the key is read or anything written.
                     let settings = TencentCloud::new(spec).map_err(invalid)?;
+                    let admin = settings.admin_identifier();
+                    if old.as_ref().map(TencentCloud::admin_identifier) != Some(admin) {
+                        not_a_member(store, &app_id, admin, "--admin-identifier").await?;
+                    }
                     let key = key_file
                         .as_deref()
                         .map(|file| keyinput::read_key(Some(file)))

@@ -129,6 +129,12 @@ impl KeyStore for WarmFacts {
         self.store.token_key(kid).await
     }
 
+    async fn reserved_ids(
+        &self,
+        app_id: &str,
+    ) -> Result<im_shared::model::ReservedIds, StoreError> {
+        self.store.reserved_ids(app_id).await
+    }
     async fn tencent_key(&self, app_id: &str) -> Result<Option<TencentKey>, StoreError> {
         self.store.tencent_key(app_id).await
     }

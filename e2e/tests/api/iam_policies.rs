@@ -18,9 +18,10 @@ use serde_yaml_ng::Value;
 const SECRETS: [&str; 2] = ["APP", "TOKEN_KEY"];
 
 /// The table's partition keys, as patterns (see the item layout in `shared/src/store/dynamo/layout.rs`).
-const TABLE_PARTITIONS: [&str; 8] = [
+const TABLE_PARTITIONS: [&str; 9] = [
     "APP",
     "TOKEN_KEY",
+    "RESERVED",
     "COUNTER",
     "GROUP#*",
     "CONV#*",
@@ -1232,4 +1233,29 @@ fn the_checks_catch_a_widened_mirror() {
     let fns = functions(&t);
     assert!(!unnarrowed(&fns).is_empty());
     assert!(!mirror_access(&fns).is_empty());
+}
+
+/// The functions that make members read the app's reserved client ids (its system client
+/// and Tencent App admin, never members); no function writes them (`im-admin` does, with
+/// the settings that name them).
+#[test]
+fn the_functions_that_add_members_read_the_reserved_ids_and_none_writes_them() {
+    let fns = functions(&template());
+    for binary in ["create-group", "add-members"] {
+        let f = fns
+            .iter()
+            .find(|f| f.binary == binary)
+            .unwrap_or_else(|| panic!("no {binary}"));
+        assert!(f.may("dynamodb:GetItem", "RESERVED"), "{binary}");
+    }
+    for f in &fns {
+        for action in WRITE_ACTIONS {
+            assert!(
+                !f.may(action, "RESERVED"),
+                "{} ({}) may {action} the reserved ids",
+                f.name,
+                f.binary
+            );
+        }
+    }
 }

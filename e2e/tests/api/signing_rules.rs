@@ -485,6 +485,180 @@ async fn nobody_gets_a_login_signature_for_the_apps_system_client() {
     assert_eq!(api.sign(BACKEND, "login/{a}/bob").await, 200);
 }
 
+/// The ids that speak for the service (the system client, Tencent's App admin) are
+/// never members: a create naming one, a create by one (the owner is a member), and an
+/// add of one are each a 400 that names the rule, and nothing is written.
+#[tokio::test]
+async fn the_apps_system_client_and_tencent_admin_are_never_members() {
+    use im_shared::model::{Secret, TencentCloud, TencentSpec};
+    let api = Api::local("system-member").await;
+    let settings = ImCloud::new(
+        "https://im.example.com",
+        false,
+        true,
+        Some("imsystem".to_owned()),
+        OnDelete::Keep,
+    )
+    .unwrap();
+    api.store
+        .set_im_cloud(&api.app.app_id, &settings)
+        .await
+        .unwrap();
+    let spec = TencentSpec::new("https://adminapisgp.im.qcloud.com", 1_400_000_999, "tadmin");
+    api.store
+        .set_tencent(
+            &api.app.app_id,
+            &TencentCloud::new(spec).unwrap(),
+            Some(&Secret::new(im_e2e::stack::test_key())),
+        )
+        .await
+        .unwrap();
+    let refused = |resp: im_e2e::openapi::Checked, what: &'static str| async move {
+        assert_eq!(resp.status(), 400, "{what}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["msg"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("is reserved"),
+            "{what}: {body}"
+        );
+    };
+    for (by, members) in [
+        ("alice", "bob:imsystem"),
+        ("alice", "tadmin"),
+        (BACKEND, "imsystem"),
+        ("imsystem", "bob"),
+        ("tadmin", "bob"),
+    ] {
+        let body = json!({"group_name": "g", "member_client_ids": members});
+        let resp = api.send(by, Method::POST, "/im/group", Some(body)).await;
+        refused(resp, "a create").await;
+    }
+    let id = api
+        .create(
+            "alice",
+            json!({"group_name": "g", "member_client_ids": "bob"}),
+        )
+        .await;
+    for (by, members) in [("alice", "carol:imsystem"), (BACKEND, "tadmin")] {
+        let resp = api
+            .send(
+                by,
+                Method::POST,
+                format!("/im/group/{id}/member"),
+                Some(json!({ "member_client_ids": members })),
+            )
+            .await;
+        refused(resp, "an add").await;
+    }
+    let mut members = api.store.group_members(id).await.unwrap();
+    members.sort();
+    assert_eq!(members, ["alice", "bob"]);
+    // Near names are ids like any other.
+    let resp = api
+        .send(
+            "alice",
+            Method::POST,
+            format!("/im/group/{id}/member"),
+            Some(json!({ "member_client_ids": "imsystem2:TADMIN" })),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+}
+
+/// `im-admin` refuses to reserve an id (as the system client, or as Tencent's App admin)
+/// while it is a member of one of the app's groups, and writes nothing; once the member
+/// has left, the same command reserves it.
+#[tokio::test]
+async fn im_admin_refuses_to_reserve_a_member() {
+    let api = Api::local("reserve-member").await;
+    let id = api
+        .create(
+            "alice",
+            json!({"group_name": "g", "member_client_ids": "carol"}),
+        )
+        .await;
+    let key_file = std::env::temp_dir().join(unique("tencent-key"));
+    std::fs::write(&key_file, im_e2e::stack::test_key()).unwrap();
+    let table = im_e2e::stack::env("IM_TEST_LOCAL_TABLE");
+    let app = api.app.app_id.clone();
+    let leancloud = [
+        "app",
+        "im-cloud",
+        "set",
+        &app,
+        "--server",
+        "https://im.example.com",
+        "--system-messages",
+        "on",
+        "--system-client",
+        "carol",
+    ];
+    let key = key_file.to_str().unwrap();
+    let tencent = [
+        "app",
+        "im-cloud",
+        "set",
+        &app,
+        "--provider",
+        "tencent",
+        "--server",
+        "https://adminapisgp.im.qcloud.com",
+        "--sdk-app-id",
+        "1400000999",
+        "--admin-identifier",
+        "carol",
+        "--key-file",
+        key,
+    ];
+    let run = |args: &[&str]| {
+        admin_command()
+            .args(["--table", &table])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [&leancloud[..], &tencent[..]] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(&format!("member of group {id}")), "{err}");
+    }
+    assert_eq!(api.store.im_cloud(&app).await.unwrap(), None);
+    assert_eq!(api.store.tencent_cloud(&app).await.unwrap(), None);
+
+    let resp = api
+        .send(
+            "carol",
+            Method::DELETE,
+            format!("/im/group/{id}/member"),
+            Some(json!({ "member_client_ids": "carol" })),
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    for args in [&leancloud[..], &tencent[..]] {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The local server kept "none reserved" from the first create, for at most 5 s.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let back = api
+        .send(
+            "alice",
+            Method::POST,
+            format!("/im/group/{id}/member"),
+            Some(json!({ "member_client_ids": "carol" })),
+        )
+        .await;
+    assert_eq!(back.status(), 400);
+    let _ = std::fs::remove_file(key_file);
+}
+
 #[tokio::test]
 async fn malformed_member_cursors_are_400() {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -565,6 +565,12 @@ impl KeyStore for Counting {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.token_key(kid).await
     }
+    async fn reserved_ids(
+        &self,
+        app_id: &str,
+    ) -> Result<im_shared::model::ReservedIds, StoreError> {
+        self.inner.reserved_ids(app_id).await
+    }
     async fn tencent_key(&self, app_id: &str) -> Result<Option<TencentKey>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.tencent_key(app_id).await

@@ -10,6 +10,7 @@ pub mod im_cloud;
 pub mod import;
 pub mod mirror;
 pub mod policy;
+pub mod reserved;
 pub mod secret;
 pub mod signing;
 pub mod tencent_cloud;
@@ -24,6 +25,7 @@ pub use ids::MemberList;
 pub use im_cloud::{ImCloud, OnDelete, DEFAULT_MESSAGES_PER_MINUTE, MAX_MESSAGES_PER_MINUTE};
 pub use mirror::{ChangeEvent, CloudId, SyncReport, SyncStatus};
 pub use policy::ConversationClaim;
+pub use reserved::ReservedIds;
 pub use secret::Secret;
 pub use tencent_cloud::{TencentCloud, TencentGroupType, TencentSpec};
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use mini_moka::sync::{Cache, ConcurrentCacheExt};
 
 use super::{ConversationStore, KeyStore, StoreError};
-use crate::model::{AppKey, ConversationClaim, TencentKey, TokenKey};
+use crate::model::{AppKey, ConversationClaim, ReservedIds, TencentKey, TokenKey};
 
 /// Bounded so that a flood of random ids cannot grow memory without limit.
 const MAX_CACHED: u64 = 10_000;
@@ -60,6 +60,7 @@ pub struct Keys {
     master: Ttl<AppKey>,
     tokens: Ttl<TokenKey>,
     tencent: Ttl<TencentKey>,
+    reserved: Ttl<ReservedIds>,
 }
 
 impl Keys {
@@ -74,6 +75,7 @@ impl Keys {
             master: ttl_cache(ttl, capacity),
             tokens: ttl_cache(ttl, capacity),
             tencent: ttl_cache(ttl, capacity),
+            reserved: ttl_cache(ttl, capacity),
         }
     }
 
@@ -87,6 +89,19 @@ impl Keys {
     /// them, within [`MISS_TTL`], so newly set ones count at once).
     pub async fn tencent_key(&self, app_id: &str) -> Result<Option<TencentKey>, StoreError> {
         cached(&self.tencent, app_id, self.store.tencent_key(app_id)).await
+    }
+
+    /// The client ids the app's IM cloud settings reserve. An app reserving none is
+    /// kept as a miss (at most [`MISS_TTL`]), so that an id an operator reserves counts
+    /// within seconds: `im-admin` checks it is no member first.
+    pub async fn reserved_ids(&self, app_id: &str) -> Result<ReservedIds, StoreError> {
+        let load = async {
+            let ids = self.store.reserved_ids(app_id).await?;
+            Ok((ids != ReservedIds::default()).then_some(ids))
+        };
+        Ok(cached(&self.reserved, app_id, load)
+            .await?
+            .unwrap_or_default())
     }
 
     /// The active token secret named `kid`, if there is one.

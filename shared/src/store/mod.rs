@@ -10,7 +10,7 @@ use thiserror::Error;
 
 use crate::model::{
     AppKey, Caller, ConversationClaim, Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus,
-    Idempotency, MemberList, Page, TencentKey, TokenKey,
+    Idempotency, MemberList, Page, ReservedIds, TencentKey, TokenKey,
 };
 
 pub use cache::{Keys, Links};
@@ -83,6 +83,9 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn tencent_key(&self, app_id: &str) -> Result<Option<TencentKey>, StoreError>;
     /// The active token secret named `kid`, or `None`.
     async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError>;
+    /// The client ids the app's IM cloud settings reserve (its system client, its Tencent
+    /// App admin), which no group may have as members.
+    async fn reserved_ids(&self, app_id: &str) -> Result<ReservedIds, StoreError>;
     /// Both at once: the token secret `kid` and `app_id`'s master key (the first request of
     /// a signature function needs both; the DynamoDB store reads them in one round trip).
     async fn token_and_master_key(

@@ -50,6 +50,13 @@ pub async fn create(
             max_members,
         };
         audit.members = spec.members.joined();
+        // The owner is a member too.
+        let ids = spec.members.ids().iter().map(String::as_str);
+        state
+            .keys
+            .reserved_ids(&caller.app_id)
+            .await?
+            .check_members(ids.chain([caller.client_id.as_str()]))?;
         let with_owner =
             spec.members.len() as u64 + u64::from(!spec.members.ids().contains(&caller.client_id));
         if with_owner > max_members {
@@ -198,7 +205,15 @@ async fn members_route(
         audit.members = list.joined();
         let store = &state.store;
         match op {
-            MembersOp::Add => store.add_members(&caller, id, &list).await?,
+            MembersOp::Add => {
+                let ids = list.ids().iter().map(String::as_str);
+                state
+                    .keys
+                    .reserved_ids(&caller.app_id)
+                    .await?
+                    .check_members(ids)?;
+                store.add_members(&caller, id, &list).await?
+            }
             MembersOp::Remove => store.remove_members(&caller, id, &list).await?,
             MembersOp::GrantAdmin => {
                 let max = state.config.limits.max_admins;

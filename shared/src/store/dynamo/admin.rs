@@ -11,9 +11,12 @@ use super::layout::*;
 use super::{build_err, is_condition_failure, sdk_err, DynamoStore, TxOutcome};
 
 use crate::model::{
-    AppKey, ImCloud, OnDelete, Secret, TencentCloud, TencentGroupType, TencentKey, TencentSpec,
-    TokenKey,
+    AppKey, ImCloud, OnDelete, ReservedIds, Secret, TencentCloud, TencentGroupType, TencentKey,
+    TencentSpec, TokenKey,
 };
+
+/// An app item that exists and was not removed.
+const LIVE_APP: &str = "attribute_exists(pk) AND attribute_not_exists(removed_at)";
 use crate::store::{KeyStore, StoreError};
 
 impl DynamoStore {
@@ -87,7 +90,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(APP_PK, app_id)))
             .update_expression("SET #a = :v, updated_at = :now")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(removed_at)")
+            .condition_expression(LIVE_APP)
             .expression_attribute_names("#a", attribute)
             .expression_attribute_values(":v", value)
             .expression_attribute_values(":now", s(now_rfc3339()))
@@ -98,6 +101,36 @@ impl DynamoStore {
             Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound),
             Err(e) => Err(sdk_err("UpdateItem(app)", e)),
         }
+    }
+
+    /// Writes an app's settings (`app`, an update of its item) and, in the same
+    /// transaction, the client id they reserve in `cloud` (an attribute of the app's
+    /// `RESERVED` item: its system client or App admin; `None` removes it). `false` when
+    /// `app`'s condition failed.
+    async fn set_settings(
+        &self,
+        app_id: &str,
+        app: Update,
+        cloud: &'static str,
+        reserved: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let reserve = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(RESERVED_PK, app_id)))
+            .expression_attribute_names("#cloud", cloud);
+        let reserve = match reserved {
+            Some(id) => reserve
+                .update_expression("SET #cloud = :id")
+                .expression_attribute_values(":id", s(id)),
+            None => reserve.update_expression("REMOVE #cloud"),
+        };
+        let items = vec![
+            TransactWriteItem::builder().update(app).build(),
+            TransactWriteItem::builder()
+                .update(reserve.build().map_err(build_err)?)
+                .build(),
+        ];
+        Ok(matches!(self.transact(items).await?, TxOutcome::Done))
     }
 
     /// Removes an app (its item becomes a tombstone: no key, no settings, `removed_at`,
@@ -215,8 +248,22 @@ impl DynamoStore {
         if let Some(client) = settings.system_client() {
             map.insert("system_client".to_owned(), s(client));
         }
-        self.set_on_app(app_id, "im_cloud", AttributeValue::M(map))
-            .await
+        let app = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(APP_PK, app_id)))
+            .update_expression("SET im_cloud = :m, updated_at = :now")
+            .condition_expression(LIVE_APP)
+            .expression_attribute_values(":m", AttributeValue::M(map))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .build()
+            .map_err(build_err)?;
+        match self
+            .set_settings(app_id, app, "leancloud", settings.system_client())
+            .await?
+        {
+            true => Ok(()),
+            false => Err(StoreError::NotFound),
+        }
     }
 
     /// An app's IM cloud settings: `NotFound` for an unknown app, `None` when it has none.
@@ -292,31 +339,29 @@ impl DynamoStore {
             ("usersig_expire".to_owned(), n(settings.usersig_expire())),
             ("group_id_prefix".to_owned(), s(settings.group_id_prefix())),
         ]);
-        let live = "attribute_exists(pk) AND attribute_not_exists(removed_at)";
-        let mut update = self
-            .client
-            .update_item()
+        let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(APP_PK, app_id)))
             .expression_attribute_values(":m", AttributeValue::M(map))
             .expression_attribute_values(":now", s(now_rfc3339()));
-        update = match secret_key {
+        let update = match secret_key {
             Some(secret) => update
                 .update_expression("SET tencent = :m, tencent_key = :k, updated_at = :now")
-                .condition_expression(live)
+                .condition_expression(LIVE_APP)
                 .expression_attribute_values(":k", s(secret.expose())),
             // Without a key, only an app that has one already.
             None => update
                 .update_expression("SET tencent = :m, updated_at = :now")
-                .condition_expression(format!("{live} AND attribute_exists(tencent_key)")),
+                .condition_expression(format!("{LIVE_APP} AND attribute_exists(tencent_key)")),
         };
-        match update.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => match self.app_item(app_id, "pk").await {
+        let app = update.build().map_err(build_err)?;
+        let admin = Some(settings.admin_identifier());
+        match self.set_settings(app_id, app, "tencent", admin).await? {
+            true => Ok(()),
+            false => match self.app_item(app_id, "pk").await {
                 Ok(_) => Err(StoreError::KeyNeeded),
                 Err(other) => Err(other),
             },
-            Err(e) => Err(sdk_err("UpdateItem(app)", e)),
         }
     }
 
@@ -506,6 +551,23 @@ impl DynamoStore {
 
 #[async_trait]
 impl KeyStore for DynamoStore {
+    async fn reserved_ids(&self, app_id: &str) -> Result<ReservedIds, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(RESERVED_PK, app_id)))
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem(reserved)", e))?;
+        let ids = out.item().into_iter().flat_map(|item| {
+            ["leancloud", "tencent"]
+                .into_iter()
+                .filter_map(|cloud| item.get(cloud).and_then(|v| v.as_s().ok()).cloned())
+        });
+        Ok(ReservedIds::new(ids))
+    }
+
     async fn master_key(&self, app_id: &str) -> Result<Option<AppKey>, StoreError> {
         let out = self
             .client

@@ -4,6 +4,7 @@
 //! | item | pk | sk | attributes |
 //! | --- | --- | --- | --- |
 //! | app | `APP` | app id | `master_key`, `token_keys` (how many token keys were ever added), `im_cloud` (map: `server`, `mirroring`, `system_messages`, `system_client`, `on_delete`), `tencent` (map: `server`, `sdk_app_id`, `admin_identifier`, `group_type`, `mirroring`, `system_messages`, `on_delete`, `max_calls_per_second`, `usersig_expire`, `group_id_prefix`), `tencent_key` (Tencent's secret key, beside the map, never in it), `created_at`, `updated_at`; a removed app keeps only `removed_at` (a tombstone: the id is never registered again, since the app's groups and links stay in the table) |
+//! | reserved client ids | `RESERVED` | app id | `leancloud` (the app's system client), `tencent` (its App admin): written with the settings that name them, in one transaction; read by the group functions, which refuse them as members (they cannot read the app item, which holds the master key; see [`crate::model::ReservedIds`]) |
 //! | token secret | `TOKEN_KEY` | key id (`kid`) | `app_id`, `secret`, `status` (active, retired), `created_at` |
 //! | group-id counter | `COUNTER` | `GROUP_ID` | `next_id` |
 //! | import floor | `COUNTER` | `IMPORT_FLOOR#<app id>` | `floor`: the counter's value when the app's first `im-admin import` began (an id kept from an export must be above it: below it, any id may have been a group's), kept so that a re-run judges ids as the first run did |
@@ -32,6 +33,7 @@ pub(super) const APP_PK: &str = "APP";
 /// On an app item: the app was removed (the item is its tombstone).
 pub(super) const REMOVED_AT: &str = "removed_at";
 pub(super) const TOKEN_KEY_PK: &str = "TOKEN_KEY";
+pub(super) const RESERVED_PK: &str = "RESERVED";
 pub(super) const COUNTER_PK: &str = "COUNTER";
 pub(super) const COUNTER_SK: &str = "GROUP_ID";
 pub(super) const META_SK: &str = "META";
