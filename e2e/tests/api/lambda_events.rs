@@ -509,6 +509,26 @@ async fn own_stream_event(
     (app, group_id, path)
 }
 
+/// A LeanCloud stand-in for `app`, set as its IM cloud: mirroring and system messages
+/// on, sent as `imsystem`.
+async fn leancloud_stand_in(
+    store: &im_shared::store::DynamoStore,
+    app: &im_e2e::stack::TestApp,
+) -> im_e2e::im_cloud::ImCloudStandIn {
+    use im_shared::model::{ImCloud, OnDelete};
+    let cloud = im_e2e::im_cloud::ImCloudStandIn::start(&app.app_id, &app.master_key).await;
+    let settings = ImCloud::new(
+        cloud.url(),
+        true,
+        true,
+        Some("imsystem".into()),
+        OnDelete::Keep,
+    )
+    .unwrap();
+    store.set_im_cloud(&app.app_id, &settings).await.unwrap();
+    cloud
+}
+
 /// Invokes `sync-conversations` under the emulator with the event in `path`, on a
 /// blocking thread: the stand-ins must go on answering meanwhile.
 async fn invoke_sync(path: &std::path::Path) -> Value {
@@ -525,29 +545,14 @@ async fn invoke_sync(path: &std::path::Path) -> Value {
 /// the same batch again changes nothing in either (each cloud's cursor covers it).
 #[tokio::test]
 async fn the_stream_event_mirrors_its_group_into_both_clouds_under_the_emulator() {
-    use im_e2e::im_cloud::ImCloudStandIn;
     use im_e2e::tencent::TencentStandIn;
-    use im_shared::model::{ImCloud, OnDelete, Secret, TencentCloud, TencentSpec};
+    use im_shared::model::{Secret, TencentCloud, TencentSpec};
     use std::collections::BTreeSet;
 
     let store =
         im_shared::store::DynamoStore::new(im_e2e::stack::ddb().await, env("IM_TEST_LAMBDA_TABLE"));
     let (app, group_id, path) = own_stream_event(&store, "both-clouds").await;
-    let leancloud = ImCloudStandIn::start(&app.app_id, &app.master_key).await;
-    store
-        .set_im_cloud(
-            &app.app_id,
-            &ImCloud::new(
-                leancloud.url(),
-                true,
-                true,
-                Some("imsystem".into()),
-                OnDelete::Keep,
-            )
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    let leancloud = leancloud_stand_in(&store, &app).await;
     let tencent_key = im_e2e::stack::test_key();
     let tencent = TencentStandIn::start(1_400_000_321, &tencent_key, &["administrator"]);
     let mut spec = TencentSpec::new(tencent.url(), 1_400_000_321, "administrator");
@@ -594,28 +599,13 @@ async fn the_stream_event_mirrors_its_group_into_both_clouds_under_the_emulator(
 /// deferral; the same event again calls nothing for the group.
 #[tokio::test]
 async fn the_scheduled_event_drains_what_a_stream_event_deferred_under_the_emulator() {
-    use im_e2e::im_cloud::ImCloudStandIn;
-    use im_shared::model::{CloudId, ImCloud, OnDelete};
+    use im_shared::model::CloudId;
     use std::time::{Duration, Instant};
 
     let store =
         im_shared::store::DynamoStore::new(im_e2e::stack::ddb().await, env("IM_TEST_LAMBDA_TABLE"));
     let (app, group_id, path) = own_stream_event(&store, "drained").await;
-    let cloud = ImCloudStandIn::start(&app.app_id, &app.master_key).await;
-    store
-        .set_im_cloud(
-            &app.app_id,
-            &ImCloud::new(
-                cloud.url(),
-                true,
-                true,
-                Some("imsystem".into()),
-                OnDelete::Keep,
-            )
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    let cloud = leancloud_stand_in(&store, &app).await;
     cloud.set_message_quota(Some((0, Duration::from_secs(3600))));
 
     let answer = invoke_sync(&path).await;

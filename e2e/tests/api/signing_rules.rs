@@ -461,15 +461,13 @@ async fn only_the_owner_and_the_backend_name_the_owner_in_a_kick_or_block() {
 
 // 6. Small holes ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn nobody_gets_a_login_signature_for_the_apps_system_client() {
-    let api = Api::local("system-login").await;
-    // The client id the app's IM cloud settings post system messages as.
+/// IM cloud settings for the app that post system messages as `client` (mirroring off).
+async fn with_system_client(api: &Api, client: &str) {
     let settings = ImCloud::new(
         "https://im.example.com",
         false,
         true,
-        Some("imsystem".to_owned()),
+        Some(client.to_owned()),
         OnDelete::Keep,
     )
     .unwrap();
@@ -477,6 +475,23 @@ async fn nobody_gets_a_login_signature_for_the_apps_system_client() {
         .set_im_cloud(&api.app.app_id, &settings)
         .await
         .unwrap();
+}
+
+/// `by` adds `members` to group `id` (`POST .../member`).
+async fn add_members(api: &Api, by: &str, id: u64, members: &str) -> im_e2e::openapi::Checked {
+    api.send(
+        by,
+        Method::POST,
+        format!("/im/group/{id}/member"),
+        Some(json!({ "member_client_ids": members })),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn nobody_gets_a_login_signature_for_the_apps_system_client() {
+    let api = Api::local("system-login").await;
+    with_system_client(&api, "imsystem").await;
     // Its own token (one the backend should never have minted), and the backend: 403.
     assert_eq!(api.sign("imsystem", "login/{a}/imsystem").await, 403);
     assert_eq!(api.sign(BACKEND, "login/{a}/imsystem").await, 403);
@@ -492,18 +507,7 @@ async fn nobody_gets_a_login_signature_for_the_apps_system_client() {
 async fn the_apps_system_client_and_tencent_admin_are_never_members() {
     use im_shared::model::{Secret, TencentCloud, TencentSpec};
     let api = Api::local("system-member").await;
-    let settings = ImCloud::new(
-        "https://im.example.com",
-        false,
-        true,
-        Some("imsystem".to_owned()),
-        OnDelete::Keep,
-    )
-    .unwrap();
-    api.store
-        .set_im_cloud(&api.app.app_id, &settings)
-        .await
-        .unwrap();
+    with_system_client(&api, "imsystem").await;
     let spec = TencentSpec::new("https://adminapisgp.im.qcloud.com", 1_400_000_999, "tadmin");
     api.store
         .set_tencent(
@@ -542,28 +546,14 @@ async fn the_apps_system_client_and_tencent_admin_are_never_members() {
         )
         .await;
     for (by, members) in [("alice", "carol:imsystem"), (BACKEND, "tadmin")] {
-        let resp = api
-            .send(
-                by,
-                Method::POST,
-                format!("/im/group/{id}/member"),
-                Some(json!({ "member_client_ids": members })),
-            )
-            .await;
+        let resp = add_members(&api, by, id, members).await;
         refused(resp, "an add").await;
     }
     let mut members = api.store.group_members(id).await.unwrap();
     members.sort();
     assert_eq!(members, ["alice", "bob"]);
     // Near names are ids like any other.
-    let resp = api
-        .send(
-            "alice",
-            Method::POST,
-            format!("/im/group/{id}/member"),
-            Some(json!({ "member_client_ids": "imsystem2:TADMIN" })),
-        )
-        .await;
+    let resp = add_members(&api, "alice", id, "imsystem2:TADMIN").await;
     assert_eq!(resp.status(), 201);
 }
 
@@ -647,14 +637,7 @@ async fn im_admin_refuses_to_reserve_a_member() {
     }
     // The local server kept "none reserved" from the first create, for at most 5 s.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let back = api
-        .send(
-            "alice",
-            Method::POST,
-            format!("/im/group/{id}/member"),
-            Some(json!({ "member_client_ids": "carol" })),
-        )
-        .await;
+    let back = add_members(&api, "alice", id, "carol").await;
     assert_eq!(back.status(), 400);
     let _ = std::fs::remove_file(key_file);
 }
