@@ -279,7 +279,7 @@ fn bad_input_through_the_lambda_path() {
 /// intact (`/`, `?`, `#`, `%`) are a 400 in both, never another route or a truncated id.
 async fn decoded_paths_answer_as_the_local_server_does(key: &str) {
     let expected: &[(&str, u16)] = &[
-        // Members `李 雷` and `bob`: signed as sent, sorted byte-wise.
+        // Members `李 雷` and `bob`: signed as sent, sorted (UTF-16 order).
         ("conversation-signature-non-ascii", 200),
         // A client's `%2541` arrives as `%41`: decoded again it would be signed as `A`.
         ("conversation-signature-percent", 400),

@@ -18,6 +18,7 @@ mod mirror;
 mod openapi;
 mod round_trips;
 mod routes_agree;
+mod sdk_rules;
 mod signing_rules;
 mod store;
 mod stream_poller;
