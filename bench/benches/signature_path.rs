@@ -108,12 +108,16 @@ impl ConversationStore for WarmFacts {
         app_id: &str,
         group_id: u64,
         client_id: &str,
+        named: &[&str],
     ) -> Result<GroupStatus, StoreError> {
-        let key = format!("{app_id}\n{group_id}\n{client_id}");
+        let key = format!("{app_id}\n{group_id}\n{client_id}\n{}", named.join(":"));
         if let Some(hit) = self.standings.get(&key) {
             return Ok(hit);
         }
-        let found = self.store.standing(app_id, group_id, client_id).await?;
+        let found = self
+            .store
+            .standing(app_id, group_id, client_id, named)
+            .await?;
         self.standings.insert(key, found.clone());
         Ok(found)
     }

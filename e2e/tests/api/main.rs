@@ -12,6 +12,7 @@ mod http_api;
 mod iam_policies;
 mod im_cloud_standin;
 mod import_export;
+mod js_kit;
 mod lambda_events;
 mod local_run;
 mod mirror;

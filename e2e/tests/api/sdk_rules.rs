@@ -5,10 +5,11 @@
 
 use std::process::Command;
 
-use im_e2e::http::Api;
+use im_e2e::http::{Api, BACKEND};
 use im_e2e::signatures::assert_signs;
 use im_e2e::stack::unique;
-use serde_json::Value;
+use reqwest::Method;
+use serde_json::{json, Value};
 
 /// The ids joined in the order Node's default `Array.prototype.sort` gives them: how
 /// the SDK orders the member list it signs over and sends. Computed by Node itself, not
@@ -92,4 +93,166 @@ async fn members_are_signed_in_the_order_the_sdk_sorts_them() {
         &api.app.master_key,
         &format!("{app}:alice:{sdk_order}:{{ts}}:{{nonce}}"),
     );
+}
+
+/// The group's members, as the group route lists them.
+async fn members_of(api: &Api, group: u64) -> Vec<String> {
+    let resp = api
+        .get("owner", format!("/im/group/{group}/member?limit=100"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let mut ids: Vec<String> = body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["client_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn change(api: &Api, client: &str, method: Method, group: u64, ids: &str) -> u16 {
+    api.send(
+        client,
+        method,
+        format!("/im/group/{group}/member"),
+        Some(json!({ "member_client_ids": ids })),
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+/// A group `owner` owns, with `member` and the non-BMP `𠮷野`, and its conversation named
+/// both ways: by the group's id, and by a conversation the app's backend linked to it.
+async fn group_and_conversations(api: &Api) -> (u64, [String; 2]) {
+    let g = api
+        .create(
+            "owner",
+            json!({"group_name": "sdk", "member_client_ids": ["member", "𠮷野"]}),
+        )
+        .await;
+    let linked = unique("conv");
+    assert_eq!(api.link(BACKEND, g, &linked).await, 200);
+    (g, [g.to_string(), linked])
+}
+
+#[tokio::test]
+async fn an_invite_is_signed_only_once_the_group_holds_every_id() {
+    let api = Api::local("sdk-invite").await;
+    let (g, convs) = group_and_conversations(&api).await;
+    for (i, conv) in convs.iter().enumerate() {
+        let newbie = format!("ｹｲ{i}");
+        let invite = format!("invite/{{a}}/member/{conv}/{}", url_escape(&newbie));
+        assert_eq!(
+            api.sign("member", &invite).await,
+            403,
+            "{conv}: not in the group yet"
+        );
+        // The signature route changed nothing.
+        assert!(!members_of(&api, g).await.contains(&newbie));
+        assert_eq!(change(&api, "member", Method::POST, g, &newbie).await, 201);
+        assert_eq!(
+            api.sign("member", &invite).await,
+            200,
+            "{conv}: the group holds it"
+        );
+        // Naming an id already in and one not: refused as a whole.
+        let mixed = format!(
+            "invite/{{a}}/member/{conv}/{}:stranger",
+            url_escape(&newbie)
+        );
+        assert_eq!(api.sign("member", &mixed).await, 403);
+        // A non-member gets no invite, even for members.
+        assert_eq!(
+            api.sign("outsider", &format!("invite/{{a}}/outsider/{conv}/member"))
+                .await,
+            403
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_kick_is_signed_only_once_the_group_no_longer_holds_the_ids() {
+    let api = Api::local("sdk-kick").await;
+    let (g, convs) = group_and_conversations(&api).await;
+    for (i, conv) in convs.iter().enumerate() {
+        let target = format!("李雷{i}");
+        assert_eq!(change(&api, "owner", Method::POST, g, &target).await, 201);
+        let kick = format!("kick/{{a}}/owner/{conv}/{}", url_escape(&target));
+        assert_eq!(
+            api.sign("owner", &kick).await,
+            403,
+            "{conv}: still a member"
+        );
+        assert!(
+            members_of(&api, g).await.contains(&target),
+            "no side effect"
+        );
+        assert_eq!(change(&api, "owner", Method::DELETE, g, &target).await, 204);
+        assert_eq!(api.sign("owner", &kick).await, 200, "{conv}: removed first");
+        // A plain member kicks nobody else, in the group or not.
+        let by_member = format!("kick/{{a}}/member/{conv}/{}", url_escape(&target));
+        assert_eq!(api.sign("member", &by_member).await, 403);
+        // The owner never leaves, so never gets a kick naming itself.
+        assert_eq!(
+            api.sign("owner", &format!("kick/{{a}}/owner/{conv}/owner"))
+                .await,
+            403
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_member_quits_by_leaving_the_group_then_kicking_only_itself() {
+    let api = Api::local("sdk-quit").await;
+    let (g, convs) = group_and_conversations(&api).await;
+    let me = "𠮷野";
+    let quit = |conv: &str| format!("kick/{{a}}/{}/{conv}/{}", url_escape(me), url_escape(me));
+    for conv in &convs {
+        assert_eq!(
+            api.sign(me, &quit(conv)).await,
+            403,
+            "{conv}: still a member"
+        );
+    }
+    assert!(members_of(&api, g).await.contains(&me.to_owned()));
+    // Any member may leave through the group route...
+    assert_eq!(change(&api, me, Method::DELETE, g, me).await, 204);
+    assert!(!members_of(&api, g).await.contains(&me.to_owned()));
+    for conv in &convs {
+        // ...and then gets the kick that takes only itself out of the conversation.
+        assert_eq!(api.sign(me, &quit(conv)).await, 200, "{conv}");
+        // Not one naming anyone else too.
+        let more = format!(
+            "kick/{{a}}/{}/{conv}/member:{}",
+            url_escape(me),
+            url_escape(me)
+        );
+        assert_eq!(api.sign(me, &more).await, 403, "{conv}");
+    }
+}
+
+#[tokio::test]
+async fn the_sdks_join_is_taken_wherever_our_join_is() {
+    let api = Api::local("sdk-join").await;
+    let (_, convs) = group_and_conversations(&api).await;
+    let unlinked = unique("chat");
+    for conv in convs.iter().chain([&unlinked]) {
+        for who in ["member", "outsider"] {
+            // Ours: an invite of nobody. The SDK's join(): an invite naming the caller.
+            let ours = api.sign(who, &format!("invite/{{a}}/{who}/{conv}")).await;
+            let sdks = api
+                .sign(who, &format!("invite/{{a}}/{who}/{conv}/{who}"))
+                .await;
+            assert_eq!(sdks, ours, "{who} on {conv}");
+            let expected = if who == "outsider" && conv != &unlinked {
+                403
+            } else {
+                200
+            };
+            assert_eq!(ours, expected, "{who} on {conv}");
+        }
+    }
 }
