@@ -4,12 +4,16 @@
 // vendor's realtime server that checks every signature (standin.js). Run by
 // e2e/tests/api/js_kit.rs, which registers a fresh app and passes, in the environment:
 // KIT_BASE_URL, KIT_APP_ID, KIT_MASTER_KEY (for the stand-in only), KIT_TOKENS (a JSON
-// map client id -> token) and KIT_SDK_MODULES (the SDK's node_modules).
+// map client id -> token), KIT_SDK_MODULES (the SDK's node_modules), and the app's
+// Tencent settings, KIT_TENCENT_SDK_APP_ID and KIT_TENCENT_KEY (to check UserSigs).
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const path = require('node:path');
-const { signatureFactories, RefusedError } = require('..');
+const http = require('node:http');
+const crypto = require('node:crypto');
+const zlib = require('node:zlib');
+const { signatureFactories, getUserSig } = require('..');
 const { StandIn } = require('./standin');
 
 function need(name) {
@@ -23,6 +27,8 @@ const appId = need('KIT_APP_ID');
 const masterKey = need('KIT_MASTER_KEY');
 const tokens = JSON.parse(need('KIT_TOKENS'));
 const sdkModules = need('KIT_SDK_MODULES');
+const tencentSdkAppId = Number(need('KIT_TENCENT_SDK_APP_ID'));
+const tencentKey = need('KIT_TENCENT_KEY');
 const { Realtime } = require(path.join(sdkModules, 'leancloud-realtime'));
 
 // ASCII, CJK and ids outside the BMP; 𠮷野 and ｹｲ sort one way by UTF-16 (the SDK's
@@ -47,7 +53,7 @@ function kit(tokenOf) {
   return signatureFactories({ baseUrl, appId, getToken: () => tokens[tokenOf], fetch: recordingFetch });
 }
 
-async function http(as, method, route, body) {
+async function api(as, method, route, body) {
   const res = await fetch(baseUrl + route, {
     method,
     headers: { authorization: `Bearer ${tokens[as]}`, 'content-type': 'application/json' },
@@ -58,7 +64,7 @@ async function http(as, method, route, body) {
 }
 
 async function groupMembers(group) {
-  const res = await http(OWNER, 'GET', `/im/group/${group}/member?limit=100`);
+  const res = await api(OWNER, 'GET', `/im/group/${group}/member?limit=100`);
   assert.equal(res.status, 200, JSON.stringify(res.body));
   return res.body.members.map((m) => m.client_id).sort();
 }
@@ -102,7 +108,7 @@ test.before(async () => {
   standin = new StandIn({ sdkModules, appId, masterKey });
   url = await standin.start();
   realtime = newRealtime();
-  const created = await http(OWNER, 'POST', '/im/group', {
+  const created = await api(OWNER, 'POST', '/im/group', {
     group_name: 'kit',
     member_client_ids: [CJK, MEMBER],
   });
@@ -211,4 +217,65 @@ test('the stand-in refuses a reused nonce, a stale timestamp and a wrong signatu
   // Our answer as it is (a string timestamp) is what the SDK refuses; the kit converts it.
   const raw = { signatureFactory: async () => ({ signature: 'x', timestamp: '1700000000', nonce: 'n' }) };
   await assert.rejects(login(MEMBER, MEMBER, raw, newRealtime()), /malformed signature/);
+});
+
+test('a 503 is retried after its Retry-After, a bounded number of times', async () => {
+  // A loopback front for the service that answers 503 (Retry-After: 0) to the first
+  // `failures` requests, then passes requests through.
+  let failures = 2;
+  let seen = 0;
+  const front = http.createServer(async (req, res) => {
+    seen += 1;
+    if (failures > 0) {
+      failures -= 1;
+      res.writeHead(503, { 'retry-after': '0', 'content-type': 'application/json' });
+      res.end(JSON.stringify({ code: 1503, msg: 'storage unavailable', request: '' }));
+      return;
+    }
+    const upstream = await fetch(baseUrl + req.url, { headers: { authorization: req.headers.authorization } });
+    res.writeHead(upstream.status, { 'content-type': 'application/json' });
+    res.end(await upstream.text());
+  });
+  await new Promise((resolve) => front.listen(0, '127.0.0.1', resolve));
+  const frontUrl = `http://127.0.0.1:${front.address().port}`;
+  try {
+    const viaFront = (maxRetries) => signatureFactories({ baseUrl: frontUrl, appId, getToken: () => tokens[OWNER], maxRetries });
+    const sig = await viaFront(3).signatureFactory(OWNER);
+    assert.equal(typeof sig.timestamp, 'number');
+    assert.equal(seen, 3, 'two 503s, then the answer');
+    failures = 10;
+    seen = 0;
+    await assert.rejects(viaFront(2).signatureFactory(OWNER), /login failed with 503: storage unavailable/);
+    assert.equal(seen, 3, 'the first try and two retries, no more');
+  } finally {
+    front.close();
+  }
+});
+
+// Tencent's UserSig v2, decoded and checked as the vendor documents it (base64 with
+// `*-_`, zlib, HMAC-SHA256 over the TLS fields), with Node's own zlib and crypto.
+function checkUserSig(userSig, identifier) {
+  const raw = Buffer.from(userSig.replace(/\*/g, '+').replace(/-/g, '/').replace(/_/g, '='), 'base64');
+  const obj = JSON.parse(zlib.inflateSync(raw).toString('utf8'));
+  const content = `TLS.identifier:${obj['TLS.identifier']}\nTLS.sdkappid:${tencentSdkAppId}\n` +
+    `TLS.time:${obj['TLS.time']}\nTLS.expire:${obj['TLS.expire']}\n`;
+  const sig = crypto.createHmac('sha256', tencentKey).update(content).digest('base64');
+  assert.equal(obj['TLS.identifier'], identifier);
+  assert.equal(Number(obj['TLS.sdkappid']), tencentSdkAppId);
+  assert.equal(obj['TLS.sig'], sig);
+}
+
+test('getUserSig: for itself, checked independently; for another, refused', async () => {
+  const mine = await getUserSig({ baseUrl, appId, getToken: () => tokens[OWNER] })(OWNER);
+  assert.equal(mine.userID, OWNER);
+  assert.equal(mine.sdkAppId, tencentSdkAppId);
+  checkUserSig(mine.userSig, OWNER);
+  await assert.rejects(
+    getUserSig({ baseUrl, appId, getToken: () => tokens[STRANGER] })(OWNER),
+    /usersig refused with 403: a client gets a UserSig only for itself/,
+  );
+  await assert.rejects(
+    getUserSig({ baseUrl, appId, getToken: () => 'not-a-token' })(OWNER),
+    /usersig refused with 401: the token was refused/,
+  );
 });

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 use im_e2e::http::Api;
 use im_e2e::repo::repo_root;
+use im_e2e::stack::test_key;
+use im_shared::model::{Secret, TencentCloud, TencentSpec};
 use serde_json::json;
+
+const SDK_APP_ID: u64 = 1_400_000_000;
 
 /// The clients the kit's tests sign in as: ASCII, CJK and ids outside the BMP.
 const CLIENTS: [&str; 6] = ["alice", "李雷", "𠮷野", "ｹｲ", "bob", "mallory"];
@@ -18,6 +22,18 @@ const CLIENTS: [&str; 6] = ["alice", "李雷", "𠮷野", "ｹｲ", "bob", "mall
 #[tokio::test]
 async fn the_kit_with_the_vendors_sdk() {
     let api = Api::local("js-kit").await;
+    // Tencent settings for the UserSig route (UserSigs only: no mirroring to reach out).
+    let mut spec = TencentSpec::new("https://adminapisgp.im.qcloud.com", SDK_APP_ID, "im-admin");
+    spec.mirroring = false;
+    let tencent_key = test_key();
+    api.store
+        .set_tencent(
+            &api.app.app_id,
+            &TencentCloud::new(spec).unwrap(),
+            Some(&Secret::new(tencent_key.clone())),
+        )
+        .await
+        .unwrap();
     let root = repo_root();
     let sdk = root.join(".local/leancloud-realtime/node_modules");
     assert!(
@@ -36,6 +52,8 @@ async fn the_kit_with_the_vendors_sdk() {
         .env("KIT_MASTER_KEY", &api.app.master_key)
         .env("KIT_TOKENS", serde_json::Value::Object(tokens).to_string())
         .env("KIT_SDK_MODULES", &sdk)
+        .env("KIT_TENCENT_SDK_APP_ID", SDK_APP_ID.to_string())
+        .env("KIT_TENCENT_KEY", &tencent_key)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -68,6 +86,8 @@ async fn the_kit_with_the_vendors_sdk() {
     assert_eq!(count("fail"), 0);
     assert_eq!(count("skipped"), 0);
     assert_eq!(count("todo"), 0);
-    assert!(count("pass") >= 10, "{stdout}");
-    assert!(!api.app.master_key.is_empty() && !stdout.contains(&api.app.master_key));
+    assert!(count("pass") >= 12, "{stdout}");
+    for secret in [&api.app.master_key, &tencent_key] {
+        assert!(!stdout.contains(secret.as_str()) && !stderr.contains(secret.as_str()));
+    }
 }
