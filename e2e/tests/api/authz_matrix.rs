@@ -163,9 +163,11 @@ fn request(route: &Route, app: &TestApp, who: Who, g: u64) -> (Method, String, O
         "conversation-signature-alt-spelling" => {
             format!("/signature/conversation/{a}/{client}/x:y")
         }
-        "invite-signature" => format!("/signature/invite/{a}/{client}/{g}/newbie"),
+        // An invite is signed only for ids the group already holds, and a kick only for
+        // ids it no longer holds (docs/protocol.md): `target` is a member, `gone` is not.
+        "invite-signature" => format!("/signature/invite/{a}/{client}/{g}/target"),
         "invite-signature-join" => format!("/signature/invite/{a}/{client}/{g}"),
-        "kick-signature" => format!("/signature/kick/{a}/{client}/{g}/target"),
+        "kick-signature" => format!("/signature/kick/{a}/{client}/{g}/gone"),
         "kick-signature-no-members" => format!("/signature/kick/{a}/{client}/{g}"),
         "history-signature" => format!("/signature/history/{a}/{client}/{g}"),
         "block-signature" => format!("/signature/block/{a}/{client}/{g}"),

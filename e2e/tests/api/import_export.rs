@@ -463,7 +463,7 @@ async fn a_crash_half_way_shows_nothing_and_a_re_run_finishes_it() {
         None
     );
     assert!(!matches!(
-        store.standing(&app, 900, "u0001").await.unwrap(),
+        store.standing(&app, 900, "u0001", &[]).await.unwrap(),
         GroupStatus::Live(_)
     ));
     let page = store

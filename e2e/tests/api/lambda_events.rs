@@ -279,8 +279,11 @@ fn bad_input_through_the_lambda_path() {
 /// intact (`/`, `?`, `#`, `%`) are a 400 in both, never another route or a truncated id.
 async fn decoded_paths_answer_as_the_local_server_does(key: &str) {
     let expected: &[(&str, u16)] = &[
-        // Members `李 雷` and `bob`: signed as sent, sorted byte-wise.
+        // Members `李 雷` and `bob`: signed as sent, sorted (UTF-16 order).
         ("conversation-signature-non-ascii", 200),
+        // Members `ｹ`, `𠮷` (outside the BMP) and `bob`: signed in the order the vendor's
+        // SDK sorts them (UTF-16 code units), `bob:𠮷:ｹ`, not byte order `bob:ｹ:𠮷`.
+        ("invite-signature-non-bmp", 200),
         // A client's `%2541` arrives as `%41`: decoded again it would be signed as `A`.
         ("conversation-signature-percent", 400),
         // A kick on conversation `x/y` (`x%2Fy`), not a kick on `x` naming `y`.
@@ -331,6 +334,9 @@ async fn decoded_paths_answer_as_the_local_server_does(key: &str) {
             verify_signature_response(&on_lambda, key);
             if *name == "conversation-signature-non-ascii" {
                 assert_eq!(on_lambda["sorted_member_ids"], "bob:李 雷");
+            }
+            if *name == "invite-signature-non-bmp" {
+                assert_eq!(on_lambda["sorted_member_ids"], "bob:𠮷:ｹ");
             }
             for field in [
                 "client_id",

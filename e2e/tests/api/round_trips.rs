@@ -81,12 +81,13 @@ async fn each_request_takes_the_fewest_round_trips() {
     // An update that sets a conversation reads the group's old one first, to unlink it.
     ledger.entry("link a conversation (the app's backend, PUT)", 2);
 
-    let invite = format!("invite/{{a}}/alice/{conversation}/carol");
+    // Signed only for a change the table holds: bob is in the group, carol is not.
+    let invite = format!("invite/{{a}}/alice/{conversation}/bob");
     assert_eq!(api.sign("alice", &invite).await, 200);
     ledger.entry("invite on a group's conversation, link not yet cached", 2);
     assert_eq!(api.sign("alice", &invite).await, 200);
     ledger.entry("a warm invite on a group's conversation", 1);
-    let kick = format!("kick/{{a}}/alice/{conversation}/bob");
+    let kick = format!("kick/{{a}}/alice/{conversation}/carol");
     assert_eq!(api.sign("alice", &kick).await, 200);
     ledger.entry("a warm kick on a group's conversation", 1);
     let history = format!("history/{{a}}/bob/{conversation}");

@@ -340,8 +340,9 @@ async fn unlinked_conversations_deny_clients_when_set() {
             .await,
         200
     );
+    // (A kick names only ids the group no longer holds: sdk_rules.rs.)
     assert_eq!(
-        api.sign("owner", &format!("kick/{{a}}/owner/{conv}/member"))
+        api.sign("owner", &format!("kick/{{a}}/owner/{conv}/former"))
             .await,
         200
     );
@@ -440,7 +441,24 @@ async fn only_the_owner_and_the_backend_name_the_owner_in_a_kick_or_block() {
         .await;
     assert_eq!(resp.status(), 201);
     for c in [conv.clone(), g.to_string()] {
-        for op in ["kick", "conversation-block", "conversation-unblock"] {
+        // A kick names only ids the group no longer holds (sdk_rules.rs): `gone` never
+        // was a member, and the owner always is, so even the owner's own list naming the
+        // owner is refused; the backend's is not.
+        let naming_owner = format!("kick/{{a}}/admin1/{c}/gone:owner");
+        assert_eq!(api.sign("admin1", &naming_owner).await, 403, "kick {c}");
+        assert_eq!(
+            api.sign("admin1", &format!("kick/{{a}}/admin1/{c}/gone"))
+                .await,
+            200,
+            "kick {c}: an admin may kick an id the group no longer holds"
+        );
+        assert_eq!(
+            api.sign("owner", &format!("kick/{{a}}/owner/{c}/gone:owner"))
+                .await,
+            403
+        );
+        assert_eq!(api.sign(BACKEND, &naming_owner).await, 200);
+        for op in ["conversation-block", "conversation-unblock"] {
             let naming_owner = format!("{op}/{{a}}/admin1/{c}/member:owner");
             assert_eq!(api.sign("admin1", &naming_owner).await, 403, "{op} {c}");
             assert_eq!(
@@ -765,8 +783,9 @@ async fn a_moved_link_stops_counting_within_the_link_cache_time() {
     // A warm function trusts a link it has read for IM_LINK_CACHE_SECONDS.
     let api = configured("moved-link", &[("IM_LINK_CACHE_SECONDS", "2")]).await;
     let conversation = unique("conv");
-    let alices = group(&api, "alice", "", Some(&conversation)).await;
-    let bobs = group(&api, "bob", "", None).await;
+    // carol is in both groups: an invite names only members (sdk_rules.rs).
+    let alices = group(&api, "alice", "carol", Some(&conversation)).await;
+    let bobs = group(&api, "bob", "carol", None).await;
     let alice_invites = format!("invite/{{a}}/alice/{conversation}/carol");
     let bob_invites = format!("invite/{{a}}/bob/{conversation}/carol");
     assert_eq!(api.sign("alice", &alice_invites).await, 200);

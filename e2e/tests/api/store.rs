@@ -308,30 +308,43 @@ async fn standing_for_signature_checks() {
             owner,
             admin,
             owner_id: "owner".into(),
+            named_members: Default::default(),
         })
     };
     assert_eq!(
-        store.standing("app", g, "owner").await.unwrap(),
+        store.standing("app", g, "owner", &[]).await.unwrap(),
         st(true, true, false)
     );
     assert_eq!(
-        store.standing("app", g, "adm").await.unwrap(),
+        store.standing("app", g, "adm", &[]).await.unwrap(),
         st(true, false, true)
     );
     assert_eq!(
-        store.standing("app", g, "mem").await.unwrap(),
+        store.standing("app", g, "mem", &[]).await.unwrap(),
         st(true, false, false)
     );
     assert_eq!(
-        store.standing("app", g, "nobody").await.unwrap(),
+        store.standing("app", g, "nobody", &[]).await.unwrap(),
         st(false, false, false)
     );
+    // Which of the named ids the group holds, for invite and kick signatures.
+    let GroupStatus::Live(named) = store
+        .standing("app", g, "adm", &["mem", "nobody", "owner", "adm"])
+        .await
+        .unwrap()
+    else {
+        panic!("a live group")
+    };
     assert_eq!(
-        store.standing("other-app", g, "owner").await.unwrap(),
+        named.named_members,
+        ["adm", "mem", "owner"].map(String::from).into()
+    );
+    assert_eq!(
+        store.standing("other-app", g, "owner", &[]).await.unwrap(),
         GroupStatus::Absent
     );
     assert_eq!(
-        store.standing("app", g + 1000, "owner").await.unwrap(),
+        store.standing("app", g + 1000, "owner", &[]).await.unwrap(),
         GroupStatus::Absent
     );
 }
@@ -384,7 +397,7 @@ async fn a_delete_interrupted_half_way_is_finished_by_its_owner_or_the_backend_o
     assert!(!store.group_meta(group).await.unwrap().unwrap().live);
     // ...though its conversation is not free yet: signatures on it are refused.
     assert_eq!(
-        store.standing("app", group, "owner").await.unwrap(),
+        store.standing("app", group, "owner", &[]).await.unwrap(),
         GroupStatus::Deleting
     );
     let add = store.add_members(&owner, group, &members(&["x"])).await;

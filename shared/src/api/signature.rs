@@ -61,24 +61,31 @@ enum Kind {
 impl Kind {
     /// The group check this request needs (see [`crate::model::policy`]); `None`: only the
     /// caller's identity matters.
-    fn check<'a>(self, conversation_id: &'a str, members: &'a MemberList) -> Option<Check<'a>> {
+    fn check<'a>(
+        self,
+        caller: &'a str,
+        conversation_id: &'a str,
+        members: &'a MemberList,
+    ) -> Option<Check<'a>> {
         let on_conversation = |rule, acts_on_members| Check {
+            caller,
             conversation_id,
             rule,
             unlinked_policy: true,
             acts_on_members,
         };
         match self {
-            Kind::Invite | Kind::History => Some(on_conversation(GroupRule::Member, false)),
-            Kind::Kick | Kind::ConversationBlock(_) => {
-                Some(on_conversation(GroupRule::Manager, true))
-            }
+            Kind::History => Some(on_conversation(GroupRule::Member, false)),
+            Kind::Invite => Some(on_conversation(GroupRule::Invite, false)),
+            Kind::Kick => Some(on_conversation(GroupRule::Kick, true)),
+            Kind::ConversationBlock(_) => Some(on_conversation(GroupRule::Manager, true)),
             // Opening a conversation with one id that is a group's conversation signs the
             // same fields as that conversation's history (byte for byte in the demo
             // layout): it takes what history takes. On any other id it is a one-to-one
             // chat, which every client may open.
             Kind::Conversation => match members.ids() {
                 [only] => Some(Check {
+                    caller,
                     conversation_id: only,
                     rule: GroupRule::Member,
                     unlinked_policy: false,
@@ -126,7 +133,17 @@ async fn authorize(
     };
     let group = match claim {
         Some(ConversationClaim::Group(id)) => {
-            match state.store.standing(&p.app_id, id, &p.client_id).await? {
+            let named: Vec<&str> = match check.rule {
+                GroupRule::Invite | GroupRule::Kick => {
+                    members.ids().iter().map(String::as_str).collect()
+                }
+                GroupRule::Member | GroupRule::Manager => Vec::new(),
+            };
+            match state
+                .store
+                .standing(&p.app_id, id, &p.client_id, &named)
+                .await?
+            {
                 // A link whose group is gone (its tombstone not written yet, or a link
                 // older than tombstones): the conversation was that group's.
                 GroupStatus::Absent if lookup == Lookup::Link => Some(GroupStatus::Closed),
@@ -199,7 +216,7 @@ async fn sign(
         state,
         &caller,
         &p,
-        kind.check(conversation_id, &members),
+        kind.check(&p.client_id, conversation_id, &members),
         &members,
     )
     .await?;

@@ -77,6 +77,9 @@ pub struct Standing {
     /// The group's owner, whom kick and conversation-block signatures must not name
     /// unless the owner asks.
     pub owner_id: String,
+    /// Which of the ids a signature names are members of the group now: an invite or
+    /// kick is signed only for a change the table already holds (`super::policy`).
+    pub named_members: BTreeSet<String>,
 }
 
 /// What a group id means to a signature rule, for one app.

@@ -1,6 +1,7 @@
 //! Validation of the ids a request carries, and the member-list normal form that
 //! signatures and group writes share.
 
+use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
 use super::Invalid;
@@ -42,7 +43,18 @@ pub fn check_id(field: &str, value: &str, max_chars: usize) -> Result<(), Invali
     Ok(())
 }
 
-/// A set of client ids in the protocol's normal form: ascending byte-wise order, no
+/// The protocol's order of member ids: by UTF-16 code units, as the vendor's SDKs sort
+/// them (JavaScript's default `Array.prototype.sort`, and Java's `String.compareTo`) before
+/// they sign or send a member list. It differs from UTF-8 byte (and code point) order
+/// only when one id has a character outside the Basic Multilingual Plane (a surrogate
+/// pair, 0xD800-0xDFFF) where the other has one in U+E000-U+FFFF: `𠮷` (U+20BB7, units
+/// D842 DFB7) sorts before `ｹ` (U+FF79) here, after it by bytes. Signing in byte order
+/// would make the vendor refuse every such signature.
+pub fn member_order(a: &str, b: &str) -> Ordering {
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+/// A set of client ids in the protocol's normal form: ascending [`member_order`], no
 /// duplicates, each id valid. `joined()` is exactly what gets signed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MemberList(Vec<String>);
@@ -82,8 +94,11 @@ impl MemberList {
                 )));
             }
         }
-        // BTreeSet<&str> orders by bytes, which is the protocol's order.
-        Ok(Self(set.into_iter().map(str::to_owned).collect()))
+        // The set removed duplicates (equal strings are equal in either order); the
+        // protocol's order is UTF-16's, not the set's byte order.
+        let mut ids: Vec<String> = set.into_iter().map(str::to_owned).collect();
+        ids.sort_by(|a, b| member_order(a, b));
+        Ok(Self(ids))
     }
 
     pub fn joined(&self) -> String {
@@ -169,9 +184,36 @@ mod tests {
     }
 
     #[test]
-    fn non_ascii_ids_sort_by_utf8_bytes() {
-        let m = parse("é:z:a").unwrap();
-        assert_eq!(m.joined(), "a:z:é");
+    fn bmp_ids_sort_as_by_bytes() {
+        let m = parse("é:z:a:李:ｹ").unwrap();
+        assert_eq!(m.joined(), "a:z:é:李:ｹ");
+    }
+
+    /// The case where UTF-16 and UTF-8 disagree: a character outside the BMP (a surrogate
+    /// pair, 0xD842 0xDFB7 for 𠮷) against one in U+E000-U+FFFF (0xFF79 for ｹ, 0xE000 for
+    /// the first private-use character). JavaScript's `["ｹ", "𠮷"].sort()` gives
+    /// `["𠮷", "ｹ"]`; byte order gives the reverse.
+    #[test]
+    fn non_bmp_ids_sort_before_the_top_of_the_bmp() {
+        assert_eq!(member_order("𠮷", "ｹ"), Ordering::Less);
+        assert_eq!(member_order("𠮷", "\u{E000}"), Ordering::Less);
+        assert_eq!(member_order("\u{D7FF}", "𠮷"), Ordering::Less);
+        assert!("𠮷".as_bytes() > "ｹ".as_bytes(), "bytes disagree");
+        assert_eq!(member_order("u𠮷", "u𠮷"), Ordering::Equal);
+        // Prefixes first, as in any lexicographic order.
+        assert_eq!(member_order("u", "u𠮷"), Ordering::Less);
+        let m = parse("ｹ:𠮷x:\u{E000}:bob:𠮷:李").unwrap();
+        assert_eq!(m.joined(), "bob:李:𠮷:𠮷x:\u{E000}:ｹ");
+        // The normal form is stable: parsing it again keeps it.
+        assert_eq!(parse(&m.joined()).unwrap(), m);
+    }
+
+    /// What Node's default sort gives for these ids: `["ｹ", "𠮷", "bob"].sort()` is
+    /// `["bob", "𠮷", "ｹ"]` (signing.rs checks the digest over it against Python's hmac).
+    #[test]
+    fn normal_form_is_the_sdks_order() {
+        let m = parse("ｹ:𠮷:bob").unwrap();
+        assert_eq!(m.joined(), "bob:𠮷:ｹ");
     }
 
     #[test]
@@ -258,8 +300,20 @@ mod tests {
             let mut expected = ids.clone();
             expected.sort();
             expected.dedup();
+            // ASCII ids: UTF-16 order is byte order.
             prop_assert_eq!(m.ids(), &expected[..]);
             prop_assert_eq!(parse(&m.joined()).unwrap(), m);
+        }
+
+        #[test]
+        fn member_order_is_utf16_order(a in "\\PC{0,8}", b in "\\PC{0,8}") {
+            // Against an independent spelling of the same order: the UTF-16 units, collected.
+            let (ua, ub): (Vec<u16>, Vec<u16>) = (a.encode_utf16().collect(), b.encode_utf16().collect());
+            prop_assert_eq!(member_order(&a, &b), ua.cmp(&ub));
+            // Within the BMP below the surrogates it agrees with byte order.
+            if a.chars().chain(b.chars()).all(|c| (c as u32) < 0xD800) {
+                prop_assert_eq!(member_order(&a, &b), a.as_bytes().cmp(b.as_bytes()));
+            }
         }
 
         #[test]

@@ -13,6 +13,13 @@
 //! conversation (the link leaves a tombstone): its members may still be in it, so it
 //! never falls back to the unlinked rule, and only the app's backend gets signatures on
 //! it.
+//!
+//! On a group's conversation the group and the conversation stay one: an invite or kick
+//! signature is given only for a change the table already holds (an invite names only
+//! members, a kick only ids that are no members any more), so a client (the kit in
+//! `clients/js/`) makes the change through the group route first, with its conditional
+//! write, and the signature routes never write. A member leaves through the group route
+//! and then gets the kick naming only itself (docs/protocol.md says why that is safe).
 
 use super::group::{GroupStatus, Standing};
 use super::ids::{parse_group_id, MemberList};
@@ -42,15 +49,24 @@ pub enum UnlinkedConversations {
 /// What a caller must be in the conversation's group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupRule {
-    /// Any member (invite or join, history).
+    /// Any member (history, the one-member open-conversation).
     Member,
-    /// The owner or a group admin (kick, conversation-block and -unblock).
+    /// The owner or a group admin (conversation-block and -unblock).
     Manager,
+    /// Invite (an empty list: a join): any member, and every id it names is a member
+    /// already. So the SDK's `join()`, an invite naming only the caller, is taken wherever
+    /// the empty-list join is: from members.
+    Invite,
+    /// Kick: every id it names is no member any more; the caller is the owner or a group
+    /// admin, or the list names only the caller (a member that has left: `quit()`).
+    Kick,
 }
 
 /// The group check one signature request needs, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Check<'a> {
+    /// The client the signature is for.
+    pub caller: &'a str,
     /// The conversation the signature acts on.
     pub conversation_id: &'a str,
     pub rule: GroupRule,
@@ -84,6 +100,9 @@ pub enum Denied {
     NotAllowed,
     /// Only the owner (or the app's backend) may have a signature that names the owner.
     NamesTheOwner,
+    /// An invite names an id that is no member of the group yet (add it through the group
+    /// route first), or a kick names one that still is (remove it first).
+    NotInTheTable,
     /// The group is being deleted: nobody but the app's backend acts on it any more.
     Deleting,
     /// `IM_UNLINKED_CONVERSATIONS=deny` and no group claims the conversation.
@@ -113,19 +132,33 @@ pub fn judge(
         Some(GroupStatus::Deleting) => return Err(Denied::Deleting),
         Some(GroupStatus::Live(standing)) => standing,
     };
-    if !allowed(check.rule, standing) {
+    let only_itself = matches!(members.ids(), [only] if only == check.caller);
+    if !allowed(check.rule, standing, only_itself) {
         return Err(Denied::NotAllowed);
     }
     if check.acts_on_members && !standing.owner && members.ids().contains(&standing.owner_id) {
         return Err(Denied::NamesTheOwner);
     }
+    let held = |id: &String| standing.named_members.contains(id);
+    let in_the_table = match check.rule {
+        GroupRule::Invite => members.ids().iter().all(held),
+        GroupRule::Kick => !members.ids().iter().any(held),
+        GroupRule::Member | GroupRule::Manager => true,
+    };
+    if !in_the_table {
+        return Err(Denied::NotInTheTable);
+    }
     Ok(())
 }
 
-fn allowed(rule: GroupRule, s: &Standing) -> bool {
+fn allowed(rule: GroupRule, s: &Standing, only_itself: bool) -> bool {
     match rule {
-        GroupRule::Member => s.member,
+        GroupRule::Member | GroupRule::Invite => s.member,
         GroupRule::Manager => s.owner || s.admin,
+        // A kick naming only the caller needs no standing: it can only take the caller out
+        // of the conversation, and once the table no longer holds it (checked next) that
+        // is where the group already is.
+        GroupRule::Kick => s.owner || s.admin || only_itself,
     }
 }
 
@@ -138,16 +171,23 @@ mod tests {
     }
 
     fn live(member: bool, owner: bool, admin: bool) -> GroupStatus {
+        live_with(member, owner, admin, &[])
+    }
+
+    /// As [`live`], with `named` the listed ids the table holds as members.
+    fn live_with(member: bool, owner: bool, admin: bool, named: &[&str]) -> GroupStatus {
         GroupStatus::Live(Standing {
             member,
             owner,
             admin,
             owner_id: if owner { "me" } else { "boss" }.into(),
+            named_members: named.iter().map(|s| s.to_string()).collect(),
         })
     }
 
     fn check(rule: GroupRule, unlinked_policy: bool, acts_on_members: bool) -> Check<'static> {
         Check {
+            caller: "me",
             conversation_id: "c",
             rule,
             unlinked_policy,
@@ -195,6 +235,7 @@ mod tests {
     #[test]
     fn only_the_owner_names_the_owner() {
         let kick = check(GroupRule::Manager, true, true);
+        // (The conversation-block rule; a kick naming the owner is also one naming a member.)
         let admin = live(true, false, true);
         assert_eq!(
             judge(&kick, &members("boss:x"), Some(&admin), ALLOW),
@@ -204,12 +245,12 @@ mod tests {
         let owner = live(true, true, false);
         assert_eq!(judge(&kick, &members("me:x"), Some(&owner), ALLOW), Ok(()));
         // Invite and history do not act against the listed members.
-        let invite = check(GroupRule::Member, true, false);
+        let invite = check(GroupRule::Invite, true, false);
         assert_eq!(
             judge(
                 &invite,
                 &members("boss"),
-                Some(&live(true, false, false)),
+                Some(&live_with(true, false, false, &["boss"])),
                 ALLOW
             ),
             Ok(())
@@ -217,8 +258,120 @@ mod tests {
     }
 
     #[test]
+    fn an_invite_names_only_members_already_in_the_table() {
+        let invite = check(GroupRule::Invite, true, false);
+        let member_with = |named: &[&str]| live_with(true, false, false, named);
+        // Our join (no ids) and the SDK's join (only the caller): from members only.
+        for join in [members(""), members("me")] {
+            assert_eq!(
+                judge(&invite, &join, Some(&member_with(&["me"])), ALLOW),
+                Ok(())
+            );
+            assert_eq!(
+                judge(&invite, &join, Some(&live(false, false, false)), ALLOW),
+                Err(Denied::NotAllowed),
+                "a non-member's join stays refused"
+            );
+        }
+        // Added through the group route first: signed.
+        assert_eq!(
+            judge(
+                &invite,
+                &members("x:y"),
+                Some(&member_with(&["x", "y"])),
+                ALLOW
+            ),
+            Ok(())
+        );
+        // Not added yet (or the add was refused): not signed.
+        assert_eq!(
+            judge(&invite, &members("x:y"), Some(&member_with(&["x"])), ALLOW),
+            Err(Denied::NotInTheTable)
+        );
+        // The owner too must go through the group.
+        assert_eq!(
+            judge(
+                &invite,
+                &members("z"),
+                Some(&live(true, true, false)),
+                ALLOW
+            ),
+            Err(Denied::NotInTheTable)
+        );
+    }
+
+    #[test]
+    fn a_kick_names_only_ids_the_table_no_longer_holds() {
+        let kick = check(GroupRule::Kick, true, true);
+        let admin = |named: &[&str]| live_with(true, false, true, named);
+        // Removed through the group route first: signed.
+        assert_eq!(
+            judge(&kick, &members("x"), Some(&admin(&[])), ALLOW),
+            Ok(())
+        );
+        // Still a member: not signed, for the owner either.
+        assert_eq!(
+            judge(&kick, &members("x"), Some(&admin(&["x"])), ALLOW),
+            Err(Denied::NotInTheTable)
+        );
+        assert_eq!(
+            judge(
+                &kick,
+                &members("x"),
+                Some(&live_with(true, true, false, &["x"])),
+                ALLOW
+            ),
+            Err(Denied::NotInTheTable)
+        );
+        // A plain member kicks nobody else, in the table or not.
+        let plain = live_with(true, false, false, &[]);
+        assert_eq!(
+            judge(&kick, &members("x"), Some(&plain), ALLOW),
+            Err(Denied::NotAllowed)
+        );
+        assert_eq!(
+            judge(&kick, &members("me:x"), Some(&plain), ALLOW),
+            Err(Denied::NotAllowed)
+        );
+        // quit(): the caller left through the group route, then the kick naming only
+        // itself; before it left, no.
+        let left = live(false, false, false);
+        assert_eq!(judge(&kick, &members("me"), Some(&left), ALLOW), Ok(()));
+        assert_eq!(
+            judge(
+                &kick,
+                &members("me"),
+                Some(&live_with(true, false, false, &["me"])),
+                ALLOW
+            ),
+            Err(Denied::NotInTheTable)
+        );
+        // The owner cannot leave (the group route refuses it), so never a self-kick.
+        assert_eq!(
+            judge(
+                &kick,
+                &members("me"),
+                Some(&live_with(true, true, false, &["me"])),
+                ALLOW
+            ),
+            Err(Denied::NotInTheTable)
+        );
+        // An empty kick (the route without the member segment): managers, as before.
+        assert_eq!(judge(&kick, &members(""), Some(&admin(&[])), ALLOW), Ok(()));
+        assert_eq!(
+            judge(&kick, &members(""), Some(&plain), ALLOW),
+            Err(Denied::NotAllowed)
+        );
+    }
+
+    #[test]
     fn a_group_being_deleted_refuses_everyone() {
-        for rule in [GroupRule::Member, GroupRule::Manager] {
+        for rule in [
+            GroupRule::Member,
+            GroupRule::Manager,
+            GroupRule::Invite,
+            GroupRule::Kick,
+        ] {
             for policy in [ALLOW, DENY] {
                 assert_eq!(
                     judge(
@@ -253,7 +406,12 @@ mod tests {
         // A deleted group's conversation (or the one a group moved from) may still hold
         // its members: no client gets an invite, kick, history or block signature on it,
         // nor the open-conversation signature that equals its history signature.
-        for rule in [GroupRule::Member, GroupRule::Manager] {
+        for rule in [
+            GroupRule::Member,
+            GroupRule::Manager,
+            GroupRule::Invite,
+            GroupRule::Kick,
+        ] {
             for unlinked_policy in [true, false] {
                 for policy in [ALLOW, DENY] {
                     assert_eq!(

@@ -295,6 +295,33 @@ mod tests {
         );
     }
 
+    /// Members signed in the order the vendor's SDK sends them (UTF-16 code units, see
+    /// `ids::member_order`): the digests were computed outside this crate, by Python's
+    /// `hmac.new(b"masterkey-demo", msg, hashlib.sha1)` over the list as Node's default
+    /// `["ｹ", "𠮷", "bob"].sort()` orders it. In byte order (`bob:ｹ:𠮷`) they would differ.
+    #[test]
+    fn members_outside_the_bmp_sign_in_the_sdks_order() {
+        let m = members("ｹ:𠮷:bob");
+        check(
+            Operation::Invite {
+                conversation_id: "conv-1",
+                members: &m,
+            },
+            "1700000000",
+            "demo-app:alice:conv-1:bob:𠮷:ｹ:1700000000:n0nce123:invite",
+            "3bdea9cb0a447123efac7763d2cfe5a7539e27e5",
+        );
+        check(
+            Operation::Kick {
+                conversation_id: "conv-1",
+                members: &m,
+            },
+            "1700000000",
+            "demo-app:alice:conv-1:bob:𠮷:ｹ:1700000000:n0nce123:kick",
+            "c3e48636e34ad701cd521bacdffa48d30c4c07b1",
+        );
+    }
+
     #[test]
     fn history_in_both_layouts() {
         check(

@@ -195,12 +195,13 @@ pub trait ConversationStore: Send + Sync + 'static {
         conversation_id: &str,
     ) -> Result<Option<ConversationClaim>, StoreError>;
     /// Whether `group_id` is a group of `app_id` (live, or being deleted), and if live,
-    /// `client_id`'s standing in it.
+    /// `client_id`'s standing in it and which of `named` are its members.
     async fn standing(
         &self,
         app_id: &str,
         group_id: u64,
         client_id: &str,
+        named: &[&str],
     ) -> Result<GroupStatus, StoreError>;
 }
 

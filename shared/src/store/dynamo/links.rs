@@ -91,17 +91,34 @@ impl ConversationStore for DynamoStore {
         app_id: &str,
         group_id: u64,
         client_id: &str,
+        named: &[&str],
     ) -> Result<GroupStatus, StoreError> {
-        let (meta, present) = self.meta_and_members(group_id, &[client_id], false).await?;
-        Ok(match meta.filter(|m| m.app_id == app_id) {
-            None => GroupStatus::Absent,
-            Some(m) if !m.live => GroupStatus::Deleting,
-            Some(m) => GroupStatus::Live(Standing {
-                member: present.contains(client_id),
-                owner: m.owner == client_id,
-                admin: m.admins.contains(client_id),
-                owner_id: m.owner,
-            }),
-        })
+        // One BatchGetItem takes at most 100 keys: the group item, the caller and 98
+        // named ids in the first; the rest (a list of up to IM_MAX_SIGNATURE_MEMBERS) after.
+        let rest: Vec<&str> = named.iter().copied().filter(|n| *n != client_id).collect();
+        let (first, later) = rest.split_at(rest.len().min(98));
+        let mut clients = vec![client_id];
+        clients.extend_from_slice(first);
+        let (meta, mut present) = self.meta_and_members(group_id, &clients, false).await?;
+        let Some(m) = meta.filter(|m| m.app_id == app_id) else {
+            return Ok(GroupStatus::Absent);
+        };
+        if !m.live {
+            return Ok(GroupStatus::Deleting);
+        }
+        for chunk in later.chunks(99) {
+            present.extend(self.meta_and_members(group_id, chunk, false).await?.1);
+        }
+        Ok(GroupStatus::Live(Standing {
+            member: present.contains(client_id),
+            owner: m.owner == client_id,
+            admin: m.admins.contains(client_id),
+            named_members: named
+                .iter()
+                .filter(|n| present.contains(**n))
+                .map(|n| n.to_string())
+                .collect(),
+            owner_id: m.owner,
+        }))
     }
 }
