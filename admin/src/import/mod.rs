@@ -14,10 +14,10 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use im_shared::model::export::GroupLine;
 use im_shared::model::import::{
-    choose_id, judge, Conversation, GroupRule, IdChoice, ImportGroup, ImportLimits, Outcome,
-    ReportLine, Tally, Verdict,
+    choose_id, judge_for_app, Conversation, GroupRule, IdChoice, ImportGroup, ImportLimits,
+    Outcome, ReportLine, Tally, Verdict,
 };
-use im_shared::model::Secret;
+use im_shared::model::{ReservedIds, Secret};
 use im_shared::store::dynamo::{Existing, ImportedGroup, Written};
 use im_shared::store::{DynamoStore, KeyStore};
 use im_sync::vendor::{RetryPolicy, Vendor};
@@ -98,7 +98,7 @@ pub async fn run(store: &DynamoStore, command: ImportCommand) -> Result<()> {
             } else {
                 Source::Files(files)
             };
-            let mut run = Run::new(store, &app, report, dry_run)?;
+            let mut run = Run::new(store, &app, report, dry_run).await?;
             run.leancloud(source, rule).await?;
             (run.finish()?, dry_run)
         }
@@ -109,7 +109,7 @@ pub async fn run(store: &DynamoStore, command: ImportCommand) -> Result<()> {
             dry_run,
         } => {
             known_app(store, &app).await?;
-            let mut run = Run::new(store, &app, report, dry_run)?;
+            let mut run = Run::new(store, &app, report, dry_run).await?;
             run.groups(file).await?;
             (run.finish()?, dry_run)
         }
@@ -245,18 +245,21 @@ struct Run<'a> {
     app: &'a str,
     dry_run: bool,
     limits: ImportLimits,
+    /// The app's system client and Tencent App admin, left out of every group.
+    reserved: ReservedIds,
     report: Option<BufWriter<File>>,
     tally: Tally,
     progress: Progress,
 }
 
 impl<'a> Run<'a> {
-    fn new(
+    async fn new(
         store: &'a DynamoStore,
         app: &'a str,
         report: Option<PathBuf>,
         dry_run: bool,
     ) -> Result<Self> {
+        let reserved = store.reserved_ids(app).await?;
         let report = report
             .map(|p| File::create(&p).with_context(|| format!("--report {}", p.display())))
             .transpose()?
@@ -266,6 +269,7 @@ impl<'a> Run<'a> {
             app,
             dry_run,
             limits: ImportLimits::default(),
+            reserved,
             report,
             tally: Tally::default(),
             progress: Progress::new(),
@@ -299,7 +303,8 @@ impl<'a> Run<'a> {
         while let Some(r) = pass.recv().await {
             if let Read::Record(Read1 { record: Ok(v), .. }) = r {
                 if let Ok(c) = Conversation::from_json(&v) {
-                    if let Verdict::Group(g) = judge(&c, rule, &self.limits) {
+                    if let Verdict::Group(g) = judge_for_app(&c, rule, &self.limits, &self.reserved)
+                    {
                         highest = highest.max(g.wanted_id.unwrap_or(0));
                     }
                 }
@@ -340,7 +345,7 @@ impl<'a> Run<'a> {
                         )),
                         None => {
                             seen.insert(c.object_id.clone(), source.clone());
-                            let verdict = judge(&c, rule, &self.limits);
+                            let verdict = judge_for_app(&c, rule, &self.limits, &self.reserved);
                             // Chosen here, in the export's order, so that the first
                             // record wanting an id keeps it whatever the writes' order.
                             let choice = match &verdict {
@@ -534,7 +539,13 @@ impl<'a> Run<'a> {
                 Ok(l) if l.trim().is_empty() => continue,
                 Ok(l) => match serde_json::from_str::<GroupLine>(&l) {
                     Err(e) => refused(&source, None, format!("not a line of the export: {e}")),
-                    Ok(g) => match g.check(&self.limits) {
+                    Ok(g) => match g.check(&self.limits).and_then(|checked| {
+                        // A group of ours never has them; a line that does is not ours.
+                        let ids = checked.members.ids().iter().map(String::as_str);
+                        let owner = [checked.line.owner.as_str()];
+                        self.reserved.check_members(ids.chain(owner))?;
+                        Ok(checked)
+                    }) {
                         Err(e) => refused(&source, None, e.to_string()),
                         Ok(checked) => self.group_line(source, checked, floor).await?,
                     },

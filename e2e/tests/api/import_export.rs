@@ -829,3 +829,79 @@ async fn scan_reads_the_class_page_by_page_from_the_im_cloud_with_the_key_in_its
     .unwrap();
     assert!(!out.status.success() && printed(&out).contains("no IM cloud settings"));
 }
+
+/// The app's system client is never a member of an imported group: a conversation of
+/// the export that lists it (the vendor keeps whoever was in `m`) is imported without it,
+/// the report's notes say so, and a creator left out is no owner. A line of `import
+/// groups` naming it is refused.
+#[tokio::test]
+async fn the_apps_system_client_is_left_out_of_imported_groups() {
+    use im_shared::model::{ImCloud, OnDelete};
+    let (table, store) = table_with_app("import-reserved", "res-app").await;
+    let settings = ImCloud::new(
+        "https://im.example.com",
+        false,
+        true,
+        Some("imsystem".to_owned()),
+        OnDelete::Keep,
+    )
+    .unwrap();
+    store.set_im_cloud("res-app", &settings).await.unwrap();
+    let file = temp("reserved.jsonl");
+    let record = json!({"objectId": conv("1"), "name": "with the bot",
+        "m": ["imsystem", "bob", "carol"], "c": "imsystem", "attr": {"type": "group"}});
+    std::fs::write(&file, format!("{record}\n")).unwrap();
+    let (ok, out, report) = import(
+        &table,
+        &[
+            "leancloud",
+            "--app",
+            "res-app",
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}");
+    let line = one(&report, &conv("1"));
+    assert_eq!(line["outcome"], "imported", "{line}");
+    assert!(
+        line["notes"]
+            .to_string()
+            .contains("member imsystem left out"),
+        "{line}"
+    );
+    let id = line["group_id"].as_u64().unwrap();
+    let mut members = store.group_members(id).await.unwrap();
+    members.sort();
+    assert_eq!(members, ["bob", "carol"]);
+    assert_eq!(store.group_meta(id).await.unwrap().unwrap().owner, "bob");
+
+    // Our own format: a line naming it is not one of our groups.
+    let exported = export(&table, "res-app");
+    let text = String::from_utf8(exported).unwrap();
+    let mut line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    line["group_id"] = json!(line["group_id"].as_u64().unwrap() + 1000);
+    line["owner"] = json!("imsystem");
+    let members = line["members"].as_array_mut().unwrap();
+    members.push(json!("imsystem"));
+    let groups = temp("groups.jsonl");
+    std::fs::write(&groups, format!("{line}\n")).unwrap();
+    let (ok, out, report) = import(
+        &table,
+        &[
+            "groups",
+            "--app",
+            "res-app",
+            "--file",
+            groups.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert_eq!(count(&report, "refused"), 1, "{report:#?}");
+    assert!(
+        report[0]["why"].to_string().contains("is reserved"),
+        "{report:#?}"
+    );
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(groups);
+}

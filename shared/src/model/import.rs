@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::ids::{check_id, parse_group_id, MemberList};
-use super::{DEFAULT_MAX_MEMBERS, MAX_MAX_MEMBERS};
+use super::{ReservedIds, DEFAULT_MAX_MEMBERS, MAX_MAX_MEMBERS};
 
 /// Which conversations become groups (`--groups`). Chat rooms, system conversations and
 /// unique (one-to-one) chats never do, whatever the rule.
@@ -213,6 +213,34 @@ pub enum Verdict {
     Group(ImportGroup),
     Skip(SkipReason),
     Refuse(String),
+}
+
+/// [`judge`] after leaving out of the members the ids the app reserves (its system
+/// client, its Tencent App admin: see [`ReservedIds`]), which no group has as members;
+/// the group's notes say which were left out. A creator left out is no owner: the owner
+/// rule picks the earliest-listed member left.
+pub fn judge_for_app(
+    c: &Conversation,
+    rule: GroupRule,
+    limits: &ImportLimits,
+    reserved: &ReservedIds,
+) -> Verdict {
+    if !c.members.iter().any(|m| reserved.contains(m)) {
+        return judge(c, rule, limits);
+    }
+    let mut kept = c.clone();
+    kept.members.retain(|m| !reserved.contains(m));
+    let mut left_out: Vec<&String> = c.members.iter().filter(|m| reserved.contains(m)).collect();
+    left_out.dedup();
+    match judge(&kept, rule, limits) {
+        Verdict::Group(mut g) => {
+            g.notes.extend(left_out.iter().map(|id| {
+                format!("member {id} left out: it is the app's IM cloud system client (or App admin), never a group's member")
+            }));
+            Verdict::Group(g)
+        }
+        other => other,
+    }
 }
 
 /// Decides one record under `rule`.
@@ -584,6 +612,43 @@ mod tests {
             group(json!({"objectId": "c1", "name": "T", "m": ["amy"], "attr": {"type": "group"}}));
         assert_eq!(g.owner, "amy");
         assert!(g.notes[0].starts_with("no creator"));
+    }
+
+    #[test]
+    fn reserved_ids_are_left_out_of_an_imported_groups_members() {
+        let reserved = ReservedIds::new(["imsystem".to_owned()]);
+        let l = ImportLimits::default();
+        let c = conv(json!({
+            "objectId": "c1", "name": "g", "m": ["imsystem", "bob", "carol"], "c": "imsystem",
+            "attr": {"type": "group"}
+        }));
+        let Verdict::Group(g) = judge_for_app(&c, GroupRule::Attr, &l, &reserved) else {
+            panic!("not a group");
+        };
+        assert_eq!(g.members.joined(), "bob:carol");
+        assert_eq!(g.owner, "bob");
+        assert!(
+            g.notes
+                .iter()
+                .any(|n| n.contains("member imsystem left out")),
+            "{:?}",
+            g.notes
+        );
+        // Only reserved members: nothing to import.
+        let only = conv(
+            json!({"objectId": "c2", "name": "g", "m": ["imsystem"], "attr": {"type": "group"}}),
+        );
+        assert_eq!(
+            judge_for_app(&only, GroupRule::Attr, &l, &reserved),
+            Verdict::Skip(SkipReason::NoMembers)
+        );
+        // Without reserved members, the same as judge.
+        let plain =
+            conv(json!({"objectId": "c3", "name": "g", "m": ["bob"], "attr": {"type": "group"}}));
+        assert_eq!(
+            judge_for_app(&plain, GroupRule::Attr, &l, &reserved),
+            judge(&plain, GroupRule::Attr, &l)
+        );
     }
 
     #[test]
