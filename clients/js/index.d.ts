@@ -11,9 +11,13 @@ export interface KitOptions {
   maxRetryDelayMs?: number;
   /**
    * The group whose conversation `conversationId` is, or null. Default: an id that reads
-   * as a group id is that group; pass this for conversations linked to a group.
+   * as a group id is that group; any other is the group of the caller's groups linked to
+   * it (from `GET /im/user/{clientId}/groups`, whose entries name their `conversation_id`).
    */
-  groupOf?: (conversationId: string) => string | number | null | Promise<string | number | null>;
+  groupOf?: (
+    conversationId: string,
+    clientId: string,
+  ) => string | number | null | Promise<string | number | null>;
 }
 
 /** What leancloud-realtime takes from a signature factory. */

@@ -9,10 +9,35 @@
 // rule, shared/src/model/policy.rs): one spelling, no leading zeros, below 2^53.
 const GROUP_ID = /^[1-9][0-9]{0,15}$/;
 
-function defaultGroupOf(conversationId) {
-  return GROUP_ID.test(conversationId) && Number(conversationId) <= Number.MAX_SAFE_INTEGER
-    ? conversationId
-    : null;
+function isGroupId(conversationId) {
+  return GROUP_ID.test(conversationId) && Number(conversationId) <= Number.MAX_SAFE_INTEGER;
+}
+
+// The default `groupOf`: an id that reads as a group id is that group; any other
+// conversation is a group's when one of the caller's groups is linked to it (the listing
+// of the caller's groups names each one's `conversation_id`). A link found is kept for
+// the factories' lifetime (links move rarely; a stale one makes the group route answer
+// 404, which the SDK reports); a conversation of no group is looked up again next time.
+function linkedGroups(call) {
+  const found = new Map();
+  return async function groupOf(conversationId, clientId) {
+    if (isGroupId(conversationId)) return conversationId;
+    if (found.has(conversationId)) return found.get(conversationId);
+    let cursor = null;
+    // At most 100 pages of 100: a client in more groups than that passes its own groupOf.
+    for (let page = 0; page < 100; page += 1) {
+      const query = { limit: '100' };
+      if (cursor) query.cursor = cursor;
+      const body = await call('list-user-groups', 'GET', ['im', 'user', clientId, 'groups'], undefined, query);
+      for (const g of body.groups) {
+        if (g.conversation_id != null) found.set(g.conversation_id, String(g.group_id));
+      }
+      if (found.has(conversationId)) return found.get(conversationId);
+      cursor = body.next_cursor;
+      if (!cursor) return null;
+    }
+    return null;
+  };
 }
 
 // What each refusal means, for the message of the Error the SDK reports ("sign error: ...").
@@ -29,6 +54,7 @@ const RULES = {
   'client-block-conversations': 'a client blocks a conversation only for itself',
   'client-unblock-conversations': 'a client unblocks a conversation only for itself',
   usersig: 'a client gets a UserSig only for itself',
+  'list-user-groups': 'a client lists only its own groups',
 };
 
 class RefusedError extends Error {
@@ -72,12 +98,13 @@ function makeCaller(options) {
   // outside the BMP, which go as their UTF-8 bytes.
   const path = (...segments) => segments.map((s) => '/' + encodeURIComponent(String(s))).join('');
 
-  return async function call(action, method, route, body) {
+  return async function call(action, method, route, body, query) {
+    const search = query ? `?${new URLSearchParams(query)}` : '';
     for (let attempt = 0; ; attempt += 1) {
       const token = await getToken();
       const headers = { accept: 'application/json', authorization: `Bearer ${token}` };
       if (body !== undefined) headers['content-type'] = 'application/json';
-      const res = await doFetch(base + path(...route), {
+      const res = await doFetch(base + path(...route) + search, {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -123,7 +150,7 @@ function toSdk(action, body, ids) {
 function signatureFactories(options) {
   const call = makeCaller(options);
   const { appId } = options;
-  const groupOf = options.groupOf || defaultGroupOf;
+  const groupOf = options.groupOf || linkedGroups(call);
 
   async function signatureFactory(clientId) {
     const body = await call('login', 'GET', ['signature', 'login', appId, clientId]);
@@ -138,7 +165,7 @@ function signatureFactories(options) {
       return toSdk('create', body, members);
     }
     if (action !== 'add' && action !== 'remove') throw new Error(`unknown conversation action ${action}`);
-    const group = conversationId == null ? null : await groupOf(conversationId);
+    const group = conversationId == null ? null : await groupOf(conversationId, clientId);
     const joined = sdkOrder(members).join(':');
     const isSelf = members.length === 1 && members[0] === clientId;
     if (action === 'add') {

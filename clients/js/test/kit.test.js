@@ -156,6 +156,29 @@ test('add: the group first, then the invite signature', async () => {
   assert.deepEqual(standin.members(group), [OWNER, CJK, MEMBER, NON_BMP, HALFWIDTH].sort());
 });
 
+test('a conversation linked to a group: the kit finds the group through the caller\'s groups', async () => {
+  const linkedConv = '5f0000000000000000000abc';
+  // A group created with a conversation of the vendor's (an objectId, not a group id):
+  // the app's backend links it (and owns the group: a member like the others here).
+  const created = await api('backend', 'POST', '/im/group', {
+    group_name: 'linked',
+    member_client_ids: [OWNER, MEMBER],
+    conversation_id: linkedConv,
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const linked = String(created.body.group_id);
+  standin.seed(linkedConv, ['backend', OWNER, MEMBER]);
+  const alice = clients.find((c) => c.id === OWNER);
+  await (await alice.getConversation(linkedConv)).add([CJK]);
+  assert.deepEqual(await groupMembers(linked), ['backend', OWNER, MEMBER, CJK].sort());
+  assert.deepEqual(standin.members(linkedConv), ['backend', OWNER, MEMBER, CJK].sort());
+  // A member's quit() leaves the group too.
+  const bob = clients.find((c) => c.id === MEMBER);
+  await (await bob.getConversation(linkedConv)).quit();
+  assert.deepEqual(await groupMembers(linked), ['backend', OWNER, CJK].sort());
+  assert.deepEqual(standin.members(linkedConv), ['backend', OWNER, CJK].sort());
+});
+
 test('a plain member kicking is refused, with no signature', async () => {
   const bob = clients.find((c) => c.id === MEMBER);
   const conv = await bob.getConversation(group);

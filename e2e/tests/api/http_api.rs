@@ -779,7 +779,8 @@ async fn read_a_group_its_members_and_my_groups() {
     .await;
     assert_eq!(
         mine["groups"],
-        json!([{"group_id": id, "group_name": "readers", "role": "member", "member_count": 5}])
+        json!([{"group_id": id, "group_name": "readers", "role": "member", "member_count": 5,
+            "conversation_id": "conv-readers"}])
     );
     assert_eq!(mine["next_cursor"], Value::Null);
     error(

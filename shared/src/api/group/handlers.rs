@@ -364,6 +364,7 @@ pub async fn list_user_groups(
             role: g.role_of(&client_id),
             group_name: g.group_name,
             member_count: g.member_count,
+            conversation_id: g.conversation_id,
         })
         .collect();
     Ok(json(

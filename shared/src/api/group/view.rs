@@ -131,4 +131,8 @@ pub(super) struct UserGroupView {
     pub(super) group_name: String,
     pub(super) role: &'static str,
     pub(super) member_count: u64,
+    /// The group's linked conversation, when it has one: how a client (the SDK kit in
+    /// `clients/js`) knows which of its conversations are groups'.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) conversation_id: Option<String>,
 }
