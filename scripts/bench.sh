@@ -74,6 +74,8 @@ what = {
     "login": "a login signature through the login function's router, both keys from the caches",
     "hmac_sha256_and_zlib_alone": "a UserSig's floor: HMAC-SHA256 of its signed text with the Tencent key, and zlib of its JSON object (the same bytes)",
     "user_sig_alone": "`usersig::user_sig` alone: that HMAC, the JSON, zlib and Tencent's base64",
+    "sort_100_ids_sdk_order": "100 member ids (ASCII, CJK, outside the BMP, halfwidth; shuffled) sorted in the order signatures use: UTF-16 code units, as the vendors' SDKs sort (`ids::member_order`)",
+    "sort_100_ids_byte_order": "the same 100 ids sorted by bytes, the order signatures used before",
     "usersig": "a UserSig through the usersig function's router, the token key and the Tencent key from the caches",
     "invite": "an invite on a group's linked conversation through the invite function's router, keys from the caches, the link and the caller's standing from `WarmFacts`",
     "invite_on_dynamodb_local": "the same invite on the service as it is: the link from its cache, the caller's standing by a BatchGetItem on DynamoDB Local each time",
@@ -232,6 +234,11 @@ small JSON object with zlib and base64-encodes it (\`model::usersig\`). Its floo
 \`hmac_sha256_and_zlib_alone\`, is one HMAC-SHA256 and one zlib of the same bytes:
 \`usersig\` minus that floor is what routing, the token, the caches and the JSON body
 cost, as \`login\` minus \`hmac_sha1_alone\` is for a login.
+
+Member lists are signed in the vendors' SDK order, by UTF-16 code units (issue 25):
+\`sort_100_ids_sdk_order\` against \`sort_100_ids_byte_order\` is what that order costs
+over the byte order it replaced, on the longest list a signature takes; next to
+\`invite\`, a whole request, it is the part of a signature the order can move.
 
 DynamoDB calls made while measuring (counted by an SDK interceptor; the benchmark fails
 if a cached path makes any):
