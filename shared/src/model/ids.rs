@@ -50,8 +50,26 @@ pub fn check_id(field: &str, value: &str, max_chars: usize) -> Result<(), Invali
 /// pair, 0xD800-0xDFFF) where the other has one in U+E000-U+FFFF: `𠮷` (U+20BB7, units
 /// D842 DFB7) sorts before `ｹ` (U+FF79) here, after it by bytes. Signing in byte order
 /// would make the vendor refuse every such signature.
+///
+/// So it compares bytes, and looks at characters only where the two ids first differ:
+/// there both sit at the same character boundary (their prefixes are equal), and byte
+/// order is code point order unless one character is outside the BMP (a 4-byte lead,
+/// 0xF0 and up) and the other in U+E000-U+FFFF (a 3-byte lead of 0xEE or 0xEF), where
+/// UTF-16 puts the surrogate pair first. This keeps the sort at byte order's cost.
 pub fn member_order(a: &str, b: &str) -> Ordering {
-    a.encode_utf16().cmp(b.encode_utf16())
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let Some(at) = x.iter().zip(y).position(|(p, q)| p != q) else {
+        // One is a prefix of the other (or they are equal): the shorter comes first.
+        return x.len().cmp(&y.len());
+    };
+    // Back to the start of the character that differs (continuation bytes are 10xxxxxx).
+    let start = (0..=at).rev().find(|&i| x[i] & 0xC0 != 0x80).unwrap_or(0);
+    let top_of_bmp = |lead: u8| lead == 0xEE || lead == 0xEF;
+    match (x[start], y[start]) {
+        (p, q) if p >= 0xF0 && top_of_bmp(q) => Ordering::Less,
+        (p, q) if top_of_bmp(p) && q >= 0xF0 => Ordering::Greater,
+        _ => x[at].cmp(&y[at]),
+    }
 }
 
 /// A set of client ids in the protocol's normal form: ascending [`member_order`], no
@@ -314,6 +332,17 @@ mod tests {
             if a.chars().chain(b.chars()).all(|c| (c as u32) < 0xD800) {
                 prop_assert_eq!(member_order(&a, &b), a.as_bytes().cmp(b.as_bytes()));
             }
+        }
+
+        /// The same, on ids drawn from the characters where the orders disagree (and
+        /// their neighbours), so that the first difference often falls on them.
+        #[test]
+        fn member_order_is_utf16_order_where_bytes_disagree(
+            a in "[a\u{7FF}\u{800}\u{D7FF}\u{E000}\u{FF79}\u{FFFF}\u{10000}\u{20BB7}\u{10FFFF}]{0,5}",
+            b in "[a\u{7FF}\u{800}\u{D7FF}\u{E000}\u{FF79}\u{FFFF}\u{10000}\u{20BB7}\u{10FFFF}]{0,5}",
+        ) {
+            let (ua, ub): (Vec<u16>, Vec<u16>) = (a.encode_utf16().collect(), b.encode_utf16().collect());
+            prop_assert_eq!(member_order(&a, &b), ua.cmp(&ub));
         }
 
         #[test]
