@@ -8,8 +8,11 @@
 //!   requests per second and latency percentiles.
 //! - `mirror`: the lag from a group write on im-local to the IM cloud (a stand-in in this
 //!   process) holding it, and the CPU the mirror costs per stream record (see `mirror.rs`).
+//! - `import`: `im-admin import leancloud` of a generated export and `im-admin export`
+//!   of the result, beside DynamoDB Local's `BatchWriteItem` floor (see `import.rs`).
 
 mod backfill;
+mod import;
 mod mirror;
 
 use std::path::PathBuf;
@@ -98,6 +101,19 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         cloud_rate: u32,
     },
+    /// `im-admin import leancloud` and `im-admin export` on DynamoDB Local, and the raw
+    /// BatchWriteItem floor. Needs `AWS_ENDPOINT_URL_DYNAMODB`.
+    Import {
+        /// Conversations in the generated export (repeatable: one row each).
+        #[arg(long = "conversations", default_values_t = [10_000, 100_000])]
+        sizes: Vec<usize>,
+        /// Where the export files and reports go.
+        #[arg(long)]
+        work: PathBuf,
+    },
+    /// One measured import or export (spawned by `import`).
+    #[command(hide = true)]
+    ImportChild(import::Child),
 }
 
 #[tokio::main]
@@ -131,6 +147,8 @@ async fn main() -> Result<()> {
             })
             .await
         }
+        Command::Import { sizes, work } => import::import(import::Args { sizes, work }).await,
+        Command::ImportChild(child) => import::child(child).await,
         Command::Mirror {
             url,
             writes,

@@ -25,7 +25,6 @@
 //! (`<IM_LOCAL_DIR>/stream-dead-letters.jsonl`). Unless `IM_LOCAL_IN_MEMORY=1`, each
 //! shard's position is kept in `<IM_LOCAL_DIR>/stream-checkpoints.json` across restarts.
 
-mod dynamodb_local;
 mod state_dir;
 
 use std::path::{Path, PathBuf};
@@ -44,7 +43,7 @@ use im_sync::Syncer;
 use rand::distr::{Alphanumeric, SampleString};
 use std::time::{Duration, Instant};
 
-use dynamodb_local::DynamoDbLocal;
+use im_local::dynamodb_local::{self, DynamoDbLocal};
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
