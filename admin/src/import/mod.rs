@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use futures::StreamExt;
 use im_shared::model::export::GroupLine;
 use im_shared::model::import::{
     choose_id, judge_for_app, Conversation, GroupRule, IdChoice, ImportGroup, ImportLimits,
@@ -135,6 +136,9 @@ async fn known_app(store: &DynamoStore, app: &str) -> Result<()> {
 
 /// Records whose writes go on at once.
 const PARALLEL: usize = 16;
+/// Records read before their writes start: new small groups among them go several to a
+/// transaction (`import_new_packed`), the others `PARALLEL` at a time.
+const BATCH: usize = 128;
 
 /// A record read: reported as it is, or a conversation to write.
 enum Next {
@@ -316,7 +320,7 @@ impl<'a> Run<'a> {
             .await?;
         let mut kept = HashSet::new();
         let mut seen: HashMap<String, String> = HashMap::new();
-        let mut batch = Vec::with_capacity(PARALLEL);
+        let mut batch = Vec::with_capacity(BATCH);
         let mut records = reader(source);
         while let Some(r) = records.recv().await {
             let next = match r {
@@ -363,33 +367,138 @@ impl<'a> Run<'a> {
                 },
             };
             batch.push(next);
-            if batch.len() == PARALLEL {
+            if batch.len() == BATCH {
                 self.settle(&mut batch).await?;
             }
         }
         self.settle(&mut batch).await
     }
 
-    /// Writes a batch's groups at once (each a different conversation: no two touch the
-    /// same items), then reports them in the export's order.
+    /// Writes a batch's groups (each a different conversation: no two touch the same
+    /// items), then reports them in the export's order: first the new small groups,
+    /// packed; then the rest, `PARALLEL` at a time, each as `conversation` judges it.
     async fn settle(&mut self, batch: &mut Vec<Next>) -> Result<()> {
         let this = &*self;
-        let lines = futures::future::join_all(batch.drain(..).map(|next| async move {
-            match next {
-                Next::Done(line) => Ok(line),
-                Next::Write {
-                    source,
-                    c,
-                    verdict,
-                    choice,
-                } => this.conversation(source, *c, verdict, choice).await,
-            }
-        }))
-        .await;
+        let packed = this.packed(batch).await?;
+        let lines: Vec<Result<ReportLine>> = futures::stream::iter(batch.drain(..).zip(packed))
+            .map(|(next, packed)| async move {
+                if let Some(line) = packed {
+                    return Ok(line);
+                }
+                match next {
+                    Next::Done(line) => Ok(line),
+                    Next::Write {
+                        source,
+                        c,
+                        verdict,
+                        choice,
+                    } => this.conversation(source, *c, verdict, choice).await,
+                }
+            })
+            .buffered(PARALLEL)
+            .collect()
+            .await;
         for line in lines {
             self.record(line?)?;
         }
         Ok(())
+    }
+
+    /// The fast path of a batch: the groups of conversations the app has no link item
+    /// for (one BatchGetItem per 100), with ids for those that need new ones (one counter
+    /// update), written several to a transaction. Each gets its line here; the others,
+    /// and any whose condition failed (an id taken, a conversation linked meanwhile), get
+    /// `None` and go the way of `conversation`, which reads and decides again.
+    async fn packed(&self, batch: &[Next]) -> Result<Vec<Option<ReportLine>>> {
+        let mut lines: Vec<Option<ReportLine>> = batch.iter().map(|_| None).collect();
+        if self.dry_run {
+            return Ok(lines);
+        }
+        let candidates: Vec<(usize, &str, &ImportGroup, IdChoice)> = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(i, next)| match next {
+                Next::Write {
+                    source,
+                    verdict: Verdict::Group(g),
+                    choice,
+                    ..
+                } if DynamoStore::import_fits_a_transaction(&self.plan(g, 0)) => {
+                    Some((i, source.as_str(), g, *choice))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut unlinked = std::collections::BTreeSet::new();
+        for chunk in candidates.chunks(100) {
+            let ids: Vec<&str> = chunk
+                .iter()
+                .map(|(_, _, g, _)| g.conversation_id.as_str())
+                .collect();
+            unlinked.extend(self.store.import_unlinked(self.app, &ids).await?);
+        }
+        let fresh: Vec<_> = candidates
+            .into_iter()
+            .filter(|(_, _, g, _)| unlinked.contains(&g.conversation_id))
+            .collect();
+        let wanted = fresh
+            .iter()
+            .filter(|(.., choice)| matches!(choice, IdChoice::New { .. }))
+            .count() as u64;
+        let mut new_ids = match wanted {
+            0 => 1..=0,
+            n => self.store.new_group_ids(n).await?,
+        };
+        let ids: Vec<u64> = fresh
+            .iter()
+            .map(|(.., choice)| match choice {
+                IdChoice::Keep(id) => Some(*id),
+                IdChoice::New { .. } => new_ids.next(),
+            })
+            .collect::<Option<_>>()
+            .context("the counter gave fewer ids than asked for")?;
+        let plans: Vec<ImportedGroup> = fresh
+            .iter()
+            .zip(&ids)
+            .map(|((_, _, g, _), id)| self.plan(g, *id))
+            .collect();
+        let written = self.store.import_new_packed(&plans).await?;
+        for (((i, source, g, choice), id), written) in fresh.into_iter().zip(ids).zip(written) {
+            if written != Written::Imported {
+                continue;
+            }
+            let mut notes = g.notes.clone();
+            if let IdChoice::New { taken: Some(taken) } = choice {
+                notes.push(taken_note(taken));
+            }
+            lines[i] = Some(ReportLine {
+                source: source.to_owned(),
+                conversation_id: Some(g.conversation_id.clone()),
+                outcome: Outcome::Imported,
+                why: None,
+                group_id: Some(id),
+                notes,
+            });
+        }
+        Ok(lines)
+    }
+
+    /// The group a record makes, with `group_id`.
+    fn plan<'g>(&'g self, g: &'g ImportGroup, group_id: u64) -> ImportedGroup<'g> {
+        ImportedGroup {
+            app_id: self.app,
+            group_id,
+            name: &g.name,
+            owner: &g.owner,
+            admins: &[],
+            members: &g.members,
+            max_members: g.max_members,
+            avatar_url: None,
+            description: None,
+            conversation_id: Some(&g.conversation_id),
+            created_at: g.created_at.as_deref(),
+            updated_at: None,
+        }
     }
 
     async fn conversation(
@@ -424,20 +533,7 @@ impl<'a> Run<'a> {
             .store
             .import_existing(self.app, &g.conversation_id)
             .await?;
-        let plan = |group_id| ImportedGroup {
-            app_id: self.app,
-            group_id,
-            name: &g.name,
-            owner: &g.owner,
-            admins: &[],
-            members: &g.members,
-            max_members: g.max_members,
-            avatar_url: None,
-            description: None,
-            conversation_id: Some(&g.conversation_id),
-            created_at: g.created_at.as_deref(),
-            updated_at: None,
-        };
+        let plan = |group_id| self.plan(&g, group_id);
         match existing {
             Existing::Busy(id) => {
                 line.outcome = Outcome::Refused;
@@ -478,9 +574,7 @@ impl<'a> Run<'a> {
             }
             Existing::Nothing => {
                 if let IdChoice::New { taken: Some(id) } = choice {
-                    line.notes.push(format!(
-                        "attr.group_id {id} is or may have been another group's: a new id"
-                    ));
+                    line.notes.push(taken_note(id));
                 }
                 line.outcome = Outcome::Imported;
                 if self.dry_run {
@@ -638,6 +732,10 @@ impl<'a> Run<'a> {
         }
         Ok(line)
     }
+}
+
+fn taken_note(id: u64) -> String {
+    format!("attr.group_id {id} is or may have been another group's: a new id")
 }
 
 fn refused(source: &str, conversation_id: Option<String>, why: String) -> ReportLine {

@@ -14,6 +14,7 @@ use im_e2e::im_cloud::{Fault, FaultKind, ImCloudStandIn};
 use im_e2e::repo::{read_json, repo_root};
 use im_e2e::stack::{admin_command, ddb, test_key, unique};
 use im_shared::model::{Caller, ConversationClaim, GroupSpec, GroupStatus, MemberList};
+use im_shared::store::dynamo::{ImportedGroup, Written};
 use im_shared::store::{ConversationStore, DynamoStore, GroupStore, MemberStore, StoreError};
 use serde_json::{json, Value};
 
@@ -904,4 +905,61 @@ async fn the_apps_system_client_is_left_out_of_imported_groups() {
     );
     let _ = std::fs::remove_file(file);
     let _ = std::fs::remove_file(groups);
+}
+
+/// The import writes new small groups several to a transaction: a kept id that turns
+/// out to be taken cancels its pack, and the rest of the pack is written again without
+/// it, each group whole; the record that wanted the taken id gets a new one, said in the
+/// report, and the group that had it is left as it was.
+#[tokio::test]
+async fn a_taken_id_in_a_pack_leaves_the_rest_of_the_pack_whole() {
+    let app = unique("lc");
+    let (table, store) = table_with_app("import-pack", &app).await;
+    // Group 777, written as the import writes one, where the counter does not see it.
+    let zed = MemberList::from_ids("m", ["zed"], 10, 64).unwrap();
+    let planted = ImportedGroup {
+        app_id: &app,
+        group_id: 777,
+        name: "planted",
+        owner: "zed",
+        admins: &[],
+        members: &zed,
+        max_members: 500,
+        avatar_url: None,
+        description: None,
+        conversation_id: None,
+        created_at: None,
+        updated_at: None,
+    };
+    assert_eq!(store.import_new(&planted).await.unwrap(), Written::Imported);
+    let file = temp("pack.jsonl");
+    let records: Vec<String> = (776..=778)
+        .map(|id| {
+            json!({"objectId": conv(&format!("p{id}")), "name": format!("wants {id}"),
+                "m": ["amy", "bob"], "c": "amy", "attr": {"type": "group", "group_id": id}})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&file, records.join("\n")).unwrap();
+    let (ok, text, report) = import(
+        &table,
+        &["leancloud", "--app", &app, "--file", file.to_str().unwrap()],
+    );
+    assert!(ok, "{text}");
+    let group_of = |id: u64| one(&report, &conv(&format!("p{id}")))["group_id"].as_u64();
+    assert_eq!(group_of(776), Some(776), "{report:#?}");
+    assert_eq!(group_of(778), Some(778), "{report:#?}");
+    let moved = group_of(777).unwrap();
+    assert!(moved > 778, "a new id above the kept ones: {moved}");
+    let line = one(&report, &conv("p777"));
+    assert!(
+        line["notes"].to_string().contains("group id 777 is taken"),
+        "{line}"
+    );
+    for id in [776, 778, moved] {
+        assert_eq!(store.group_members(id).await.unwrap(), ["amy", "bob"]);
+    }
+    let kept = store.group_meta(777).await.unwrap().unwrap();
+    assert_eq!(kept.group_name, "planted");
+    assert_eq!(store.group_members(777).await.unwrap(), ["zed"]);
 }

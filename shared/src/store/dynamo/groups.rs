@@ -53,13 +53,19 @@ impl DynamoStore {
     }
 
     pub(super) async fn next_group_id(&self) -> Result<u64, StoreError> {
+        self.advance_counter(1).await
+    }
+
+    /// Moves the id counter on by `by` and returns its new value: the ids
+    /// `value - by + 1 ..= value` are the caller's.
+    pub(super) async fn advance_counter(&self, by: u64) -> Result<u64, StoreError> {
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(COUNTER_PK, COUNTER_SK)))
-            .update_expression("ADD next_id :one")
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .update_expression("ADD next_id :by")
+            .expression_attribute_values(":by", AttributeValue::N(by.to_string()))
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await

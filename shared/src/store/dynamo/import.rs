@@ -235,16 +235,137 @@ impl DynamoStore {
         })
     }
 
+    /// `n` fresh group ids at once (one counter update), as creates take them one by one.
+    pub async fn new_group_ids(&self, n: u64) -> Result<std::ops::RangeInclusive<u64>, StoreError> {
+        let last = self.advance_counter(n.max(1)).await?;
+        Ok(last + 1 - n.max(1)..=last)
+    }
+
+    /// Of these conversations, the ones the app has no link item for at all (never linked,
+    /// never imported): a new group can be written for each without reading anything
+    /// else. Up to 100 at a time.
+    pub async fn import_unlinked(
+        &self,
+        app_id: &str,
+        conversation_ids: &[&str],
+    ) -> Result<BTreeSet<String>, StoreError> {
+        let keys: Vec<Item> = conversation_ids
+            .iter()
+            .map(|c| link_key(app_id, c))
+            .collect();
+        let pk = |item: &Item| item.get(PK).and_then(|v| v.as_s().ok()).cloned();
+        let found: BTreeSet<String> = self
+            .batch_get(keys.clone())
+            .await?
+            .iter()
+            .filter_map(pk)
+            .collect();
+        Ok(conversation_ids
+            .iter()
+            .zip(&keys)
+            .filter(|(_, k)| pk(k).is_none_or(|p| !found.contains(&p)))
+            .map(|(c, _)| (*c).to_owned())
+            .collect())
+    }
+
+    /// Whether [`DynamoStore::import_new_packed`] takes `g`: a group whose items fit in
+    /// one transaction.
+    pub fn import_fits_a_transaction(g: &ImportedGroup<'_>) -> bool {
+        g.members.len() + 2 <= TX_ITEMS
+    }
+
+    /// Brings small new groups in several to a transaction (up to its item limit): each
+    /// exactly as [`DynamoStore::import_new`] writes it, with the same conditions, so
+    /// each is whole or absent. When a group's condition fails, its pack is cancelled
+    /// whole; the group is left out, and the rest of the pack is written again. The
+    /// answer is one `Written` per group, in order. One call writes ~9 groups of 8
+    /// members where `import_new` would make 9 calls.
+    pub async fn import_new_packed(
+        &self,
+        groups: &[ImportedGroup<'_>],
+    ) -> Result<Vec<Written>, StoreError> {
+        let now = now_rfc3339();
+        let mut answers = vec![Written::Imported; groups.len()];
+        let mut packs: Vec<Vec<usize>> = Vec::new();
+        let mut size = 0;
+        for (i, g) in groups.iter().enumerate() {
+            if !Self::import_fits_a_transaction(g) {
+                return Err(StoreError::Invalid(format!(
+                    "group {} has too many members for one transaction",
+                    g.group_id
+                )));
+            }
+            let n = g.members.len() + 2;
+            match packs.last_mut() {
+                Some(pack) if size + n <= TX_ITEMS => {
+                    pack.push(i);
+                    size += n;
+                }
+                _ => {
+                    packs.push(vec![i]);
+                    size = n;
+                }
+            }
+        }
+        for mut pack in packs {
+            while !pack.is_empty() {
+                // Which group each item is of, and whether it is that group's item.
+                let mut owner: Vec<(usize, bool)> = Vec::new();
+                let mut items = Vec::new();
+                for &i in &pack {
+                    let its = self.new_group_items(&groups[i], true, &now)?;
+                    owner.extend((0..its.len()).map(|k| (i, k == 0)));
+                    items.extend(its);
+                }
+                match self.transact(items).await? {
+                    TxOutcome::Done => break,
+                    TxOutcome::Refused(refused) => {
+                        for (at, _) in refused {
+                            let (i, group_item) = owner[at];
+                            if group_item {
+                                answers[i] = Written::IdTaken;
+                            } else if answers[i] != Written::IdTaken {
+                                answers[i] = Written::ConversationTaken;
+                            }
+                        }
+                        pack.retain(|&i| answers[i] == Written::Imported);
+                    }
+                }
+            }
+        }
+        Ok(answers)
+    }
+
     /// Brings a new group in, whole (see the module's doc).
     pub async fn import_new(&self, g: &ImportedGroup<'_>) -> Result<Written, StoreError> {
         let now = now_rfc3339();
-        let small = g.members.len() + 2 <= TX_ITEMS;
+        let small = Self::import_fits_a_transaction(g);
+        let items = self.new_group_items(g, small, &now)?;
+        match self.transact(items).await? {
+            TxOutcome::Done => {}
+            TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => return Ok(Written::IdTaken),
+            TxOutcome::Refused(_) => return Ok(Written::ConversationTaken),
+        }
+        if !small {
+            self.import_finish(g).await?;
+        }
+        Ok(Written::Imported)
+    }
+
+    /// A new group's first transaction: its item first (the id's condition), then its
+    /// link, then (when `small`) its members.
+    fn new_group_items(
+        &self,
+        g: &ImportedGroup<'_>,
+        small: bool,
+        now: &str,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let status = if small { ACTIVE } else { IMPORTING };
         let mut items = vec![TransactWriteItem::builder()
             .put(
                 Put::builder()
                     .table_name(&self.table)
-                    .set_item(Some(self.imported_meta(g, status, &now)))
+                    .set_item(Some(self.imported_meta(g, status, now)))
                     // Ids are never reused: not over any group, even one being deleted.
                     .condition_expression("attribute_not_exists(pk)")
                     .build()
@@ -274,21 +395,13 @@ impl DynamoStore {
             for id in g.members.ids() {
                 let put = Put::builder()
                     .table_name(&self.table)
-                    .set_item(Some(imported_member(g.app_id, g.group_id, id, &now)))
+                    .set_item(Some(imported_member(g.app_id, g.group_id, id, now)))
                     .build()
                     .map_err(build_err)?;
                 items.push(TransactWriteItem::builder().put(put).build());
             }
         }
-        match self.transact(items).await? {
-            TxOutcome::Done => {}
-            TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => return Ok(Written::IdTaken),
-            TxOutcome::Refused(_) => return Ok(Written::ConversationTaken),
-        }
-        if !small {
-            self.import_finish(g).await?;
-        }
-        Ok(Written::Imported)
+        Ok(items)
     }
 
     /// Finishes a group an import left `importing`: its members exactly `g.members`
