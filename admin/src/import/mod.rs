@@ -446,9 +446,11 @@ impl<'a> Run<'a> {
             .filter(|(.., choice)| matches!(choice, IdChoice::New { .. }))
             .count() as u64;
         let mut new_ids = match wanted {
-            0 => 1..=0,
-            n => self.store.new_group_ids(n).await?,
-        };
+            0 => None,
+            n => Some(self.store.new_group_ids(n).await?),
+        }
+        .into_iter()
+        .flatten();
         let ids: Vec<u64> = fresh
             .iter()
             .map(|(.., choice)| match choice {
