@@ -137,8 +137,12 @@ async fn known_app(store: &DynamoStore, app: &str) -> Result<()> {
 /// Records whose writes go on at once.
 const PARALLEL: usize = 16;
 /// Records read before their writes start: new small groups among them go several to a
-/// transaction (`import_new_packed`), the others `PARALLEL` at a time.
-const BATCH: usize = 128;
+/// transaction (`import_new_pack`), the others `PARALLEL` at a time.
+const BATCH: usize = 256;
+/// Packs written at once. Each is a transaction of up to 100 items: a few at a time keep
+/// the table busy without queueing one behind another past the SDK's operation timeout
+/// (DynamoDB Local serves every request on one queue).
+const PACKS_IN_FLIGHT: usize = 4;
 
 /// A record read: reported as it is, or a conversation to write.
 enum Next {
@@ -464,7 +468,14 @@ impl<'a> Run<'a> {
             .zip(&ids)
             .map(|((_, _, g, _), id)| self.plan(g, *id))
             .collect();
-        let written = self.store.import_new_packed(&plans).await?;
+        let packs: Vec<Vec<Written>> = futures::stream::iter(DynamoStore::import_packs(&plans))
+            .map(|pack| self.store.import_new_pack(&plans[pack]))
+            .buffered(PACKS_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let written = packs.into_iter().flatten();
         for (((i, source, g, choice), id), written) in fresh.into_iter().zip(ids).zip(written) {
             if written != Written::Imported {
                 continue;

@@ -268,68 +268,74 @@ impl DynamoStore {
             .collect())
     }
 
-    /// Whether [`DynamoStore::import_new_packed`] takes `g`: a group whose items fit in
+    /// Whether [`DynamoStore::import_new_pack`] takes `g`: a group whose items fit in
     /// one transaction.
     pub fn import_fits_a_transaction(g: &ImportedGroup<'_>) -> bool {
         g.members.len() + 2 <= TX_ITEMS
     }
 
-    /// Brings small new groups in several to a transaction (up to its item limit): each
-    /// exactly as [`DynamoStore::import_new`] writes it, with the same conditions, so
-    /// each is whole or absent. When a group's condition fails, its pack is cancelled
-    /// whole; the group is left out, and the rest of the pack is written again. The
-    /// answer is one `Written` per group, in order. One call writes ~9 groups of 8
-    /// members where `import_new` would make 9 calls.
-    pub async fn import_new_packed(
-        &self,
-        groups: &[ImportedGroup<'_>],
-    ) -> Result<Vec<Written>, StoreError> {
-        let now = now_rfc3339();
-        let mut answers = vec![Written::Imported; groups.len()];
-        let mut packs: Vec<Vec<usize>> = Vec::new();
+    /// Splits `groups` (in order) into packs whose items fit one transaction, for
+    /// [`DynamoStore::import_new_pack`]. Every group must [fit a transaction] itself.
+    ///
+    /// [fit a transaction]: DynamoStore::import_fits_a_transaction
+    pub fn import_packs(groups: &[ImportedGroup<'_>]) -> Vec<std::ops::Range<usize>> {
+        let mut packs: Vec<std::ops::Range<usize>> = Vec::new();
         let mut size = 0;
         for (i, g) in groups.iter().enumerate() {
-            if !Self::import_fits_a_transaction(g) {
-                return Err(StoreError::Invalid(format!(
-                    "group {} has too many members for one transaction",
-                    g.group_id
-                )));
-            }
             let n = g.members.len() + 2;
             match packs.last_mut() {
                 Some(pack) if size + n <= TX_ITEMS => {
-                    pack.push(i);
+                    pack.end = i + 1;
                     size += n;
                 }
                 _ => {
-                    packs.push(vec![i]);
+                    packs.push(i..i + 1);
                     size = n;
                 }
             }
         }
-        for mut pack in packs {
-            while !pack.is_empty() {
-                // Which group each item is of, and whether it is that group's item.
-                let mut owner: Vec<(usize, bool)> = Vec::new();
-                let mut items = Vec::new();
-                for &i in &pack {
-                    let its = self.new_group_items(&groups[i], true, &now)?;
-                    owner.extend((0..its.len()).map(|k| (i, k == 0)));
-                    items.extend(its);
-                }
-                match self.transact(items).await? {
-                    TxOutcome::Done => break,
-                    TxOutcome::Refused(refused) => {
-                        for (at, _) in refused {
-                            let (i, group_item) = owner[at];
-                            if group_item {
-                                answers[i] = Written::IdTaken;
-                            } else if answers[i] != Written::IdTaken {
-                                answers[i] = Written::ConversationTaken;
-                            }
+        packs
+    }
+
+    /// Brings small new groups in with one transaction (a pack of
+    /// [`DynamoStore::import_packs`]): each exactly as [`DynamoStore::import_new`]
+    /// writes it, with the same conditions, so each is whole or absent. When a group's
+    /// condition fails the transaction is cancelled whole; that group is left out, and
+    /// the rest is written again. The answer is one `Written` per group, in order. One
+    /// call writes ~9 groups of 8 members, where `import_new` would make 9.
+    pub async fn import_new_pack(
+        &self,
+        groups: &[ImportedGroup<'_>],
+    ) -> Result<Vec<Written>, StoreError> {
+        if groups.iter().map(|g| g.members.len() + 2).sum::<usize>() > TX_ITEMS {
+            return Err(StoreError::Invalid(
+                "the groups have more items than one transaction takes".into(),
+            ));
+        }
+        let now = now_rfc3339();
+        let mut answers = vec![Written::Imported; groups.len()];
+        let mut pack: Vec<usize> = (0..groups.len()).collect();
+        while !pack.is_empty() {
+            // Which group each item is of, and whether it is that group's own item.
+            let mut owner: Vec<(usize, bool)> = Vec::new();
+            let mut items = Vec::new();
+            for &i in &pack {
+                let its = self.new_group_items(&groups[i], true, &now)?;
+                owner.extend((0..its.len()).map(|k| (i, k == 0)));
+                items.extend(its);
+            }
+            match self.transact(items).await? {
+                TxOutcome::Done => break,
+                TxOutcome::Refused(refused) => {
+                    for (at, _) in refused {
+                        let (i, group_item) = owner[at];
+                        if group_item {
+                            answers[i] = Written::IdTaken;
+                        } else if answers[i] != Written::IdTaken {
+                            answers[i] = Written::ConversationTaken;
                         }
-                        pack.retain(|&i| answers[i] == Written::Imported);
                     }
+                    pack.retain(|&i| answers[i] == Written::Imported);
                 }
             }
         }
