@@ -101,6 +101,9 @@ enum Step<'r> {
         ids: Vec<String>,
         first: &'r str,
         last: &'r str,
+        /// The members of a big add's commit, applied before the commit's own group
+        /// step: done only once that step is (the cursor stays before the record).
+        commit: bool,
     },
     Group {
         old: Option<&'r GroupImage>,
@@ -123,6 +126,11 @@ impl<'r> Step<'r> {
             Step::Group { seq, .. } => seq,
         }
     }
+
+    /// Whether the cursor may move past this step's records once it is applied.
+    fn closes(&self) -> bool {
+        !matches!(self, Step::Members { commit: true, .. })
+    }
 }
 
 fn steps<'r>(records: &[&'r Record]) -> Vec<Step<'r>> {
@@ -136,6 +144,7 @@ fn steps<'r>(records: &[&'r Record]) -> Vec<Step<'r>> {
                     joined: j,
                     ids,
                     last,
+                    commit: false,
                     ..
                 }) = out.last_mut()
                 {
@@ -150,13 +159,26 @@ fn steps<'r>(records: &[&'r Record]) -> Vec<Step<'r>> {
                     ids: vec![client_id.clone()],
                     first: &r.seq,
                     last: &r.seq,
+                    commit: false,
                 });
             }
-            Change::Group { old, new } => out.push(Step::Group {
-                old: old.as_deref(),
-                new: new.as_deref(),
-                seq: &r.seq,
-            }),
+            Change::Group { old, new } => {
+                if let Some(ids) = records::bulk_added(old.as_deref(), new.as_deref()) {
+                    // A big add's commit: its members join here, before its message.
+                    out.push(Step::Members {
+                        joined: true,
+                        ids: ids.to_vec(),
+                        first: &r.seq,
+                        last: &r.seq,
+                        commit: true,
+                    });
+                }
+                out.push(Step::Group {
+                    old: old.as_deref(),
+                    new: new.as_deref(),
+                    seq: &r.seq,
+                })
+            }
         }
     }
     out
@@ -697,6 +719,7 @@ impl<'a, 'p> GroupRun<'a, 'p> {
                 ));
             }
             match self.step(&step).await {
+                Ok(_) if !step.closes() => {}
                 Ok(posted) => {
                     done = Some(step.last());
                     if posted {
@@ -712,7 +735,9 @@ impl<'a, 'p> GroupRun<'a, 'p> {
                     // add or rename must not keep a later kick from the conversation.
                     tracing::warn!(group_id, cloud = self.cloud.as_str(), error = %e, "the IM cloud refused a change for good; the group is marked failed");
                     self.state.sticky = Some(e.to_string());
-                    done = Some(step.last());
+                    if step.closes() {
+                        done = Some(step.last());
+                    }
                 }
                 Err(e) => {
                     if let StepError::Store(s) = &e {

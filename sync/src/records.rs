@@ -38,6 +38,18 @@ pub fn imports(old: Option<&GroupImage>, new: Option<&GroupImage>) -> bool {
         && change != old.and_then(|g| g.last_change.as_ref())
 }
 
+/// The members the write from `old` to `new` brought in at once: the commit of a big
+/// add, whose member items' inserts were skipped.
+pub fn bulk_added<'g>(
+    old: Option<&GroupImage>,
+    new: Option<&'g GroupImage>,
+) -> Option<&'g [String]> {
+    let before = old.and_then(|g| g.last_change.as_ref());
+    new.and_then(|g| g.last_change.as_ref())
+        .filter(|c| Some(*c) != before && c.bulk && c.event == "members_added")
+        .map(|c| c.members.as_slice())
+}
+
 /// What the write that made this image did (`last_change` on the group item).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct LastChange {
@@ -47,6 +59,10 @@ pub struct LastChange {
     pub members: Vec<String>,
     #[serde(default)]
     pub at: String,
+    /// Set by the commit of a big add (`store::dynamo::bulk`): its members' inserts were
+    /// skipped (they were not members yet), and `members` are added at this write.
+    #[serde(default)]
+    pub bulk: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +71,8 @@ struct MemberImage {
     gsi1pk: Option<String>,
     /// `import` on a member item `im-admin import` wrote.
     via: Option<String>,
+    /// The token of the big add writing it: not a member until that add commits.
+    pending: Option<String>,
 }
 
 /// Serialized when the mirror defers it (`store::dynamo::deferred`).
@@ -101,6 +119,8 @@ pub enum Skip {
     MemberModified,
     /// A member the import brought in: the conversation has them already.
     Imported,
+    /// A member item of a big add that has not committed: the commit's record adds it.
+    Pending,
     Unreadable(String),
 }
 
@@ -153,6 +173,9 @@ pub fn read(record: &EventRecord) -> Result<Record, Skip> {
             serde_dynamo::from_item(item.clone()).map_err(|e| unreadable("member image", e))?;
         if joined && member.via.as_deref() == Some(im_shared::store::dynamo::import::VIA_IMPORT) {
             return Err(Skip::Imported);
+        }
+        if joined && member.pending.is_some() {
+            return Err(Skip::Pending);
         }
         // gsi1pk is CLIENT#<app id>:<client id>; ids never contain ':'.
         let app_id = member

@@ -116,6 +116,10 @@ pub struct GroupMeta {
     /// The mirror's state in each IM cloud it has touched the group in (`im-sync`), when
     /// the group's reader asked for it; in [`super::CloudId`] order.
     pub sync: Vec<(super::CloudId, super::SyncReport)>,
+    /// Tokens of big adds (more members than one transaction takes) whose places are
+    /// reserved and whose member items are being written: member items carrying one of
+    /// these are not members yet (see `store::dynamo::bulk`).
+    pub pending_adds: BTreeSet<String>,
 }
 
 impl GroupMeta {

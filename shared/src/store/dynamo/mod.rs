@@ -7,6 +7,7 @@
 //! (groups brought in whole by `im-admin import`).
 
 mod admin;
+mod bulk;
 pub mod client;
 mod conditions;
 pub mod deferred;
