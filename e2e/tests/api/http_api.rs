@@ -529,7 +529,7 @@ async fn bad_group_input() {
         (Method::POST, m.clone(), "application/json", json!({"member_client_ids": 3}).to_string(), 422),
         (Method::POST, m.clone(), "application/x-www-form-urlencoded", "members=a".into(), 422),
         // 413
-        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "x".repeat(17 * 1024)}).to_string(), 413),
+        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "x".repeat(385 * 1024)}).to_string(), 413),
     ];
     for (method, path, ct, body, status) in cases {
         let request = format!("{method} {path}");

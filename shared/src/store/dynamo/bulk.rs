@@ -362,15 +362,30 @@ impl DynamoStore {
                     return Ok(()); // all members already
                 }
                 let adding = new.len() as u64;
-                if meta.member_count + adding > meta.max_members {
+                if meta.member_count + adding > meta.max_members || adding > meta.room() {
                     return Err(StoreError::Full {
                         count: meta.member_count,
                         max: meta.max_members,
                         adding,
                     });
                 }
-                if !self.reserve(caller, group_id, &attr, adding, &meta).await? {
-                    continue; // changed since the read: read again and decide again
+                match self.reserve(caller, group_id, &attr, adding, &meta).await? {
+                    TxOutcome::Done => {}
+                    // Another add took the places since the read: full, as the group
+                    // item says.
+                    TxOutcome::Refused(r) => {
+                        let old = r.into_iter().find(|(i, _)| *i == 0).and_then(|(_, o)| o);
+                        if let Some(m) = old.as_ref().and_then(meta_from_item).filter(|m| {
+                            m.live && m.app_id == caller.app_id && m.room() < adding
+                        }) {
+                            return Err(StoreError::Full {
+                                count: m.member_count,
+                                max: m.max_members,
+                                adding,
+                            });
+                        }
+                        continue; // changed otherwise: read again and decide again
+                    }
                 }
                 adding
             };
@@ -407,7 +422,7 @@ impl DynamoStore {
     }
 
     /// Step 1 of a big add: under the add's own conditions, `places` reserved for this
-    /// token. False when the group is not as read (the caller then reads again).
+    /// token; refused, with the group item as it was, when the group is not as read.
     async fn reserve(
         &self,
         caller: &Caller,
@@ -415,7 +430,7 @@ impl DynamoStore {
         attr: &str,
         places: u64,
         read: &crate::model::GroupMeta,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<TxOutcome, StoreError> {
         let now = now_rfc3339();
         let update = Expr::new(
             "SET #pa = :places, updated_at = :now, \
@@ -437,7 +452,7 @@ impl DynamoStore {
         if !caller.app_admin {
             items.push(self.check_member(group_id, &caller.client_id)?);
         }
-        Ok(matches!(self.transact(items).await?, TxOutcome::Done))
+        self.transact(items).await
     }
 
     /// Step 2 of a big add: member items carrying the token, in transactions of

@@ -204,6 +204,7 @@ pub(super) fn meta_from_item(item: &HashMap<String, AttributeValue>) -> Option<G
         created_at: text("created_at").unwrap_or_default(),
         updated_at: text("updated_at").unwrap_or_default(),
         sync: Vec::new(),
+        places_left: number("places_left"),
         pending_adds: item
             .keys()
             .filter_map(|k| k.strip_prefix(PENDING_ADD_PREFIX).map(str::to_owned))

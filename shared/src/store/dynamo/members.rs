@@ -179,7 +179,10 @@ impl DynamoStore {
             Some(meta) => {
                 let (counted, cond) = places_from_read(update, cond, meta, '-');
                 update = counted;
-                cond.and("member_count <= :cap").value(
+                // ...and no big add has reserved the places meanwhile.
+                cond.and("member_count <= :cap")
+                    .and("(attribute_not_exists(places_left) OR places_left >= :n)")
+                    .value(
                     ":cap",
                     AttributeValue::N((meta.max_members - adding).to_string()),
                 )
@@ -325,7 +328,8 @@ impl MemberStore for DynamoStore {
                 return Ok(()); // all members already: nothing to write
             }
             let adding = new.len() as u64;
-            if meta.member_count + adding > meta.max_members {
+            // The room counts the places big adds under way have reserved.
+            if meta.member_count + adding > meta.max_members || adding > meta.room() {
                 return Err(StoreError::Full {
                     count: meta.member_count,
                     max: meta.max_members,
