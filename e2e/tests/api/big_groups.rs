@@ -96,7 +96,11 @@ async fn a_300_member_create_appears_whole() {
     let body: Value = resp.json().await.unwrap();
     let id = body["group_id"].as_u64().unwrap();
     assert_eq!(
-        body["member_client_ids"].as_str().unwrap().split(':').count(),
+        body["member_client_ids"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .count(),
         300
     );
     assert_eq!(count(&api, "owner", id).await, 300);
@@ -209,7 +213,9 @@ async fn a_create_or_add_past_max_members_is_refused_and_writes_nothing() {
             "owner",
             Method::POST,
             "/im/group",
-            Some(json!({"group_name": "x", "member_client_ids": ids("c", 200), "max_members": 150})),
+            Some(
+                json!({"group_name": "x", "member_client_ids": ids("c", 200), "max_members": 150}),
+            ),
         )
         .await;
     assert_eq!(resp.status(), 400);
@@ -259,8 +265,14 @@ async fn two_concurrent_big_adds_past_the_limit_let_exactly_one_through() {
         assert_eq!(seen.len(), 202);
         assert!(winner.iter().all(|w| seen.contains(w)));
         // The loser's places were never taken: the room left is exactly 98.
-        assert_eq!(add(&api, "a", id, &ids(&format!("z{round}"), 99)).await.0, 409);
-        assert_eq!(add(&api, "a", id, &ids(&format!("z{round}"), 98)).await.0, 201);
+        assert_eq!(
+            add(&api, "a", id, &ids(&format!("z{round}"), 99)).await.0,
+            409
+        );
+        assert_eq!(
+            add(&api, "a", id, &ids(&format!("z{round}"), 98)).await.0,
+            201
+        );
         assert_eq!(count(&api, "owner", id).await, 300);
     }
     // Many small adds racing a big one: never past the limit, the count exact.
@@ -272,10 +284,17 @@ async fn two_concurrent_big_adds_past_the_limit_let_exactly_one_through() {
         .await;
     let big = ids("big", 200);
     let smalls = ids("small", 60);
-    let small_adds = join_all(smalls.iter().map(|s| add(&api, "a", id, std::slice::from_ref(s))));
+    let small_adds = join_all(
+        smalls
+            .iter()
+            .map(|s| add(&api, "a", id, std::slice::from_ref(s))),
+    );
     let (big_out, small_outs) = tokio::join!(add(&api, "owner", id, &big), small_adds);
     let smalls_in = small_outs.iter().filter(|(s, _)| *s == 201).count() as u64;
-    assert!(small_outs.iter().all(|(s, _)| [201, 409].contains(s)), "{small_outs:?}");
+    assert!(
+        small_outs.iter().all(|(s, _)| [201, 409].contains(s)),
+        "{small_outs:?}"
+    );
     let big_in = if big_out.0 == 201 { 200 } else { 0 };
     assert!([201, 409].contains(&big_out.0), "{big_out:?}");
     let total = count(&api, "owner", id).await;
@@ -294,8 +313,13 @@ async fn a_big_create_stopped_after_its_first_step_is_finished_by_its_retry() {
     // the store, with the request's own idempotency record.
     let spec = GroupSpec {
         name: "half".into(),
-        members: MemberList::from_ids("member_client_ids", members.iter().map(String::as_str), usize::MAX, 64)
-            .unwrap(),
+        members: MemberList::from_ids(
+            "member_client_ids",
+            members.iter().map(String::as_str),
+            usize::MAX,
+            64,
+        )
+        .unwrap(),
         max_members: im_shared::model::DEFAULT_MAX_MEMBERS,
         ..GroupSpec::default()
     };
@@ -311,7 +335,10 @@ async fn a_big_create_stopped_after_its_first_step_is_finished_by_its_retry() {
         .unwrap();
     let id = begun.group.group_id;
     // Nobody sees it: not its owner, not a member's listing.
-    assert_eq!(api.get("owner", format!("/im/group/{id}")).await.status(), 404);
+    assert_eq!(
+        api.get("owner", format!("/im/group/{id}")).await.status(),
+        404
+    );
     assert_eq!(listed(&api, "owner", id).await.0, 404);
     assert!(!in_groups_of(&api, "owner", id).await);
     assert_eq!(add(&api, "owner", id, &["x".into()]).await.0, 404);

@@ -355,40 +355,41 @@ impl DynamoStore {
                     Seen::Member | Seen::OtherPending => {}
                 }
             }
-            let places = if reserved {
-                self.reserved_places(group_id, &attr).await?
-            } else {
-                if new.is_empty() {
-                    return Ok(()); // all members already
-                }
-                let adding = new.len() as u64;
-                if meta.member_count + adding > meta.max_members || adding > meta.room() {
-                    return Err(StoreError::Full {
-                        count: meta.member_count,
-                        max: meta.max_members,
-                        adding,
-                    });
-                }
-                match self.reserve(caller, group_id, &attr, adding, &meta).await? {
-                    TxOutcome::Done => {}
-                    // Another add took the places since the read: full, as the group
-                    // item says.
-                    TxOutcome::Refused(r) => {
-                        let old = r.into_iter().find(|(i, _)| *i == 0).and_then(|(_, o)| o);
-                        if let Some(m) = old.as_ref().and_then(meta_from_item).filter(|m| {
-                            m.live && m.app_id == caller.app_id && m.room() < adding
-                        }) {
-                            return Err(StoreError::Full {
-                                count: m.member_count,
-                                max: m.max_members,
-                                adding,
-                            });
-                        }
-                        continue; // changed otherwise: read again and decide again
+            let places =
+                if reserved {
+                    self.reserved_places(group_id, &attr).await?
+                } else {
+                    if new.is_empty() {
+                        return Ok(()); // all members already
                     }
-                }
-                adding
-            };
+                    let adding = new.len() as u64;
+                    if meta.member_count + adding > meta.max_members || adding > meta.room() {
+                        return Err(StoreError::Full {
+                            count: meta.member_count,
+                            max: meta.max_members,
+                            adding,
+                        });
+                    }
+                    match self.reserve(caller, group_id, &attr, adding, &meta).await? {
+                        TxOutcome::Done => {}
+                        // Another add took the places since the read: full, as the group
+                        // item says.
+                        TxOutcome::Refused(r) => {
+                            let old = r.into_iter().find(|(i, _)| *i == 0).and_then(|(_, o)| o);
+                            if let Some(m) = old.as_ref().and_then(meta_from_item).filter(|m| {
+                                m.live && m.app_id == caller.app_id && m.room() < adding
+                            }) {
+                                return Err(StoreError::Full {
+                                    count: m.member_count,
+                                    max: m.max_members,
+                                    adding,
+                                });
+                            }
+                            continue; // changed otherwise: read again and decide again
+                        }
+                    }
+                    adding
+                };
             // A retry finds only what is still to write; never more than was reserved
             // (someone removed since the reserve is not added on top of it).
             new.truncate((places as usize).saturating_sub(ours.len()));

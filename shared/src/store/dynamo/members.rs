@@ -183,9 +183,9 @@ impl DynamoStore {
                 cond.and("member_count <= :cap")
                     .and("(attribute_not_exists(places_left) OR places_left >= :n)")
                     .value(
-                    ":cap",
-                    AttributeValue::N((meta.max_members - adding).to_string()),
-                )
+                        ":cap",
+                        AttributeValue::N((meta.max_members - adding).to_string()),
+                    )
             }
         };
         let mut items = vec![self.update_meta(group_id, &update, &cond)?];
