@@ -9,6 +9,7 @@ use futures::future::join_all;
 use im_e2e::http::Api;
 use im_e2e::stack::unique;
 use im_shared::model::{Caller, GroupSpec, Idempotency, MemberList, OnDelete};
+use im_shared::store::dynamo::BigAdd;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -394,4 +395,70 @@ async fn big_groups_reach_the_im_cloud_with_every_member() {
     assert_eq!(events[0]["event"], "created");
     assert_eq!(events[1]["event"], "members_added");
     assert_eq!(events[1]["by"], "alice");
+}
+
+#[tokio::test]
+async fn a_big_add_stopped_before_its_commit_is_invisible_and_finished_by_its_retry() {
+    let api = Api::local("big-add-crash").await;
+    let id = api
+        .create(
+            "owner",
+            json!({"group_name": "g", "member_client_ids": "a", "max_members": 300}),
+        )
+        .await;
+    let new = ids("s", 150);
+    let list = MemberList::from_ids(
+        "member_client_ids",
+        new.iter().map(String::as_str),
+        usize::MAX,
+        64,
+    )
+    .unwrap();
+    let caller = Caller {
+        app_id: api.app.app_id.clone(),
+        client_id: "a".into(),
+        app_admin: false,
+    };
+    // What the route would have done before a crash: the reservation and every member
+    // item, through the store, without the commit.
+    let begun = api.store.begin_big_add(&caller, id, &list).await.unwrap();
+    assert!(matches!(begun, BigAdd::Written { places: 150, ref written } if written.len() == 150));
+    // No reader sees any of them: the count, the listing, a member's groups, the
+    // signature rules (a conversation signature on the group wants a member), and no
+    // write takes one as a member.
+    assert_eq!(count(&api, "owner", id).await, 2);
+    assert_eq!(listed(&api, "owner", id).await.1.len(), 2);
+    assert!(!in_groups_of(&api, "s-0010", id).await);
+    assert_eq!(
+        api.get("s-0010", format!("/im/group/{id}")).await.status(),
+        404
+    );
+    let sign = |client: &str| format!("conversation/{{a}}/{client}/{id}");
+    assert_eq!(api.sign("s-0010", &sign("s-0010")).await, 403);
+    assert_eq!(api.sign("a", &sign("a")).await, 200);
+    assert_eq!(add(&api, "s-0010", id, &["x".into()]).await.0, 404);
+    let resp = api
+        .send(
+            "owner",
+            Method::POST,
+            format!("/im/group/{id}/owner"),
+            Some(json!({"client_id": "s-0010"})),
+        )
+        .await;
+    assert_eq!(resp.status(), 409);
+    // Its places are taken meanwhile: 148 left of 298, so 149 more do not fit.
+    assert_eq!(add(&api, "owner", id, &ids("t", 149)).await.0, 409);
+
+    // The same add again, through the route: finished, counted once.
+    let (status, body) = add(&api, "a", id, &new).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(count(&api, "owner", id).await, 152);
+    let (_, seen) = listed(&api, "owner", id).await;
+    assert_eq!(seen.len(), 152);
+    assert!(in_groups_of(&api, "s-0010", id).await);
+    assert_eq!(api.sign("s-0010", &sign("s-0010")).await, 200);
+    // Exactly the room that is left: 148.
+    assert_eq!(add(&api, "owner", id, &ids("t", 149)).await.0, 409);
+    assert_eq!(add(&api, "owner", id, &ids("t", 148)).await.0, 201);
+    assert_eq!(count(&api, "owner", id).await, 300);
 }

@@ -76,6 +76,15 @@ pub(super) fn add_token(caller: &Caller, members: &MemberList) -> String {
     hex::encode(&digest[..16])
 }
 
+/// Where a big add's first steps left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BigAdd {
+    /// Every id is a member already: nothing to commit.
+    Nothing,
+    /// `places` reserved, these member items written with the token: to commit.
+    Written { places: u64, written: Vec<String> },
+}
+
 /// What a big add's read found about one requested id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seen {
@@ -304,6 +313,25 @@ impl DynamoStore {
         group_id: u64,
         members: &MemberList,
     ) -> Result<(), StoreError> {
+        match self.begin_big_add(caller, group_id, members).await? {
+            BigAdd::Nothing => Ok(()),
+            BigAdd::Written { places, written } => {
+                let token = add_token(caller, members);
+                self.commit_add(caller, group_id, &token, places, &written)
+                    .await
+            }
+        }
+    }
+
+    /// Steps 1 and 2 of a big add (the reservation, the marked member items), or of its
+    /// retry (which finds the reservation and writes what is missing). `add_members` then
+    /// commits; public so that a test can stop before the commit, as a crash would.
+    pub async fn begin_big_add(
+        &self,
+        caller: &Caller,
+        group_id: u64,
+        members: &MemberList,
+    ) -> Result<BigAdd, StoreError> {
         let token = add_token(caller, members);
         let attr = pending_add_attr(&token);
         for _ in 0..8 {
@@ -360,7 +388,7 @@ impl DynamoStore {
                     self.reserved_places(group_id, &attr).await?
                 } else {
                     if new.is_empty() {
-                        return Ok(()); // all members already
+                        return Ok(BigAdd::Nothing); // all members already
                     }
                     let adding = new.len() as u64;
                     if meta.member_count + adding > meta.max_members || adding > meta.room() {
@@ -396,9 +424,7 @@ impl DynamoStore {
             let mut written = self.put_pending(caller, group_id, &token, &new).await?;
             written.extend(ours.into_iter().cloned());
             written.sort();
-            return self
-                .commit_add(caller, group_id, &token, places, &written)
-                .await;
+            return Ok(BigAdd::Written { places, written });
         }
         Err(StoreError::Contention)
     }

@@ -30,6 +30,7 @@ use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, TransactWriteIte
 use aws_sdk_dynamodb::Client;
 use rand::Rng;
 
+pub use self::bulk::BigAdd;
 pub use self::deferred::{epoch_ms, Deferral, Deferred};
 pub use self::import::{Existing, ImportedGroup, Written};
 pub use self::sync::{padded_sequence, Hold, MirrorLink, MirrorTarget, SyncCursor, SyncSave};
