@@ -836,3 +836,77 @@ impl<'a, 'p> GroupRun<'a, 'p> {
 
 /// The margin kept before an invocation's deadline.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::LastChange;
+
+    fn image(event: &str, members: &[&str], bulk: bool) -> Box<GroupImage> {
+        Box::new(GroupImage {
+            app_id: "app".into(),
+            group_name: "g".into(),
+            owner: "amy".into(),
+            admins: Vec::new(),
+            status: "active".into(),
+            conversation_id: Some("c".into()),
+            mirrored_conversation: None,
+            last_change: Some(LastChange {
+                event: event.into(),
+                by: "amy".into(),
+                members: members.iter().map(|m| (*m).to_owned()).collect(),
+                at: format!("{event}-at"),
+                bulk,
+            }),
+        })
+    }
+
+    fn record(seq: &str, change: Change) -> Record {
+        Record {
+            seq: seq.into(),
+            group_id: 7,
+            change,
+        }
+    }
+
+    #[test]
+    fn a_big_adds_commit_adds_its_members_before_its_own_step_and_moves_no_cursor() {
+        let joined = |id: &str| Change::Member {
+            client_id: id.into(),
+            joined: true,
+            app_id: Some("app".into()),
+        };
+        let records = [
+            record("1", joined("bob")),
+            record(
+                "2",
+                Change::Group {
+                    old: Some(image("created", &[], false)),
+                    new: Some(image("members_added", &["cy", "dan"], true)),
+                },
+            ),
+            record("3", joined("eve")),
+        ];
+        let refs: Vec<&Record> = records.iter().collect();
+        let steps = steps(&refs);
+        let shape: Vec<(bool, Vec<String>, &str, bool)> = steps
+            .iter()
+            .map(|s| match s {
+                Step::Members { ids, last, .. } => (true, ids.clone(), *last, s.closes()),
+                Step::Group { seq, .. } => (false, Vec::new(), *seq, s.closes()),
+            })
+            .collect();
+        let ids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            shape,
+            [
+                (true, ids(&["bob"]), "1", true),
+                // The commit's members: not merged with the inserts around them, and
+                // done only with the commit's own step.
+                (true, ids(&["cy", "dan"]), "2", false),
+                (false, Vec::new(), "2", true),
+                (true, ids(&["eve"]), "3", true),
+            ]
+        );
+    }
+}

@@ -293,6 +293,53 @@ mod tests {
     }
 
     #[test]
+    fn a_big_adds_members_join_at_its_commit_not_at_their_inserts() {
+        let keys = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "MEMBER#bob"}});
+        let image = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "MEMBER#bob"},
+            "client_id": {"S": "bob"}, "group_id": {"N": "7"}, "pending": {"S": "t1"},
+            "gsi1pk": {"S": "CLIENT#app-1:bob"}, "gsi1sk": {"S": "GROUP#00000000000000000007"}});
+        assert_eq!(
+            read(&record("INSERT", keys.clone(), json!({}), image.clone())),
+            Err(Skip::Pending)
+        );
+        // The mark's removal after the commit changes nothing the conversation follows;
+        // a later removal is a removal like any.
+        let mut unmarked = image.clone();
+        unmarked.as_object_mut().unwrap().remove("pending");
+        assert_eq!(
+            read(&record("MODIFY", keys.clone(), image.clone(), unmarked)),
+            Err(Skip::MemberModified)
+        );
+        let left = read(&record("REMOVE", keys, image, json!({}))).unwrap();
+        assert!(matches!(left.change, Change::Member { joined: false, .. }));
+
+        // The commit: a new `last_change` marked bulk names every member it added.
+        let keys = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "META"}});
+        let images = |old: serde_json::Value, new: serde_json::Value| {
+            let r = read(&record("MODIFY", keys.clone(), old, new)).unwrap();
+            let Change::Group { old, new } = r.change else {
+                panic!()
+            };
+            (old.unwrap(), new.unwrap())
+        };
+        let before = group_image("active", "T", "created");
+        let mut commit = group_image("active", "T", "members_added");
+        commit["last_change"]["M"]["bulk"] = json!({"BOOL": true});
+        commit["last_change"]["M"]["members"] = json!({"L": [{"S": "bob"}, {"S": "cy"}]});
+        let (old, new) = images(before.clone(), commit.clone());
+        assert_eq!(
+            bulk_added(Some(&old), Some(&new)),
+            Some(&["bob".to_owned(), "cy".to_owned()][..])
+        );
+        // A later write that leaves that `last_change` in place adds nobody again, and
+        // a small add's `last_change` (members added by their own inserts) is not bulk.
+        let (_, committed) = images(commit.clone(), commit);
+        assert_eq!(bulk_added(Some(&committed), Some(&committed)), None);
+        let (old, new) = images(before, group_image("active", "T", "members_added"));
+        assert_eq!(bulk_added(Some(&old), Some(&new)), None);
+    }
+
+    #[test]
     fn what_the_import_wrote_is_the_conversations_already() {
         let keys = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "MEMBER#bob"}});
         let image = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "MEMBER#bob"},
