@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use futures::future::join_all;
-use im_e2e::http::Api;
+use im_e2e::http::{Api, BACKEND};
 use im_e2e::stack::unique;
 use im_shared::model::{Caller, GroupSpec, Idempotency, MemberList, OnDelete};
 use im_shared::store::dynamo::BigAdd;
@@ -130,6 +130,42 @@ async fn a_300_member_create_appears_whole() {
         .as_u64()
         .unwrap();
     assert_eq!(count(&api, "owner", id).await, 2000);
+}
+
+#[tokio::test]
+async fn a_big_create_links_its_conversation_when_it_goes_live() {
+    let api = Api::local("big-link").await;
+    let conversation = unique("conv");
+    let body = |name: &str, prefix: &str| {
+        json!({"group_name": name, "member_client_ids": ids(prefix, 120), "conversation_id": conversation})
+    };
+    let resp = api
+        .send(BACKEND, Method::POST, "/im/group", Some(body("linked", "l")))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["group_id"]
+        .as_u64()
+        .unwrap();
+    let seen: Value = api
+        .get(BACKEND, format!("/im/group/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["conversation_id"], conversation.as_str());
+    assert_eq!(seen["member_count"], 121);
+    // The conversation is the group's: its members get signatures on it, others not.
+    let path = |client: &str| format!("history/{{a}}/{client}/{conversation}");
+    assert_eq!(api.sign("l-0100", &path("l-0100")).await, 200);
+    assert_eq!(api.sign("stranger", &path("stranger")).await, 403);
+    // Another big create on the same conversation: 409, and nothing of it anywhere.
+    let resp = api
+        .send(BACKEND, Method::POST, "/im/group", Some(body("again", "k")))
+        .await;
+    assert_eq!(resp.status(), 409);
+    let resp = api.get("k-0001", "/im/user/k-0001/groups?limit=100").await;
+    assert_eq!(resp.json::<Value>().await.unwrap()["groups"], json!([]));
+    assert_eq!(api.sign("k-0001", &path("k-0001")).await, 403);
 }
 
 #[tokio::test]

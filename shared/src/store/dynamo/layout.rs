@@ -211,3 +211,40 @@ pub(super) fn meta_from_item(item: &HashMap<String, AttributeValue>) -> Option<G
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_member_item_of_a_big_add_counts_once_its_token_left_the_group_item() {
+        let mut item = member_item("app", 7, "bob", "2026-12-02T00:00:00Z");
+        let none = BTreeSet::new();
+        let pending = BTreeSet::from(["t1".to_owned()]);
+        assert!(member_counts(&item, &none) && member_counts(&item, &pending));
+        item.insert(PENDING.into(), s("t1"));
+        assert!(!member_counts(&item, &pending), "its add is under way");
+        assert!(member_counts(&item, &none), "its add committed");
+        assert!(member_counts(&item, &BTreeSet::from(["t2".to_owned()])));
+    }
+
+    #[test]
+    fn a_group_item_tells_its_adds_under_way_and_its_room() {
+        let mut item = meta_key(7);
+        for (k, v) in [("app_id", s("app")), ("status", s(ACTIVE))] {
+            item.insert(k.into(), v);
+        }
+        item.insert("member_count".into(), number(10));
+        item.insert("max_members".into(), number(50));
+        let m = meta_from_item(&item).unwrap();
+        // Written before `places_left` existed: the count tells the room.
+        assert_eq!((m.places_left, m.room()), (None, 40));
+        assert!(m.pending_adds.is_empty());
+        item.insert("places_left".into(), number(15));
+        item.insert(pending_add_attr("t1"), number(25));
+        let m = meta_from_item(&item).unwrap();
+        assert_eq!(m.room(), 15, "25 places are reserved");
+        assert_eq!(m.pending_adds, BTreeSet::from(["t1".to_owned()]));
+    }
+}
