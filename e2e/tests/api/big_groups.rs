@@ -136,11 +136,14 @@ async fn a_300_member_create_appears_whole() {
 async fn a_big_create_links_its_conversation_when_it_goes_live() {
     let api = Api::local("big-link").await;
     let conversation = unique("conv");
-    let body = |name: &str, prefix: &str| {
-        json!({"group_name": name, "member_client_ids": ids(prefix, 120), "conversation_id": conversation})
-    };
+    let body = |name: &str, prefix: &str| json!({"group_name": name, "member_client_ids": ids(prefix, 120), "conversation_id": conversation});
     let resp = api
-        .send(BACKEND, Method::POST, "/im/group", Some(body("linked", "l")))
+        .send(
+            BACKEND,
+            Method::POST,
+            "/im/group",
+            Some(body("linked", "l")),
+        )
         .await;
     assert_eq!(resp.status(), 201);
     let id = resp.json::<Value>().await.unwrap()["group_id"]
