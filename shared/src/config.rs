@@ -11,7 +11,8 @@ pub use crate::model::signing::{HistoryFormat, TimestampUnit};
 /// DynamoDB allows 100 actions in one transaction. Creating a group writes the group
 /// item, the owner's membership, the idempotency record and the conversation link
 /// besides the members; adding also checks the group and the caller. So at most 96
-/// members fit in one atomic request, whichever request it is.
+/// members fit in one transaction, whichever request it is: a create or add of more
+/// goes in steps that are still all or nothing (`store::dynamo::bulk`).
 pub const TRANSACTION_MEMBER_CAP: usize = 96;
 
 /// The most `IM_MAX_ADMINS` may be.
@@ -40,8 +41,11 @@ pub struct Limits {
     pub max_name_chars: usize,
     /// Members in one signature request.
     pub max_signature_members: usize,
-    /// Members added or removed (or created with a group) in one request.
+    /// Members removed, or made or unmade admins, in one request (one transaction).
+    /// Creates and adds take up to the group's `max_members` (`store::dynamo::bulk`).
     pub max_group_members_per_request: usize,
+    /// Room for a create or add of the largest group (5,000 ids of 64 characters as a
+    /// JSON array are about 330 KB).
     pub max_body_bytes: usize,
     /// Admins of one group: they live on the group item, which every signature check on
     /// the group reads, so they are few (and the item stays far below DynamoDB's 400 KB).
@@ -55,7 +59,7 @@ impl Default for Limits {
             max_name_chars: 128,
             max_signature_members: 100,
             max_group_members_per_request: TRANSACTION_MEMBER_CAP,
-            max_body_bytes: 16 * 1024,
+            max_body_bytes: 384 * 1024,
             max_admins: 100,
         }
     }
@@ -436,7 +440,7 @@ mod tests {
         let c = from(&[("TABLE_NAME", "t")]).unwrap();
         assert_eq!(c.table_name, "t");
         assert_eq!(c.limits.max_id_chars, 64);
-        assert_eq!(c.limits.max_body_bytes, 16384);
+        assert_eq!(c.limits.max_body_bytes, 393216);
         assert_eq!(c.limits.max_group_members_per_request, 96);
         assert_eq!(c.auth, AuthMode::Tokens);
         assert_eq!(c.token_leeway_secs, 30);

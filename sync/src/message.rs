@@ -89,6 +89,7 @@ mod tests {
             by: "alice".into(),
             members,
             at: "2026-11-26T00:00:00Z".into(),
+            bulk: false,
         }
     }
 

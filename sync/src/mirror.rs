@@ -101,6 +101,9 @@ enum Step<'r> {
         ids: Vec<String>,
         first: &'r str,
         last: &'r str,
+        /// The members of a big add's commit, applied before the commit's own group
+        /// step: done only once that step is (the cursor stays before the record).
+        commit: bool,
     },
     Group {
         old: Option<&'r GroupImage>,
@@ -123,6 +126,11 @@ impl<'r> Step<'r> {
             Step::Group { seq, .. } => seq,
         }
     }
+
+    /// Whether the cursor may move past this step's records once it is applied.
+    fn closes(&self) -> bool {
+        !matches!(self, Step::Members { commit: true, .. })
+    }
 }
 
 fn steps<'r>(records: &[&'r Record]) -> Vec<Step<'r>> {
@@ -136,6 +144,7 @@ fn steps<'r>(records: &[&'r Record]) -> Vec<Step<'r>> {
                     joined: j,
                     ids,
                     last,
+                    commit: false,
                     ..
                 }) = out.last_mut()
                 {
@@ -150,13 +159,26 @@ fn steps<'r>(records: &[&'r Record]) -> Vec<Step<'r>> {
                     ids: vec![client_id.clone()],
                     first: &r.seq,
                     last: &r.seq,
+                    commit: false,
                 });
             }
-            Change::Group { old, new } => out.push(Step::Group {
-                old: old.as_deref(),
-                new: new.as_deref(),
-                seq: &r.seq,
-            }),
+            Change::Group { old, new } => {
+                if let Some(ids) = records::bulk_added(old.as_deref(), new.as_deref()) {
+                    // A big add's commit: its members join here, before its message.
+                    out.push(Step::Members {
+                        joined: true,
+                        ids: ids.to_vec(),
+                        first: &r.seq,
+                        last: &r.seq,
+                        commit: true,
+                    });
+                }
+                out.push(Step::Group {
+                    old: old.as_deref(),
+                    new: new.as_deref(),
+                    seq: &r.seq,
+                })
+            }
         }
     }
     out
@@ -697,6 +719,7 @@ impl<'a, 'p> GroupRun<'a, 'p> {
                 ));
             }
             match self.step(&step).await {
+                Ok(_) if !step.closes() => {}
                 Ok(posted) => {
                     done = Some(step.last());
                     if posted {
@@ -712,7 +735,9 @@ impl<'a, 'p> GroupRun<'a, 'p> {
                     // add or rename must not keep a later kick from the conversation.
                     tracing::warn!(group_id, cloud = self.cloud.as_str(), error = %e, "the IM cloud refused a change for good; the group is marked failed");
                     self.state.sticky = Some(e.to_string());
-                    done = Some(step.last());
+                    if step.closes() {
+                        done = Some(step.last());
+                    }
                 }
                 Err(e) => {
                     if let StepError::Store(s) = &e {
@@ -811,3 +836,77 @@ impl<'a, 'p> GroupRun<'a, 'p> {
 
 /// The margin kept before an invocation's deadline.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::LastChange;
+
+    fn image(event: &str, members: &[&str], bulk: bool) -> Box<GroupImage> {
+        Box::new(GroupImage {
+            app_id: "app".into(),
+            group_name: "g".into(),
+            owner: "amy".into(),
+            admins: Vec::new(),
+            status: "active".into(),
+            conversation_id: Some("c".into()),
+            mirrored_conversation: None,
+            last_change: Some(LastChange {
+                event: event.into(),
+                by: "amy".into(),
+                members: members.iter().map(|m| (*m).to_owned()).collect(),
+                at: format!("{event}-at"),
+                bulk,
+            }),
+        })
+    }
+
+    fn record(seq: &str, change: Change) -> Record {
+        Record {
+            seq: seq.into(),
+            group_id: 7,
+            change,
+        }
+    }
+
+    #[test]
+    fn a_big_adds_commit_adds_its_members_before_its_own_step_and_moves_no_cursor() {
+        let joined = |id: &str| Change::Member {
+            client_id: id.into(),
+            joined: true,
+            app_id: Some("app".into()),
+        };
+        let records = [
+            record("1", joined("bob")),
+            record(
+                "2",
+                Change::Group {
+                    old: Some(image("created", &[], false)),
+                    new: Some(image("members_added", &["cy", "dan"], true)),
+                },
+            ),
+            record("3", joined("eve")),
+        ];
+        let refs: Vec<&Record> = records.iter().collect();
+        let steps = steps(&refs);
+        let shape: Vec<(bool, Vec<String>, &str, bool)> = steps
+            .iter()
+            .map(|s| match s {
+                Step::Members { ids, last, .. } => (true, ids.clone(), *last, s.closes()),
+                Step::Group { seq, .. } => (false, Vec::new(), *seq, s.closes()),
+            })
+            .collect();
+        let ids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            shape,
+            [
+                (true, ids(&["bob"]), "1", true),
+                // The commit's members: not merged with the inserts around them, and
+                // done only with the commit's own step.
+                (true, ids(&["cy", "dan"]), "2", false),
+                (false, Vec::new(), "2", true),
+                (true, ids(&["eve"]), "3", true),
+            ]
+        );
+    }
+}

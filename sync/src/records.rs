@@ -38,6 +38,18 @@ pub fn imports(old: Option<&GroupImage>, new: Option<&GroupImage>) -> bool {
         && change != old.and_then(|g| g.last_change.as_ref())
 }
 
+/// The members the write from `old` to `new` brought in at once: the commit of a big
+/// add, whose member items' inserts were skipped.
+pub fn bulk_added<'g>(
+    old: Option<&GroupImage>,
+    new: Option<&'g GroupImage>,
+) -> Option<&'g [String]> {
+    let before = old.and_then(|g| g.last_change.as_ref());
+    new.and_then(|g| g.last_change.as_ref())
+        .filter(|c| Some(*c) != before && c.bulk && c.event == "members_added")
+        .map(|c| c.members.as_slice())
+}
+
 /// What the write that made this image did (`last_change` on the group item).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct LastChange {
@@ -47,6 +59,10 @@ pub struct LastChange {
     pub members: Vec<String>,
     #[serde(default)]
     pub at: String,
+    /// Set by the commit of a big add (`store::dynamo::bulk`): its members' inserts were
+    /// skipped (they were not members yet), and `members` are added at this write.
+    #[serde(default)]
+    pub bulk: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +71,8 @@ struct MemberImage {
     gsi1pk: Option<String>,
     /// `import` on a member item `im-admin import` wrote.
     via: Option<String>,
+    /// The token of the big add writing it: not a member until that add commits.
+    pending: Option<String>,
 }
 
 /// Serialized when the mirror defers it (`store::dynamo::deferred`).
@@ -101,6 +119,8 @@ pub enum Skip {
     MemberModified,
     /// A member the import brought in: the conversation has them already.
     Imported,
+    /// A member item of a big add that has not committed: the commit's record adds it.
+    Pending,
     Unreadable(String),
 }
 
@@ -153,6 +173,9 @@ pub fn read(record: &EventRecord) -> Result<Record, Skip> {
             serde_dynamo::from_item(item.clone()).map_err(|e| unreadable("member image", e))?;
         if joined && member.via.as_deref() == Some(im_shared::store::dynamo::import::VIA_IMPORT) {
             return Err(Skip::Imported);
+        }
+        if joined && member.pending.is_some() {
+            return Err(Skip::Pending);
         }
         // gsi1pk is CLIENT#<app id>:<client id>; ids never contain ':'.
         let app_id = member
@@ -267,6 +290,53 @@ mod tests {
             read(&record("MODIFY", keys, image.clone(), image)),
             Err(Skip::MemberModified)
         );
+    }
+
+    #[test]
+    fn a_big_adds_members_join_at_its_commit_not_at_their_inserts() {
+        let keys = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "MEMBER#bob"}});
+        let image = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "MEMBER#bob"},
+            "client_id": {"S": "bob"}, "group_id": {"N": "7"}, "pending": {"S": "t1"},
+            "gsi1pk": {"S": "CLIENT#app-1:bob"}, "gsi1sk": {"S": "GROUP#00000000000000000007"}});
+        assert_eq!(
+            read(&record("INSERT", keys.clone(), json!({}), image.clone())),
+            Err(Skip::Pending)
+        );
+        // The mark's removal after the commit changes nothing the conversation follows;
+        // a later removal is a removal like any.
+        let mut unmarked = image.clone();
+        unmarked.as_object_mut().unwrap().remove("pending");
+        assert_eq!(
+            read(&record("MODIFY", keys.clone(), image.clone(), unmarked)),
+            Err(Skip::MemberModified)
+        );
+        let left = read(&record("REMOVE", keys, image, json!({}))).unwrap();
+        assert!(matches!(left.change, Change::Member { joined: false, .. }));
+
+        // The commit: a new `last_change` marked bulk names every member it added.
+        let keys = json!({"pk": {"S": "GROUP#7"}, "sk": {"S": "META"}});
+        let images = |old: serde_json::Value, new: serde_json::Value| {
+            let r = read(&record("MODIFY", keys.clone(), old, new)).unwrap();
+            let Change::Group { old, new } = r.change else {
+                panic!()
+            };
+            (old.unwrap(), new.unwrap())
+        };
+        let before = group_image("active", "T", "created");
+        let mut commit = group_image("active", "T", "members_added");
+        commit["last_change"]["M"]["bulk"] = json!({"BOOL": true});
+        commit["last_change"]["M"]["members"] = json!({"L": [{"S": "bob"}, {"S": "cy"}]});
+        let (old, new) = images(before.clone(), commit.clone());
+        assert_eq!(
+            bulk_added(Some(&old), Some(&new)),
+            Some(&["bob".to_owned(), "cy".to_owned()][..])
+        );
+        // A later write that leaves that `last_change` in place adds nobody again, and
+        // a small add's `last_change` (members added by their own inserts) is not bulk.
+        let (_, committed) = images(commit.clone(), commit);
+        assert_eq!(bulk_added(Some(&committed), Some(&committed)), None);
+        let (old, new) = images(before, group_image("active", "T", "members_added"));
+        assert_eq!(bulk_added(Some(&old), Some(&new)), None);
     }
 
     #[test]

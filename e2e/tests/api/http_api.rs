@@ -502,7 +502,11 @@ async fn bad_group_input() {
     let id = api.create("t", "a").await;
     let g = format!("/im/group/{id}");
     let m = format!("{g}/member");
+    // Removals are one transaction (96 at most); creates and adds take up to the largest
+    // max_members, and a create must fit its own (500 by default, with the owner).
     let too_many: Vec<String> = (0..97).map(|i| format!("u{i}")).collect();
+    let over_any_group: Vec<String> = (0..5001).map(|i| format!("u{i}")).collect();
+    let over_default: Vec<String> = (0..500).map(|i| format!("u{i}")).collect();
     let cases: Vec<(Method, String, &str, String, u16)> = vec![
         // 400: values
         (Method::POST, "/im/group".into(), "application/json", json!({"group_name": ""}).to_string(), 400),
@@ -510,7 +514,10 @@ async fn bad_group_input() {
         (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "x".repeat(129)}).to_string(), 400),
         (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "a\u{1}b"}).to_string(), 400),
         (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "g", "member_client_ids": "a:b:c:d".replace('d', &"d".repeat(65))}).to_string(), 400),
-        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "g", "member_client_ids": too_many.join(":")}).to_string(), 400),
+        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "g", "member_client_ids": over_any_group.join(":")}).to_string(), 400),
+        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "g", "member_client_ids": over_default.join(":")}).to_string(), 400),
+        (Method::POST, m.clone(), "application/json", json!({"member_client_ids": over_any_group}).to_string(), 400),
+        (Method::DELETE, m.clone(), "application/json", json!({"member_client_ids": too_many}).to_string(), 400),
         (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "g", "member_client_ids": ["a:b"]}).to_string(), 400),
         (Method::POST, "/im/group".into(), "application/json", "{not json".into(), 400),
         (Method::POST, m.clone(), "application/json", json!({"member_client_ids": ""}).to_string(), 400),
@@ -529,7 +536,7 @@ async fn bad_group_input() {
         (Method::POST, m.clone(), "application/json", json!({"member_client_ids": 3}).to_string(), 422),
         (Method::POST, m.clone(), "application/x-www-form-urlencoded", "members=a".into(), 422),
         // 413
-        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "x".repeat(17 * 1024)}).to_string(), 413),
+        (Method::POST, "/im/group".into(), "application/json", json!({"group_name": "x".repeat(385 * 1024)}).to_string(), 413),
     ];
     for (method, path, ct, body, status) in cases {
         let request = format!("{method} {path}");

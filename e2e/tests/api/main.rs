@@ -5,6 +5,7 @@
 mod admin_cli;
 mod admins_bound;
 mod authz_matrix;
+mod big_groups;
 mod deploy;
 mod fairness;
 mod group_lifecycle;

@@ -827,3 +827,33 @@ async fn an_app_over_its_tencent_rate_limit_never_holds_another_apps_groups() {
         assert_eq!(limited.notified(*id).len(), 1, "group {id}");
     }
 }
+
+#[tokio::test]
+async fn a_big_create_and_a_big_add_reach_the_tencent_group_whole() {
+    let c = clouds("tencent-big", Setup::default()).await;
+    let first: Vec<String> = (0..299).map(|i| format!("tb-{i:04}")).collect();
+    let id = c.create("alice", "big", &first.join(":")).await;
+    c.wait_tencent(id).await;
+    assert_eq!(
+        c.tencent.group(&id.to_string()).unwrap().member_ids().len(),
+        300
+    );
+    let more: Vec<String> = (0..200).map(|i| format!("tc-{i:04}")).collect();
+    c.expect(
+        201,
+        "alice",
+        Method::POST,
+        format!("/im/group/{id}/member"),
+        Some(json!({ "member_client_ids": more })),
+    )
+    .await;
+    eventually("the big add reached the Tencent group", || async {
+        c.tencent
+            .group(&id.to_string())
+            .is_some_and(|t| t.member_ids().len() == 500)
+    })
+    .await;
+    c.wait_tencent(id).await;
+    let events: Vec<Value> = c.notified(id).iter().map(|n| n["event"].clone()).collect();
+    assert!(events.contains(&json!("members_added")), "{events:?}");
+}

@@ -50,6 +50,26 @@ pub struct Idempotency {
     pub fingerprint: String,
 }
 
+impl Idempotency {
+    /// `key` for a create of `spec`, with a fingerprint of the request as validated (so
+    /// the same request in another member order or encoding is still the same request).
+    pub fn of_create(key: &str, spec: &GroupSpec) -> Self {
+        use sha2::{Digest, Sha256};
+        let request = serde_json::json!([
+            spec.name,
+            spec.members.joined(),
+            spec.avatar_url,
+            spec.description,
+            spec.conversation_id,
+            spec.max_members,
+        ]);
+        Self {
+            key: key.to_owned(),
+            fingerprint: hex::encode(Sha256::digest(request.to_string().as_bytes())),
+        }
+    }
+}
+
 /// How long a create's idempotency record answers retries.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -116,6 +136,22 @@ pub struct GroupMeta {
     /// The mirror's state in each IM cloud it has touched the group in (`im-sync`), when
     /// the group's reader asked for it; in [`super::CloudId`] order.
     pub sync: Vec<(super::CloudId, super::SyncReport)>,
+    /// Tokens of big adds (more members than one transaction takes) whose places are
+    /// reserved and whose member items are being written: member items carrying one of
+    /// these are not members yet (see `store::dynamo::bulk`).
+    pub pending_adds: BTreeSet<String>,
+    /// `max_members` less the members and the places big adds have reserved; absent on
+    /// items written before it existed.
+    pub places_left: Option<u64>,
+}
+
+impl GroupMeta {
+    /// How many members may still be added: the places left, or on an item written
+    /// before `places_left` existed, what its count leaves.
+    pub fn room(&self) -> u64 {
+        self.places_left
+            .unwrap_or_else(|| self.max_members.saturating_sub(self.member_count))
+    }
 }
 
 impl GroupMeta {

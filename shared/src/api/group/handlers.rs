@@ -39,7 +39,7 @@ pub async fn create(
         };
         let spec = GroupSpec {
             name: group_name(&state, &body.group_name)?,
-            members: members(&state, &body.member_client_ids)?,
+            members: members(&state, &body.member_client_ids, Bound::Group)?,
             avatar_url: body.avatar_url.as_deref().map(avatar_url).transpose()?,
             description: body.description.as_deref().map(description).transpose()?,
             conversation_id: body
@@ -200,7 +200,11 @@ async fn members_route(
         let list = if op.removes() {
             members_body_or_query(&state, id, query, &headers, raw)?
         } else {
-            members_body(&state, id, body::parse(&headers, raw)?)?
+            let bound = match op {
+                MembersOp::Add => Bound::Group,
+                _ => Bound::Transaction,
+            };
+            members_body(&state, id, body::parse(&headers, raw)?, bound)?
         };
         audit.members = list.joined();
         let store = &state.store;

@@ -12,7 +12,7 @@ use crate::api::extract::body::{self, MemberIds};
 use crate::api::extract::path_params;
 use crate::api::state::AppState;
 use crate::model::ids::{check_id, parse_group_id};
-use crate::model::{Caller, MemberList};
+use crate::model::{Caller, MemberList, MAX_MAX_MEMBERS};
 
 #[derive(Debug, Deserialize)]
 pub struct GroupPath {
@@ -149,18 +149,38 @@ pub(super) fn group_name(state: &AppState, raw: &str) -> Result<String, ApiError
     Ok(raw.to_owned())
 }
 
-pub(super) fn members(state: &AppState, ids: &MemberIds) -> Result<MemberList, ApiError> {
+/// How many ids one request may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Bound {
+    /// A create or add: as many as a group may have (the group's own `max_members`
+    /// decides, in the store); more than one transaction takes go in steps, all or
+    /// nothing (`store::dynamo::bulk`).
+    Group,
+    /// A removal or an admin change: one DynamoDB transaction.
+    Transaction,
+}
+
+pub(super) fn members(
+    state: &AppState,
+    ids: &MemberIds,
+    bound: Bound,
+) -> Result<MemberList, ApiError> {
     let limits = &state.config.limits;
-    let max = limits.max_group_members_per_request;
     let list = ids.normalize(usize::MAX, limits.max_id_chars)?;
-    if list.len() > max {
-        // Each request is one DynamoDB transaction, all or nothing; a larger list would
-        // not fit in one.
-        return Err(ApiError::bad(format!(
-            "member_client_ids may list at most {max} client ids per request (each request is one atomic transaction); split the list"
-        )));
+    match bound {
+        Bound::Group if list.len() as u64 > MAX_MAX_MEMBERS => Err(ApiError::bad(format!(
+            "member_client_ids may list at most {MAX_MAX_MEMBERS} client ids (the largest max_members a group may have)"
+        ))),
+        Bound::Transaction if list.len() > limits.max_group_members_per_request => {
+            let max = limits.max_group_members_per_request;
+            // Each such request is one DynamoDB transaction, all or nothing; a larger
+            // list would not fit in one.
+            Err(ApiError::bad(format!(
+                "member_client_ids may list at most {max} client ids per request (each request is one atomic transaction); split the list"
+            )))
+        }
+        _ => Ok(list),
     }
-    Ok(list)
 }
 
 pub(super) fn group_id(path: Result<Path<GroupPath>, PathRejection>) -> Result<u64, ApiError> {
@@ -172,6 +192,7 @@ pub(super) fn members_body(
     state: &AppState,
     id: u64,
     body: MembersBody,
+    bound: Bound,
 ) -> Result<MemberList, ApiError> {
     if let Some(given) = &body.group_id {
         let same = match given {
@@ -183,7 +204,7 @@ pub(super) fn members_body(
             return Err(ApiError::bad("group_id in the body differs from the path"));
         }
     }
-    let list = members(state, &body.member_client_ids)?;
+    let list = members(state, &body.member_client_ids, bound)?;
     if list.is_empty() {
         return Err(ApiError::bad(
             "member_client_ids must name at least one client",
@@ -206,7 +227,7 @@ pub(super) fn members_body_or_query(
     } else {
         body::parse(headers, raw)?
     };
-    members_body(state, id, parsed)
+    members_body(state, id, parsed, Bound::Transaction)
 }
 
 #[cfg(test)]

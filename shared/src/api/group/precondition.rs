@@ -57,7 +57,6 @@ pub(super) fn idempotency(
     headers: &HeaderMap,
     spec: &GroupSpec,
 ) -> Result<Option<Idempotency>, ApiError> {
-    use sha2::{Digest, Sha256};
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -68,19 +67,7 @@ pub(super) fn idempotency(
         .ok_or_else(|| {
             ApiError::bad("Idempotency-Key must be 1 to 255 printable ASCII characters")
         })?;
-    let request = serde_json::json!([
-        spec.name,
-        spec.members.joined(),
-        spec.avatar_url,
-        spec.description,
-        spec.conversation_id,
-        spec.max_members,
-    ]);
-    let fingerprint = hex::encode(Sha256::digest(request.to_string().as_bytes()));
-    Ok(Some(Idempotency {
-        key: key.to_owned(),
-        fingerprint,
-    }))
+    Ok(Some(Idempotency::of_create(key, spec)))
 }
 
 #[cfg(test)]

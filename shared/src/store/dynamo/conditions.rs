@@ -81,7 +81,10 @@ impl DynamoStore {
         let check = ConditionCheck::builder()
             .table_name(&self.table)
             .set_key(Some(key(group_pk(group_id), member_sk(client_id))))
-            .condition_expression("attribute_exists(sk)")
+            // A member item a big add is still writing (or whose mark is not yet
+            // removed, see `bulk`) is not taken as a member by any write.
+            .condition_expression("attribute_exists(sk) AND attribute_not_exists(#p)")
+            .expression_attribute_names("#p", PENDING)
             .build()
             .map_err(build_err)?;
         Ok(TransactWriteItem::builder().condition_check(check).build())
@@ -148,7 +151,10 @@ impl DynamoStore {
         if caller.app_admin || meta.manages(&caller.client_id) {
             return StoreError::Forbidden;
         }
-        match self.is_member(group_id, &caller.client_id).await {
+        match self
+            .is_member(group_id, &caller.client_id, &meta.pending_adds)
+            .await
+        {
             Ok(true) => StoreError::Forbidden,
             Ok(false) => StoreError::NotFound,
             Err(e) => e,

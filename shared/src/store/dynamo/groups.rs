@@ -34,22 +34,26 @@ impl DynamoStore {
         }
     }
 
+    /// Whether `client_id` is a member, for a group whose big adds under way are
+    /// `pending` (their member items are not members yet).
     pub(super) async fn is_member(
         &self,
         group_id: u64,
         client_id: &str,
+        pending: &std::collections::BTreeSet<String>,
     ) -> Result<bool, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key(group_pk(group_id), member_sk(client_id))))
-            .projection_expression("sk")
+            .projection_expression("sk, #p")
+            .expression_attribute_names("#p", PENDING)
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| sdk_err("GetItem(member)", e))?;
-        Ok(out.item().is_some())
+        Ok(out.item().is_some_and(|i| member_counts(i, pending)))
     }
 
     pub(super) async fn next_group_id(&self) -> Result<u64, StoreError> {
@@ -90,19 +94,13 @@ impl DynamoStore {
             .map_err(|e| sdk_err("GetItem(group)", e))?;
         Ok(out.item().and_then(meta_from_item))
     }
-}
 
-#[async_trait]
-impl GroupStore for DynamoStore {
-    async fn create_group(
+    /// The members of a create: those asked for and the owner, within the group's limit.
+    pub(super) fn with_owner(
         &self,
         caller: &Caller,
         spec: &GroupSpec,
-        idempotency: Option<&Idempotency>,
-    ) -> Result<Created, StoreError> {
-        // A retry with the same Idempotency-Key is found by the transaction below (its
-        // record's condition fails) rather than by a read first: the first try, by far the
-        // common case, costs two round trips, a retry three and a group id left unused.
+    ) -> Result<MemberList, StoreError> {
         let all = MemberList::from_ids(
             "member_client_ids",
             spec.members
@@ -122,14 +120,31 @@ impl GroupStore for DynamoStore {
                 adding: count,
             });
         }
-        // Two round trips: the id must be known before the items that carry it are written.
-        let group_id = self.next_group_id().await?;
+        Ok(all)
+    }
+
+    pub(super) fn check_conversation(
+        &self,
+        spec: &GroupSpec,
+        group_id: u64,
+    ) -> Result<(), StoreError> {
         if let Some(conversation) = &spec.conversation_id {
             if !conversation_may_link(conversation, group_id) {
                 return Err(StoreError::ConversationIsAGroupId(conversation.clone()));
             }
         }
-        let now = now_rfc3339();
+        Ok(())
+    }
+
+    /// A new group's item, live, without `last_change`.
+    pub(super) fn new_meta(
+        &self,
+        caller: &Caller,
+        spec: &GroupSpec,
+        group_id: u64,
+        count: u64,
+        now: &str,
+    ) -> Item {
         let mut meta = meta_key(group_id);
         meta.insert("group_id".into(), AttributeValue::N(group_id.to_string()));
         meta.insert("app_id".into(), s(caller.app_id.as_str()));
@@ -156,12 +171,39 @@ impl GroupStore for DynamoStore {
                 meta.insert(name.into(), s(v.as_str()));
             }
         }
+        meta.insert("created_at".into(), s(now));
+        meta.insert("updated_at".into(), s(now));
+        meta
+    }
+}
+
+#[async_trait]
+impl GroupStore for DynamoStore {
+    async fn create_group(
+        &self,
+        caller: &Caller,
+        spec: &GroupSpec,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Created, StoreError> {
+        if super::bulk::is_big(spec.members.len()) {
+            // More members than one transaction takes: in steps, all or nothing.
+            let created = self.create_big(caller, spec, idempotency).await?;
+            return Ok(created);
+        }
+        // A retry with the same Idempotency-Key is found by the transaction below (its
+        // record's condition fails) rather than by a read first: the first try, by far the
+        // common case, costs two round trips, a retry three and a group id left unused.
+        let all = self.with_owner(caller, spec)?;
+        // Two round trips: the id must be known before the items that carry it are written.
+        let group_id = self.next_group_id().await?;
+        self.check_conversation(spec, group_id)?;
+        let now = now_rfc3339();
+        let meta = self.new_meta(caller, spec, group_id, all.len() as u64, &now);
+        let mut meta = meta;
         meta.insert(
             "last_change".into(),
             last_change(ChangeEvent::Created, &caller.client_id, all.ids(), &now),
         );
-        meta.insert("created_at".into(), s(now.clone()));
-        meta.insert("updated_at".into(), s(now.clone()));
         let mut items = vec![TransactWriteItem::builder()
             .put(
                 Put::builder()
@@ -465,17 +507,26 @@ impl GroupStore for DynamoStore {
         )
         .value(":one", AttributeValue::N("1".into()));
         let cond = Expr::live_in_app(caller).owned_by(caller);
-        let items = vec![
-            self.update_meta(group_id, &update, &cond)?,
-            self.check_member(group_id, new_owner)?,
-        ];
-        match self.transact(items).await? {
-            TxOutcome::Done => self.group_meta(group_id).await?.ok_or(StoreError::NotFound),
-            TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => {
-                Err(self.refused(caller, group_id, r).await)
+        for settled in [false, true] {
+            let items = vec![
+                self.update_meta(group_id, &update, &cond)?,
+                self.check_member(group_id, new_owner)?,
+            ];
+            match self.transact(items).await? {
+                TxOutcome::Done => {
+                    return self.group_meta(group_id).await?.ok_or(StoreError::NotFound)
+                }
+                TxOutcome::Refused(r) if r.iter().any(|(i, _)| *i == 0) => {
+                    return Err(self.refused(caller, group_id, r).await)
+                }
+                // A member a big add brought in whose mark is still on its item is a
+                // member: remove the mark and try once more.
+                TxOutcome::Refused(_)
+                    if !settled && self.settle_members(group_id, &[new_owner]).await? => {}
+                TxOutcome::Refused(_) => break,
             }
-            TxOutcome::Refused(_) => Err(StoreError::NotMembers(vec![new_owner.to_owned()])),
         }
+        Err(StoreError::NotMembers(vec![new_owner.to_owned()]))
     }
 
     async fn group_for(&self, caller: &Caller, group_id: u64) -> Result<GroupMeta, StoreError> {

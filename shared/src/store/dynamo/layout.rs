@@ -8,9 +8,9 @@
 //! | token secret | `TOKEN_KEY` | key id (`kid`) | `app_id`, `secret`, `status` (active, retired), `created_at` |
 //! | group-id counter | `COUNTER` | `GROUP_ID` | `next_id` |
 //! | import floor | `COUNTER` | `IMPORT_FLOOR#<app id>` | `floor`: the counter's value when the app's first `im-admin import` began (an id kept from an export must be above it: below it, any id may have been a group's), kept so that a re-run judges ids as the first run did |
-//! | group | `GROUP#<id>` | `META` | `group_id`, `app_id`, `group_name`, `owner`, `admins` (string set), `status` (active, deleting, importing: an import is writing its members, and no reader takes it as live), `member_count`, `max_members`, `places_left` (`max_members` − `member_count`, kept with every add and removal so that an add's condition can check room without a read; absent on items written before it existed, which the first add or removal after a read fills in), `version`, `avatar_url`, `description`, `conversation_id`, `mirrored_conversation` (the conversation the IM cloud mirror made and linked, if it did), `last_change` (map: `event`, `by`, `members`, `at`: the change the write made, for the IM cloud mirror's messages; `imported` for the import's own writes, which the mirror neither mirrors nor announces), `created_at`, `updated_at` |
+//! | group | `GROUP#<id>` | `META` | `group_id`, `app_id`, `group_name`, `owner`, `admins` (string set), `status` (active, deleting, importing: an import is writing its members; creating: a create of more members than one transaction takes is writing them; no reader takes either as live), `member_count`, `max_members`, `places_left` (`max_members` − `member_count`, kept with every add and removal so that an add's condition can check room without a read; absent on items written before it existed, which the first add or removal after a read fills in), `version`, `avatar_url`, `description`, `conversation_id`, `pending_conversation` (a `creating` group's conversation id, which becomes `conversation_id` when it goes live), `pending_add_<token>` (one per big add under way: the places it reserved; see `store::dynamo::bulk`), `mirrored_conversation` (the conversation the IM cloud mirror made and linked, if it did), `last_change` (map: `event`, `by`, `members`, `at`: the change the write made, for the IM cloud mirror's messages; `imported` for the import's own writes, which the mirror neither mirrors nor announces), `created_at`, `updated_at` |
 //! | group sync state, one per IM cloud | `GROUP#<id>` | `SYNC` (LeanCloud's), `SYNC#tencent` (see [`sync_sk`]) | `seq` (the last stream record applied, 40 digits), `status` (ok, failed), `error`, `at`, `held`/`held_why`/`held_at` (the first record not applied after a try stopped, which the group's later records wait for), `dismissed` (true once the group's dismissal reached the IM cloud), `creation_marker` (a random value written before the mirror's create call and put in the conversation's `attr.mirror_marker`: how a try whose answer was lost recognises its own conversation), `remote_id` (the group's id in a cloud whose ids the mirror picks: Tencent's), `note` (what the mirror changed on the way, e.g. a name cut to the cloud's limit), `expires_at` once the group is gone |
-//! | member | `GROUP#<id>` | `MEMBER#<client id>` | `client_id`, `group_id`, `joined_at`, `gsi1pk` = `CLIENT#<app id>:<client id>`, `gsi1sk` = `GROUP#<id, 20 digits>`, `via` = `import` on a member the import wrote (the IM cloud has it already: the mirror skips its insert) |
+//! | member | `GROUP#<id>` | `MEMBER#<client id>` | `client_id`, `group_id`, `joined_at`, `gsi1pk` = `CLIENT#<app id>:<client id>`, `gsi1sk` = `GROUP#<id, 20 digits>`, `via` = `import` on a member the import wrote (the IM cloud has it already: the mirror skips its insert), `pending` = the token of the big add that wrote it (not a member while the group item has `pending_add_<token>`; removed once the add is committed) |
 //! | conversation link | `CONV#<app id>:<conversation id>` | `CONV` | `group_id`: the one group whose conversation this is; `closed_at` once that group is deleted or moved to another conversation (a tombstone: only the app's backend gets signatures on it, until a group links it again); `importing` = a group id while an import brings that group in (without `group_id`, or beside a tombstone's: readers see the conversation as it was until the import makes the group live) |
 //! | deferred records | `DEFER#<group id>` | `<cloud>#<first record, 40 digits>` | `records` (the mirror's records of one batch, JSON), `last` (the last of them, 40 digits), `app_id`: records the mirror put aside while the app was over its IM cloud's quota, applied in order by the next drain (see `store::dynamo::deferred`) |
 //! | deferral index | `DEFERRED` | `<cloud>#<group id>` | `app_id`, `due` (epoch ms: when the drain may apply the group's deferred records), `version` (one more at each deferral: a drain ends the deferral only if none came meanwhile), `lease_until` (epoch ms: a drain is applying them) |
@@ -43,6 +43,32 @@ pub(super) const MEMBER_PREFIX: &str = "MEMBER#";
 pub(super) const SYNC_SK: &str = "SYNC";
 pub(super) const ACTIVE: &str = "active";
 pub(super) const DELETING: &str = "deleting";
+/// A group created with more members than one transaction takes, while its member items
+/// are written: no reader takes it as live (`store::dynamo::bulk`).
+pub(super) const CREATING: &str = "creating";
+/// On a group item, one attribute per big add under way (`pending_add_<token>` = the
+/// places it reserved): top-level attributes, so that a reserve can set one with a
+/// condition on it alone.
+pub(super) const PENDING_ADD_PREFIX: &str = "pending_add_";
+
+pub(super) fn pending_add_attr(token: &str) -> String {
+    format!("{PENDING_ADD_PREFIX}{token}")
+}
+/// On a member item: the big add that wrote it (a member only once its token has left
+/// the group item's `pending_adds`).
+pub(super) const PENDING: &str = "pending";
+
+/// Whether a member item (as read, with its `pending` attribute) is a member of the
+/// group as read: one a big add is still writing is not.
+pub(super) fn member_counts(
+    item: &Item,
+    pending_adds: &std::collections::BTreeSet<String>,
+) -> bool {
+    match item.get(PENDING).and_then(|v| v.as_s().ok()) {
+        Some(token) => !pending_adds.contains(token),
+        None => true,
+    }
+}
 pub(super) const RETIRED: &str = "retired";
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -178,5 +204,47 @@ pub(super) fn meta_from_item(item: &HashMap<String, AttributeValue>) -> Option<G
         created_at: text("created_at").unwrap_or_default(),
         updated_at: text("updated_at").unwrap_or_default(),
         sync: Vec::new(),
+        places_left: number("places_left"),
+        pending_adds: item
+            .keys()
+            .filter_map(|k| k.strip_prefix(PENDING_ADD_PREFIX).map(str::to_owned))
+            .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_member_item_of_a_big_add_counts_once_its_token_left_the_group_item() {
+        let mut item = member_item("app", 7, "bob", "2026-12-02T00:00:00Z");
+        let none = BTreeSet::new();
+        let pending = BTreeSet::from(["t1".to_owned()]);
+        assert!(member_counts(&item, &none) && member_counts(&item, &pending));
+        item.insert(PENDING.into(), s("t1"));
+        assert!(!member_counts(&item, &pending), "its add is under way");
+        assert!(member_counts(&item, &none), "its add committed");
+        assert!(member_counts(&item, &BTreeSet::from(["t2".to_owned()])));
+    }
+
+    #[test]
+    fn a_group_item_tells_its_adds_under_way_and_its_room() {
+        let mut item = meta_key(7);
+        for (k, v) in [("app_id", s("app")), ("status", s(ACTIVE))] {
+            item.insert(k.into(), v);
+        }
+        item.insert("member_count".into(), number(10));
+        item.insert("max_members".into(), number(50));
+        let m = meta_from_item(&item).unwrap();
+        // Written before `places_left` existed: the count tells the room.
+        assert_eq!((m.places_left, m.room()), (None, 40));
+        assert!(m.pending_adds.is_empty());
+        item.insert("places_left".into(), number(15));
+        item.insert(pending_add_attr("t1"), number(25));
+        let m = meta_from_item(&item).unwrap();
+        assert_eq!(m.room(), 15, "25 places are reserved");
+        assert_eq!(m.pending_adds, BTreeSet::from(["t1".to_owned()]));
+    }
 }

@@ -21,6 +21,21 @@ impl DynamoStore {
         clients: &[&str],
         with_sync: bool,
     ) -> Result<(Option<GroupMeta>, BTreeSet<String>), StoreError> {
+        let (meta, members, _) = self
+            .meta_and_members_marked(group_id, clients, with_sync)
+            .await?;
+        Ok((meta, members))
+    }
+
+    /// As [`Self::meta_and_members`], and the member items among them that still carry
+    /// the mark of a committed big add (members, whose marks a writer must remove before
+    /// its membership conditions see them: `bulk`).
+    pub(super) async fn meta_and_members_marked(
+        &self,
+        group_id: u64,
+        clients: &[&str],
+        with_sync: bool,
+    ) -> Result<(Option<GroupMeta>, BTreeSet<String>, Vec<Item>), StoreError> {
         let mut keys = vec![meta_key(group_id)];
         if with_sync {
             keys.extend(CloudId::ALL.map(|c| super::sync::sync_key(group_id, c)));
@@ -46,11 +61,24 @@ impl DynamoStore {
             .find(|i| sk_of(i) == META_SK)
             .and_then(meta_from_item)
             .map(|m| GroupMeta { sync, ..m });
+        // A member item a big add is still writing is not a member yet (without the
+        // group item, no mark counts).
+        let pending = meta.as_ref().map(|m| m.pending_adds.clone());
+        let counts = |i: &Item| match &pending {
+            Some(p) => member_counts(i, p),
+            None => !i.contains_key(PENDING),
+        };
         let members = items
             .iter()
+            .filter(|i| counts(i))
             .filter_map(|i| sk_of(i).strip_prefix(MEMBER_PREFIX).map(str::to_owned))
             .collect();
-        Ok((meta, members))
+        let marked = items
+            .iter()
+            .filter(|i| i.contains_key(PENDING) && counts(i))
+            .cloned()
+            .collect();
+        Ok((meta, members, marked))
     }
 
     /// Sort keys of every member item under the group, live or not.
@@ -77,9 +105,40 @@ impl DynamoStore {
         Ok(out)
     }
 
-    /// The current members of a group, in byte order.
+    /// The current members of a group, in byte order. Member items a big add is still
+    /// writing are not among them: when any item carries a mark, the group item tells
+    /// which marks are of adds not yet committed (one more read, only then).
     pub async fn group_members(&self, group_id: u64) -> Result<Vec<String>, StoreError> {
-        let mut sks = self.member_keys(group_id).await?;
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :m)")
+            .expression_attribute_values(":pk", s(group_pk(group_id)))
+            .expression_attribute_values(":m", s(MEMBER_PREFIX))
+            .projection_expression("sk, #p")
+            .expression_attribute_names("#p", PENDING)
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut items = Vec::new();
+        while let Some(item) = pages.next().await {
+            items.push(item.map_err(|e| sdk_err("Query(members)", e))?);
+        }
+        let pending = if items.iter().any(|i| i.contains_key(PENDING)) {
+            self.group_meta(group_id)
+                .await?
+                .map(|m| m.pending_adds)
+                .unwrap_or_default()
+        } else {
+            BTreeSet::new()
+        };
+        let mut sks: Vec<String> = items
+            .iter()
+            .filter(|i| member_counts(i, &pending))
+            .filter_map(|i| i.get(SK).and_then(|v| v.as_s().ok()).cloned())
+            .collect();
         sks.sort();
         Ok(sks
             .into_iter()
@@ -120,10 +179,13 @@ impl DynamoStore {
             Some(meta) => {
                 let (counted, cond) = places_from_read(update, cond, meta, '-');
                 update = counted;
-                cond.and("member_count <= :cap").value(
-                    ":cap",
-                    AttributeValue::N((meta.max_members - adding).to_string()),
-                )
+                // ...and no big add has reserved the places meanwhile.
+                cond.and("member_count <= :cap")
+                    .and("(attribute_not_exists(places_left) OR places_left >= :n)")
+                    .value(
+                        ":cap",
+                        AttributeValue::N((meta.max_members - adding).to_string()),
+                    )
             }
         };
         let mut items = vec![self.update_meta(group_id, &update, &cond)?];
@@ -189,8 +251,10 @@ impl DynamoStore {
             let delete = Delete::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(group_pk(group_id), member_sk(id))))
-                // Counted once: a member removed meanwhile sends us round again.
-                .condition_expression("attribute_exists(sk)")
+                // Counted once: a member removed meanwhile sends us round again. A
+                // member item a big add is writing is no member (see `bulk`).
+                .condition_expression("attribute_exists(sk) AND attribute_not_exists(#p)")
+                .expression_attribute_names("#p", PENDING)
                 .build()
                 .map_err(build_err)?;
             items.push(TransactWriteItem::builder().delete(delete).build());
@@ -233,6 +297,10 @@ impl MemberStore for DynamoStore {
         // were room. The transaction's conditions are the whole rule (the group live in the
         // caller's app, the caller a member, `places_left` for all, no member item yet), so
         // a refusal only means that something is not as assumed: then read, and decide.
+        if super::bulk::is_big(members.len()) {
+            // More than one transaction takes: reserved, written, then committed.
+            return self.add_big(caller, group_id, members).await;
+        }
         let all: Vec<&String> = members.ids().iter().collect();
         if let TxOutcome::Done = self
             .transact(self.add_items(caller, group_id, &all, None)?)
@@ -243,8 +311,14 @@ impl MemberStore for DynamoStore {
         for _ in 0..8 {
             let mut clients: Vec<&str> = members.ids().iter().map(String::as_str).collect();
             clients.push(&caller.client_id);
-            let (meta, present) = self.meta_and_members(group_id, &clients, false).await?;
+            let (meta, present, marked) = self
+                .meta_and_members_marked(group_id, &clients, false)
+                .await?;
             let meta = Self::visible(meta, caller, present.contains(&caller.client_id))?;
+            if !marked.is_empty() {
+                self.settle_marks(group_id, &meta.pending_adds, &marked)
+                    .await?;
+            }
             let new: Vec<&String> = members
                 .ids()
                 .iter()
@@ -254,7 +328,8 @@ impl MemberStore for DynamoStore {
                 return Ok(()); // all members already: nothing to write
             }
             let adding = new.len() as u64;
-            if meta.member_count + adding > meta.max_members {
+            // The room counts the places big adds under way have reserved.
+            if meta.member_count + adding > meta.max_members || adding > meta.room() {
                 return Err(StoreError::Full {
                     count: meta.member_count,
                     max: meta.max_members,
@@ -298,7 +373,13 @@ impl MemberStore for DynamoStore {
         }
         for _ in 0..8 {
             let clients: Vec<&str> = ids.iter().map(String::as_str).collect();
-            let (meta, present) = self.meta_and_members(group_id, &clients, false).await?;
+            let (meta, present, marked) = self
+                .meta_and_members_marked(group_id, &clients, false)
+                .await?;
+            if let (Some(m), false) = (&meta, marked.is_empty()) {
+                self.settle_marks(group_id, &m.pending_adds, &marked)
+                    .await?;
+            }
             if leaving && meta.as_ref().is_some_and(|m| m.live) && present.is_empty() {
                 return Err(StoreError::NotFound); // not a member: nothing to leave
             }
@@ -354,6 +435,7 @@ impl MemberStore for DynamoStore {
                 max: max_admins as u64,
             })?;
         let mut seen_version = None;
+        let mut settled = false;
         for _ in 0..8 {
             let mut guard = cond
                 .clone()
@@ -368,7 +450,14 @@ impl MemberStore for DynamoStore {
             }
             match self.grant_admins(group_id, ids, &guard).await? {
                 Granted::Done => return Ok(()),
-                Granted::NotMembers(missing) => return Err(StoreError::NotMembers(missing)),
+                Granted::NotMembers(missing) => {
+                    // Members a big add brought in may still carry its mark: once.
+                    let ids: Vec<&str> = missing.iter().map(String::as_str).collect();
+                    if settled || !self.settle_members(group_id, &ids).await? {
+                        return Err(StoreError::NotMembers(missing));
+                    }
+                    settled = true;
+                }
                 Granted::Refused(old) => {
                     let meta = old.as_ref().and_then(meta_from_item);
                     let Some(m) = meta.filter(|m| {
@@ -408,7 +497,8 @@ impl MemberStore for DynamoStore {
             .key_condition_expression("pk = :pk AND begins_with(sk, :m)")
             .expression_attribute_values(":pk", s(group_pk(group_id)))
             .expression_attribute_values(":m", s(MEMBER_PREFIX))
-            .projection_expression("sk, joined_at")
+            .projection_expression("sk, joined_at, #p")
+            .expression_attribute_names("#p", PENDING)
             .consistent_read(true)
             .limit(limit as i32);
         if let Some(after) = after {
@@ -429,6 +519,8 @@ impl MemberStore for DynamoStore {
         let items: Vec<(String, String)> = out
             .items()
             .iter()
+            // Not yet members: the items of a big add that has not committed.
+            .filter(|i| member_counts(i, &meta.pending_adds))
             .filter_map(|i| {
                 let id = text(i, SK).strip_prefix(MEMBER_PREFIX)?.to_owned();
                 Some((id, text(i, "joined_at")))
@@ -486,6 +578,23 @@ impl MemberStore for DynamoStore {
             // groups of this app count.
             .filter(|m| m.live && m.app_id == caller.app_id)
             .collect();
+        // The index holds keys only: in a group with a big add under way, the client's
+        // member item tells whether it is one of that add's (not a member yet).
+        let busy: Vec<Item> = groups
+            .iter()
+            .filter(|m| !m.pending_adds.is_empty())
+            .map(|m| key(group_pk(m.group_id), member_sk(client_id)))
+            .collect();
+        if !busy.is_empty() {
+            let items = self.batch_get(busy).await?;
+            groups.retain(|m| {
+                m.pending_adds.is_empty()
+                    || items.iter().any(|i| {
+                        i.get(PK).and_then(|v| v.as_s().ok()) == Some(&group_pk(m.group_id))
+                            && member_counts(i, &m.pending_adds)
+                    })
+            });
+        }
         groups.sort_by_key(|m| m.group_id);
         let next = out
             .last_evaluated_key()

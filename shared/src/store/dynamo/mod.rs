@@ -7,6 +7,7 @@
 //! (groups brought in whole by `im-admin import`).
 
 mod admin;
+mod bulk;
 pub mod client;
 mod conditions;
 pub mod deferred;
@@ -29,6 +30,7 @@ use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, TransactWriteIte
 use aws_sdk_dynamodb::Client;
 use rand::Rng;
 
+pub use self::bulk::BigAdd;
 pub use self::deferred::{epoch_ms, Deferral, Deferred};
 pub use self::import::{Existing, ImportedGroup, Written};
 pub use self::sync::{padded_sequence, Hold, MirrorLink, MirrorTarget, SyncCursor, SyncSave};
