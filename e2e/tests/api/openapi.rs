@@ -51,6 +51,9 @@ fn error_statuses(function: Function) -> &'static [u16] {
             &[400, 401, 403, 404, 409, 413, 415, 422, 503]
         }
         "health" => &[],
+        // Every answer is 200 (the outcome is in the body), but for a path the router
+        // refuses before any handler (a bad percent-escape).
+        "tencent-callback" => &[400],
         other => panic!("no expected error statuses for {other}: add them here"),
     }
 }
@@ -117,7 +120,7 @@ fn the_document_and_the_route_list_agree() {
                 "{name}: {status}"
             );
         }
-        if route.function == Function::Health {
+        if matches!(route.function, Function::Health | Function::TencentCallback) {
             assert_eq!(op["security"], json!([]), "{name} needs no token");
             assert!(!statuses.contains(&401));
         } else {
