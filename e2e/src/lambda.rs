@@ -251,7 +251,7 @@ pub const DEMO_SDK_APP_ID: u64 = 1_400_000_001;
 const DEMO_TENCENT_KEY: &str = "mk-test-events-fixture-tencent-key-0123456789abcdef";
 /// Its Tencent callback token, which `events/tencent-callback.json`'s `Sign` is made with
 /// (a fixture of local tables only).
-pub const DEMO_CALLBACK_TOKEN: &str = "events-fixture-callback-token";
+pub const DEMO_CALLBACK_TOKEN: &str = "mk-test-events-fixture-callback-token";
 
 /// An emulator's table (cargo lambda's or SAM's), where `make test` registered `demo-app` (the events' app)
 /// with the admin command, and the master key it gave it.
