@@ -144,7 +144,15 @@ pub fn authenticate(
         return Err(Refusal::Stale(skew));
     }
     if q.sdk_app_id != settings.sdk_app_id().to_string() {
-        return Err(Refusal::ForeignApp(q.sdk_app_id.clone()));
+        // Named in the log only as the number it should be: anything else could be
+        // anything the caller chose.
+        let shown = if q.sdk_app_id.len() <= 20 && q.sdk_app_id.bytes().all(|b| b.is_ascii_digit())
+        {
+            q.sdk_app_id.clone()
+        } else {
+            "(not a number)".to_owned()
+        };
+        return Err(Refusal::ForeignApp(shown));
     }
     Ok(())
 }
@@ -521,6 +529,11 @@ mod tests {
         assert_eq!(
             authenticate(&s, Some(&token), &foreign, t),
             Err(Refusal::ForeignApp("1400000002".into()))
+        );
+        let odd_app = query(good, "1669872112", "14\n00");
+        assert_eq!(
+            authenticate(&s, Some(&token), &odd_app, t),
+            Err(Refusal::ForeignApp("(not a number)".into()))
         );
         let mut unsigned = q.clone();
         unsigned.sign = None;
