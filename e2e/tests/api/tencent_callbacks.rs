@@ -448,6 +448,26 @@ async fn a_group_destroyed_in_tencent_marks_its_tencent_state_failed() {
     assert!(again.allows());
     assert_eq!(h.group(id).await["clouds"]["tencent"], state);
 
+    // `sync reconcile --fix` recreates it (its create comes back through the endpoint as
+    // the mirror's own, and is allowed), and the state is ok again.
+    let mut fix = im_e2e::stack::admin_command();
+    fix.arg("--table")
+        .arg(im_e2e::stack::env("IM_TEST_LOCAL_TABLE"))
+        .args([
+            "sync",
+            "reconcile",
+            "--app",
+            &h.api.app.app_id,
+            "--group",
+            &group,
+        ])
+        .args(["--cloud", "tencent", "--fix"]);
+    let (ok, printed) = crate::mirror::run_printed(fix).await;
+    assert!(ok, "{printed}");
+    let back = h.tencent.group(&group).expect("recreated");
+    assert_eq!(back.member_ids().len(), 2, "{printed}");
+    assert_eq!(h.group(id).await["clouds"]["tencent"]["status"], "ok");
+
     // Our own delete (on_delete keep: nothing destroyed) leaves no mark; a destroy the
     // mirror makes for a deleted group is none of the callback's business either.
     let other = h.create("alice", "bob", 500).await;
