@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-functions=(login-signature conversation-signature invite-signature kick-signature history-signature block-signature unblock-signature conversation-block-signature conversation-unblock-signature usersig-signature create-group update-group get-group list-members list-user-groups delete-group add-members remove-members grant-admins revoke-admins transfer-owner health sync-conversations)
+functions=(login-signature conversation-signature invite-signature kick-signature history-signature block-signature unblock-signature conversation-block-signature conversation-unblock-signature usersig-signature create-group update-group get-group list-members list-user-groups delete-group add-members remove-members grant-admins revoke-admins transfer-owner tencent-callback health sync-conversations)
 
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
@@ -150,6 +150,11 @@ group=$(curl -s -X POST "$http_url/im/group" -H "Authorization: Bearer $IM_BENCH
 # Each request adds a new member; the group's limit (5000) caps how long this can run.
 add=$(target/release/im-bench load --url "$http_url/im/group/$group/member" --method POST --body '{"member_client_ids":"member-{n}"}' --expect 201 --connections 16 --seconds 8)
 echo "add-member: $add"
+
+echo "== Tencent callbacks"
+callback_load=$(uptime | sed 's/.*load average: //')
+callbacks=$(target/release/im-bench callback --url "$http_url" --calls 500)
+echo "$callbacks"
 
 echo "== group mirroring"
 # The machine is shared: the load average says how busy it was around these figures.
@@ -298,6 +303,20 @@ with \`max_members\` 5000), command:
 \`\`\`
 $add
 \`\`\`
+
+## Tencent callbacks: the endpoint's answer time
+
+Command: \`im-bench callback --url \$URL --calls 500\` (with \`AWS_ENDPOINT_URL_DYNAMODB\`
+and \`TABLE_NAME\` of the same im-local; load average when it started: $callback_load).
+Each call is signed as Tencent signs it and sent one at a time to
+\`POST /im-cloud/tencent/callback/{app_id}\` on im-local (release, DynamoDB Local in
+memory), timed from sending until the answer's body is read; the app's settings are in
+im-local's caches (warmed by one call of each kind). Tencent waits 2 s, then lets the
+event proceed: the goal is well under that.
+
+| call | calls | p50 | p99 | slowest |
+| --- | ---: | ---: | ---: | ---: |
+$callbacks
 
 ## Mirroring groups into the IM cloud
 

@@ -81,6 +81,14 @@ pub struct SetArgs {
     /// Tencent: what each Tencent group id starts with (then our group id, decimal).
     #[arg(long, value_name = "P")]
     pub group_id_prefix: Option<String>,
+    /// Tencent: the file holding the callback authentication token set in Tencent's
+    /// console (`-`: standard input); until one is set, every callback is refused.
+    #[arg(long, value_name = "FILE")]
+    pub callback_token_file: Option<PathBuf>,
+    /// Tencent: whether clients may create groups in Tencent directly (Tencent-only
+    /// groups, never groups of this service); off by default.
+    #[arg(long, value_parser = ["on", "off"])]
+    pub client_creates: Option<String>,
 }
 
 /// The options of `set` that only one provider takes, named as on the command line.
@@ -145,6 +153,8 @@ pub async fn run(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
                 max_calls_per_second,
                 usersig_expire,
                 group_id_prefix,
+                callback_token_file,
+                client_creates,
             } = *args;
             check_id("app_id", &app_id, 64).map_err(invalid)?;
             let given = Given {
@@ -166,6 +176,8 @@ pub async fn run(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
                     ("--max-calls-per-second", max_calls_per_second.is_some()),
                     ("--usersig-expire", usersig_expire.is_some()),
                     ("--group-id-prefix", group_id_prefix.is_some()),
+                    ("--callback-token-file", callback_token_file.is_some()),
+                    ("--client-creates", client_creates.is_some()),
                 ]
                 .into_iter()
                 .filter_map(|(name, set)| set.then_some(name))
@@ -280,13 +292,29 @@ pub async fn run(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
                     if let Some(v) = group_id_prefix {
                         spec.group_id_prefix = v;
                     }
+                    if let Some(v) = on(client_creates.as_deref()) {
+                        spec.client_creates = v;
+                    }
                     // Every rule is checked before the key is read or anything written.
                     let settings = TencentCloud::new(spec).map_err(invalid)?;
                     let admin = settings.admin_identifier();
                     if old.as_ref().map(TencentCloud::admin_identifier) != Some(admin) {
                         not_a_member(store, &app_id, admin, "--admin-identifier").await?;
                     }
+                    if key_file
+                        .as_deref()
+                        .zip(callback_token_file.as_deref())
+                        .is_some_and(|(k, t)| k == std::path::Path::new("-") && t == k)
+                    {
+                        bail!(
+                            "--key-file and --callback-token-file cannot both read standard input"
+                        );
+                    }
                     let key = key_file
+                        .as_deref()
+                        .map(|file| keyinput::read_key(Some(file)))
+                        .transpose()?;
+                    let callback_token = callback_token_file
                         .as_deref()
                         .map(|file| keyinput::read_key(Some(file)))
                         .transpose()?;
@@ -296,7 +324,17 @@ pub async fn run(store: &DynamoStore, action: ImCloudCommand) -> Result<()> {
                         }
                         other => no_app(&app_id, other)?,
                     }
+                    // After the settings: the token is only taken by an app that has them.
+                    if let Some(token) = &callback_token {
+                        no_app(
+                            &app_id,
+                            store.set_tencent_callback_token(&app_id, token).await,
+                        )?;
+                    }
                     println!("app {app_id}: Tencent Cloud IM set\n{settings}");
+                    if callback_token.is_some() {
+                        println!("callback token: set (not shown)");
+                    }
                 }
             }
             Ok(())

@@ -57,7 +57,7 @@ use im_shared::model::{
     Idempotency, MemberList, Page, Secret, TencentCloud, TencentKey, TencentSpec, TokenKey,
 };
 use im_shared::store::{
-    ConversationStore, DynamoStore, GroupStore, KeyStore, MemberStore, StoreError,
+    CloudStateStore, ConversationStore, DynamoStore, GroupStore, KeyStore, MemberStore, StoreError,
 };
 use mini_moka::sync::Cache;
 use sha2::Sha256;
@@ -142,6 +142,21 @@ impl KeyStore for WarmFacts {
     }
     async fn tencent_key(&self, app_id: &str) -> Result<Option<TencentKey>, StoreError> {
         self.store.tencent_key(app_id).await
+    }
+}
+
+#[async_trait]
+impl CloudStateStore for WarmFacts {
+    async fn mark_cloud_failed(
+        &self,
+        app_id: &str,
+        group_id: u64,
+        cloud: im_shared::model::CloudId,
+        why: &str,
+    ) -> Result<bool, StoreError> {
+        self.store
+            .mark_cloud_failed(app_id, group_id, cloud, why)
+            .await
     }
 }
 

@@ -10,8 +10,11 @@
 //!   process) holding it, and the CPU the mirror costs per stream record (see `mirror.rs`).
 //! - `import`: `im-admin import leancloud` of a generated export and `im-admin export`
 //!   of the result, beside DynamoDB Local's `BatchWriteItem` floor (see `import.rs`).
+//! - `callback`: the answer time of Tencent's callback endpoint on im-local (see
+//!   `callback.rs`).
 
 mod backfill;
+mod callback;
 mod import;
 mod mirror;
 
@@ -89,6 +92,16 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         pause_ms: u64,
     },
+    /// Tencent's callback endpoint on im-local, one call at a time: p50/p99 of its answer
+    /// time. Needs `AWS_ENDPOINT_URL_DYNAMODB` and `TABLE_NAME`.
+    Callback {
+        /// im-local's base URL.
+        #[arg(long)]
+        url: String,
+        /// Calls of each kind.
+        #[arg(long, default_value_t = 500)]
+        calls: usize,
+    },
     /// `im-admin sync backfill` into the Tencent stand-in. Needs `AWS_ENDPOINT_URL_DYNAMODB`
     /// and `TABLE_NAME`.
     Backfill {
@@ -149,6 +162,7 @@ async fn main() -> Result<()> {
         }
         Command::Import { sizes, work } => import::import(import::Args { sizes, work }).await,
         Command::ImportChild(child) => import::child(child).await,
+        Command::Callback { url, calls } => callback::callback(callback::Args { url, calls }).await,
         Command::Mirror {
             url,
             writes,

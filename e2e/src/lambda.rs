@@ -213,6 +213,12 @@ pub async fn replay(
                 assert_eq!(b["member_client_ids"], "alice:bob");
             }
             "add-members" => assert_eq!(b["member_client_ids"], "carol:dave"),
+            // Signed for its fixed RequestTime, long past by now: refused, nothing read
+            // beyond the app's settings.
+            "tencent-callback" => {
+                assert_eq!(b["ActionStatus"], "FAIL", "{b}");
+                assert_eq!(b["ErrorCode"], 1, "{b}");
+            }
             "update-group" => assert_eq!(b["group_name"], "renamed group"),
             "grant-admins" => {
                 let admins = store.group_meta(1).await.unwrap().unwrap().admins;
@@ -243,6 +249,9 @@ pub const DEMO_SDK_APP_ID: u64 = 1_400_000_001;
 /// Its Tencent secret key: a fixture of local tables only, like `events/fixture-token-secret`
 /// (with the test secrets' marker, which `make test` searches the service logs for).
 const DEMO_TENCENT_KEY: &str = "mk-test-events-fixture-tencent-key-0123456789abcdef";
+/// Its Tencent callback token, which `events/tencent-callback.json`'s `Sign` is made with
+/// (a fixture of local tables only).
+pub const DEMO_CALLBACK_TOKEN: &str = "mk-test-events-fixture-callback-token";
 
 /// An emulator's table (cargo lambda's or SAM's), where `make test` registered `demo-app` (the events' app)
 /// with the admin command, and the master key it gave it.
@@ -262,6 +271,10 @@ pub async fn demo_app(table: &str) -> (DynamoStore, String) {
     let tencent = TencentCloud::new(spec).unwrap();
     store
         .set_tencent("demo-app", &tencent, Some(&Secret::new(DEMO_TENCENT_KEY)))
+        .await
+        .unwrap();
+    store
+        .set_tencent_callback_token("demo-app", &Secret::new(DEMO_CALLBACK_TOKEN))
         .await
         .unwrap();
     let key = std::fs::read_to_string(env("IM_TEST_DEMO_KEY_FILE")).unwrap();

@@ -24,6 +24,7 @@
 
 mod accounts;
 mod body;
+pub mod callback;
 mod faults;
 mod groups;
 mod limiter;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+pub use callback::{CallbackLogged, CallbackTarget, Tamper};
 pub use faults::{Fault, FaultKind, FaultTiming};
 pub use store::{Notification, Role, TencentGroup};
 
@@ -92,6 +94,19 @@ struct Inner {
     log: Vec<LoggedRequest>,
     /// Accounts whose joins the app's "before invite" callback refuses.
     refused_joins: BTreeSet<String>,
+    /// The accounts the callback refused in the call being handled (set and cleared
+    /// under the one lock that call is handled in).
+    refused_now: BTreeSet<String>,
+    /// Where callbacks go, when the app has a callback URL.
+    callback: Option<CallbackTarget>,
+    /// Every callback sent, in the order answered.
+    callbacks: Vec<CallbackLogged>,
+}
+
+impl Inner {
+    fn refuses_join(&self, account: &str) -> bool {
+        self.refused_joins.contains(account) || self.refused_now.contains(account)
+    }
 }
 
 impl TencentStandIn {
@@ -115,6 +130,9 @@ impl TencentStandIn {
                 limiter: Limiter::default(),
                 log: Vec::new(),
                 refused_joins: BTreeSet::new(),
+                refused_now: BTreeSet::new(),
+                callback: None,
+                callbacks: Vec::new(),
             }),
         });
         let (url, accepting) = server::listen(shared.clone());
@@ -277,6 +295,172 @@ impl TencentStandIn {
         self.shared.lock().refused_joins.insert(account.to_string());
     }
 
+    // --- callbacks (notes, "Callbacks"; `tencent/callback.rs`) -------------------------
+
+    /// From now on the stand-in calls `target` for the documented events (with the token
+    /// it names), the app's REST calls' own included.
+    pub fn set_callback(&self, target: CallbackTarget) {
+        assert!(
+            target.url.starts_with("http://127.0.0.1:"),
+            "callbacks go to loopback only: {}",
+            target.url
+        );
+        self.shared.lock().callback = Some(target);
+    }
+
+    /// Every callback sent so far, in the order answered.
+    pub fn callbacks(&self) -> Vec<CallbackLogged> {
+        self.shared.lock().callbacks.clone()
+    }
+
+    fn target(&self) -> CallbackTarget {
+        self.shared
+            .lock()
+            .callback
+            .clone()
+            .expect("no callback URL: set_callback first")
+    }
+
+    /// Sends one callback as given (any body, spoiled as `tamper` says) and logs it.
+    pub async fn send_callback(
+        &self,
+        command: &str,
+        opt_platform: &str,
+        body: &[u8],
+        tamper: Tamper,
+    ) -> CallbackLogged {
+        let target = self.target();
+        let logged = callback::post_callback(
+            &target,
+            self.sdk_app_id(),
+            command,
+            opt_platform,
+            body,
+            tamper,
+        )
+        .await;
+        self.shared.lock().callbacks.push(logged.clone());
+        logged
+    }
+
+    /// A client's invite through the SDK (`operator` on `platform`): the app's "before
+    /// invite" callback decides, then the members it did not refuse join (imported).
+    /// Panics if the group does not exist.
+    pub async fn client_invite(
+        &self,
+        platform: &str,
+        group_id: &str,
+        operator: &str,
+        members: &[&str],
+    ) -> CallbackLogged {
+        let group_type = self.group(group_id).expect("no such group").group_type;
+        let body = serde_json::json!({
+            "CallbackCommand": "Group.CallbackBeforeInviteJoinGroup",
+            "GroupId": group_id,
+            "Type": group_type,
+            "Operator_Account": operator,
+            "DestinationMembers": callback::member_accounts(members.iter().copied()),
+        });
+        let logged = self
+            .send_callback(
+                "Group.CallbackBeforeInviteJoinGroup",
+                platform,
+                body.to_string().as_bytes(),
+                Tamper::None,
+            )
+            .await;
+        if logged.allows() {
+            let refused = logged.refused_members();
+            let mut inner = self.shared.lock();
+            for m in members.iter().filter(|m| !refused.iter().any(|r| r == *m)) {
+                inner.store.accounts.insert(m.to_string());
+                inner.store.add_member(group_id, m, Role::Member);
+            }
+        }
+        logged
+    }
+
+    /// A member's quit through the SDK: it leaves at once (Tencent cannot be refused
+    /// that), then the app hears of it (`Group.CallbackAfterMemberExit`, `Quit`).
+    pub async fn client_quit(
+        &self,
+        platform: &str,
+        group_id: &str,
+        member: &str,
+    ) -> CallbackLogged {
+        let group_type = {
+            let mut inner = self.shared.lock();
+            inner.store.remove_member(group_id, member);
+            inner
+                .store
+                .groups
+                .get(group_id)
+                .map(|s| s.group.group_type.clone())
+                .unwrap_or_else(|| "Public".into())
+        };
+        let body = serde_json::json!({
+            "CallbackCommand": "Group.CallbackAfterMemberExit",
+            "GroupId": group_id,
+            "Type": group_type,
+            "ExitType": "Quit",
+            "Operator_Account": member,
+            "ExitMemberList": callback::member_accounts([member]),
+        });
+        self.send_callback(
+            "Group.CallbackAfterMemberExit",
+            platform,
+            body.to_string().as_bytes(),
+            Tamper::None,
+        )
+        .await
+    }
+
+    /// A client's create through the SDK: the "before create" callback decides; allowed,
+    /// the group is made as [`Self::create_foreign_group`] makes it.
+    pub async fn client_create(
+        &self,
+        platform: &str,
+        group_id: &str,
+        owner: &str,
+    ) -> CallbackLogged {
+        let body = serde_json::json!({
+            "CallbackCommand": "Group.CallbackBeforeCreateGroup",
+            "Operator_Account": owner,
+            "Owner_Account": owner,
+            "Type": "Public",
+            "Name": format!("made by {owner}"),
+            "CreateGroupNum": 0,
+            "MemberList": [],
+        });
+        let logged = self
+            .send_callback(
+                "Group.CallbackBeforeCreateGroup",
+                platform,
+                body.to_string().as_bytes(),
+                Tamper::None,
+            )
+            .await;
+        if logged.allows() {
+            self.create_foreign_group(group_id, owner);
+        }
+        logged
+    }
+
+    /// Destroys a group in the console, then tells the app
+    /// (`Group.CallbackAfterGroupDestroyed`). Panics if it does not exist.
+    pub async fn destroy_group_in_console(&self, group_id: &str) -> CallbackLogged {
+        let gone = self.group(group_id).expect("no such group");
+        self.destroy_group_directly(group_id);
+        let body = callback::destroyed_body(&gone);
+        self.send_callback(
+            "Group.CallbackAfterGroupDestroyed",
+            "Web",
+            body.to_string().as_bytes(),
+            Tamper::None,
+        )
+        .await
+    }
+
     // --- rate limits ------------------------------------------------------------------
 
     /// Every command's limit `per_second`, but `multiaccount_import` half that (at least
@@ -372,9 +556,17 @@ impl Shared {
 
     /// Answers the call, and logs at once whether it changed anything: a test may look
     /// before a slow answer is sent.
-    fn handle(&self, entry: usize, request: &rest::Request) -> rest::Answer {
+    /// `refused`: the accounts the app's callback refused for this call.
+    fn handle(
+        &self,
+        entry: usize,
+        request: &rest::Request,
+        refused: BTreeSet<String>,
+    ) -> rest::Answer {
         let mut inner = self.lock();
+        inner.refused_now = refused;
         let answer = rest::handle(&self.app, &mut inner, request);
+        inner.refused_now.clear();
         inner.log[entry].applied = answer.applied;
         answer
     }

@@ -319,7 +319,7 @@ fn add_members(inner: &mut Inner, fields: &Map<String, Value>) -> Result<Answer,
     let joining: BTreeSet<&str> = members
         .iter()
         .copied()
-        .filter(|m| !group.members.contains_key(*m) && !inner.refused_joins.contains(*m))
+        .filter(|m| !group.members.contains_key(*m) && !inner.refuses_join(m))
         .collect();
     if (group.members.len() + joining.len()) as u64 > u64::from(group.max_member_count) {
         return Err(Fail::new(
@@ -334,7 +334,7 @@ fn add_members(inner: &mut Inner, fields: &Map<String, Value>) -> Result<Answer,
     let mut results = Vec::with_capacity(members.len());
     let mut applied = false;
     for member in members {
-        let result = if inner.refused_joins.contains(member) {
+        let result = if inner.refuses_join(member) {
             0
         } else if inner.store.add_member(&group_id, member, Role::Member) {
             applied = true;

@@ -9,7 +9,12 @@ use hyper::http::request::Parts;
 use hyper::{header, Response, StatusCode};
 use tokio::task::JoinHandle;
 
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
 use super::body::Fail;
+use super::callback::{self, Tamper};
 use super::faults::{Fault, FaultKind, FaultTiming};
 use super::rest::{self, Answer, Body};
 use super::Shared;
@@ -44,6 +49,46 @@ async fn serve(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Served {
         }
         return shared.finish(entry, fault_answer(kind).ok_or(Dropped));
     }
+    // The app's callback, asked before the change (notes, "Callbacks").
+    let command = parts.uri.path().strip_prefix("/v4/").unwrap_or_default();
+    let operator = parts.uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "identifier")
+            .map(|(_, v)| v.into_owned())
+    });
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let target = shared.lock().callback.clone();
+    let mut refused = BTreeSet::new();
+    let mut asks = None;
+    if let (Some(target), Some(parsed), Some(op)) = (&target, &parsed, &operator) {
+        if shared.app.admins.contains(op) {
+            asks = Some((target.clone(), parsed.clone(), op.clone()));
+        }
+    }
+    if let Some((target, parsed, op)) = &asks {
+        if let Some((event, ev)) = callback::before_event(command, op, parsed) {
+            let sdk = shared.app.sdk_app_id;
+            let logged = callback::post_callback(
+                target,
+                sdk,
+                event,
+                callback::REST_PLATFORM,
+                ev.to_string().as_bytes(),
+                Tamper::None,
+            )
+            .await;
+            shared.lock().callbacks.push(logged.clone());
+            if !logged.allows() {
+                let fail = Fail::new(10016, "refused by the app's callback");
+                return shared.finish(entry, Ok(Answer::fail(&fail)));
+            }
+            refused = logged.refused_members().into_iter().collect();
+        }
+    }
+    let before = parsed
+        .as_ref()
+        .and_then(|p| p.get("GroupId")?.as_str())
+        .and_then(|id| Some(shared.lock().store.groups.get(id)?.group.clone()));
     let answer = shared.handle(
         entry,
         &rest::Request {
@@ -52,7 +97,27 @@ async fn serve(shared: Arc<Shared>, parts: Parts, body: Bytes) -> Served {
             query: parts.uri.query(),
             body: &body,
         },
+        refused,
     );
+    // Then, as Tencent does, told after the change without holding up the answer.
+    if let (true, Some((target, parsed, op))) = (answer.applied, asks) {
+        let after = callback::after_event(command, &op, &parsed, before.as_ref());
+        if let Some((event, ev)) = after {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let logged = callback::post_callback(
+                    &target,
+                    shared.app.sdk_app_id,
+                    event,
+                    callback::REST_PLATFORM,
+                    ev.to_string().as_bytes(),
+                    Tamper::None,
+                )
+                .await;
+                shared.lock().callbacks.push(logged);
+            });
+        }
+    }
     let outcome = match fault.map(|f| f.kind) {
         None => Ok(answer),
         Some(FaultKind::Slow) => {

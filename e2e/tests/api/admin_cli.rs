@@ -488,7 +488,7 @@ async fn tencent_settings_sit_beside_leancloud_s_and_never_show_their_key() {
          server: https://adminapisgp.im.qcloud.com\n  sdk app id: 1400000123\n  \
          admin identifier: im-admin\n  group type: Private\n  group id prefix: g-\n  \
          mirroring: off\n  system messages: on\n  on delete: delete\n  \
-         max calls per second: 50\n  usersig expire: 3600 s\n"
+         max calls per second: 50\n  client creates: off\n  usersig expire: 3600 s\n"
     );
     let stored = store.tencent_key("tc-app").await.unwrap().unwrap();
     assert_eq!(stored.key, Secret::new(tencent_key.clone()));
@@ -502,6 +502,45 @@ async fn tencent_settings_sit_beside_leancloud_s_and_never_show_their_key() {
     std::fs::remove_dir_all(&dir).unwrap();
     let stored = store.tencent_key("tc-app").await.unwrap().unwrap();
     assert_eq!(stored.key, Secret::new(new_key.clone()));
+    assert_eq!(stored.callback_token, None);
+
+    // The callback token (from stdin) and the client-creates setting; the key is kept.
+    let callback_token = format!("cb-{}", unique("token"));
+    let out = run(
+        &set(&["--callback-token-file", "-", "--client-creates", "on"]),
+        Some(&format!("{callback_token}\n")),
+        true,
+    );
+    assert!(out.contains("client creates: on\n"), "{out}");
+    let stored = store.tencent_key("tc-app").await.unwrap().unwrap();
+    assert_eq!(
+        stored.callback_token,
+        Some(Secret::new(callback_token.clone()))
+    );
+    assert_eq!(stored.key, Secret::new(new_key.clone()));
+    assert!(stored.settings.client_creates());
+    // Both from standard input cannot be told apart: refused, nothing changed.
+    run(
+        &set(&["--key-file", "-", "--callback-token-file", "-"]),
+        Some("x\n"),
+        false,
+    );
+    // A LeanCloud set does not take it.
+    run(
+        &[
+            "app",
+            "im-cloud",
+            "set",
+            "tc-app",
+            "--callback-token-file",
+            "-",
+        ],
+        Some("x\n"),
+        false,
+    );
+    let out = run(&["app", "im-cloud", "show", "tc-app"], None, true);
+    assert!(out.contains("client creates: on"), "{out}");
+    assert!(!out.contains(&callback_token), "{out}");
 
     // Unknown apps; a removed app keeps no Tencent key.
     run(&["app", "im-cloud", "show", "nope"], None, false);
@@ -513,7 +552,7 @@ async fn tencent_settings_sit_beside_leancloud_s_and_never_show_their_key() {
     assert_eq!(store.tencent_key("tc-app").await.unwrap(), None);
 
     // No key was ever printed.
-    for key in [&master, &tencent_key, &new_key] {
+    for key in [&master, &tencent_key, &new_key, &callback_token] {
         assert!(
             !operator.everything.contains(key.as_str()),
             "{}",

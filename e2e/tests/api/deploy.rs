@@ -160,7 +160,7 @@ fn every_function_rolls_out_through_its_alias_with_alarms() {
     );
 
     let fns = functions(&t);
-    assert_eq!(fns.len(), 23);
+    assert_eq!(fns.len(), 24);
     for (id, f) in &fns {
         assert_eq!(property(&t, f, "AutoPublishAlias"), "live", "{id}");
         assert!(

@@ -324,6 +324,11 @@ impl Function {
         self.serves_only("/signature/")
     }
 
+    /// An IM cloud's callback endpoint: no bearer token, its own authentication.
+    fn is_callback(&self) -> bool {
+        self.serves_only("/im-cloud/")
+    }
+
     fn is_health(&self) -> bool {
         self.paths == ["/health"]
     }
@@ -786,7 +791,7 @@ fn signature_access(functions: &[Function]) -> Vec<String> {
 fn token_reads(functions: &[Function]) -> Vec<String> {
     functions
         .iter()
-        .filter(|f| !f.is_health() && !f.is_stream())
+        .filter(|f| !f.is_health() && !f.is_stream() && !f.is_callback())
         .filter(|f| !f.may("dynamodb:GetItem", "TOKEN_KEY"))
         .map(|f| {
             format!(
@@ -924,15 +929,23 @@ fn the_functions_are_classified() {
     let signatures = fns.iter().filter(|f| f.is_signature()).count();
     let groups = fns.iter().filter(|f| f.is_group()).count();
     let health = fns.iter().filter(|f| f.is_health()).count();
+    let callbacks = fns.iter().filter(|f| f.is_callback()).count();
     let streams: Vec<&str> = fns
         .iter()
         .filter(|f| f.is_stream())
         .map(|f| f.binary.as_str())
         .collect();
     assert_eq!(
-        (signatures, groups, health, streams.len(), fns.len()),
-        (10, 11, 1, 1, 23),
-        "signature, group, health, stream functions and all of them"
+        (
+            signatures,
+            groups,
+            health,
+            callbacks,
+            streams.len(),
+            fns.len()
+        ),
+        (10, 11, 1, 1, 1, 24),
+        "signature, group, health, callback, stream functions and all of them"
     );
     assert_eq!(streams, STREAM_FUNCTIONS);
 }
@@ -988,6 +1001,44 @@ fn every_authenticated_function_reads_token_secrets() {
         "functions that cannot check a bearer token",
         token_reads(&functions(&template())),
     );
+}
+
+/// Tencent's callback endpoint reads its app's item (settings and callback token) and the
+/// reserved ids by exact key, reaches no token secret (it takes no bearer token), and
+/// writes only under groups: the add and leave routes' transactions and the sync state.
+#[test]
+fn the_callback_reads_its_app_and_writes_only_groups() {
+    let fns = functions(&template());
+    let f = fns
+        .iter()
+        .find(|f| f.is_callback())
+        .expect("no callback function");
+    assert_eq!(f.binary, "tencent-callback");
+    assert!(f.may("dynamodb:GetItem", "APP"));
+    assert!(f.may("dynamodb:GetItem", "RESERVED"));
+    assert!(
+        !f.may("dynamodb:GetItem", "TOKEN_KEY"),
+        "no bearer token to check"
+    );
+    for action in [
+        "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+    ] {
+        assert!(f.may(action, "GROUP#1"), "{action} on GROUP#");
+    }
+    for s in f.statements.iter().filter(|s| s.allows()) {
+        if !s.writes().is_empty() {
+            let keys = s.leading_keys.clone().unwrap_or_default();
+            assert_eq!(keys, ["GROUP#*"], "{}: writes beyond groups", s.origin);
+        }
+        assert!(
+            !s.grants("dynamodb:Query") && !s.grants("dynamodb:Scan"),
+            "{}",
+            s.origin
+        );
+    }
 }
 
 /// The checks are not vacuous: each change that widens access is reported.

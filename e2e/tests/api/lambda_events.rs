@@ -19,6 +19,7 @@ async fn token_mode_events_then_bad_input() {
         invoke(&port, route.function.name(), Data::File(path))
     })
     .await;
+    fresh_callback_through_the_lambda_path(&port, "events");
     bad_input_through_the_lambda_path();
     decoded_paths_answer_as_the_local_server_does(&key).await;
 }
@@ -31,6 +32,7 @@ async fn authorizer_mode_events_then_key_cases() {
         invoke(&port, route.function.name(), Data::File(path))
     })
     .await;
+    fresh_callback_through_the_lambda_path(&port, "events/authorizer");
     authorizer_mode_key_cases().await;
 }
 
@@ -189,6 +191,43 @@ async fn authorizer_mode_key_cases() {
     let delete = format!("/im/group/{g}");
     assert_eq!(call("delete-group", who("member1"), &delete, None), 403);
     assert_eq!(call("delete-group", who("owner1"), &delete, None), 204);
+}
+
+/// `events/tencent-callback.json` signed now (with the stand-in's own `Sign`, for the
+/// events' callback token): authenticated, and a client's create refused by our rule
+/// (`ActionStatus` OK, `ErrorCode` 1); the same query with another token's `Sign`, the
+/// call refused (`FAIL`).
+fn fresh_callback_through_the_lambda_path(port: &str, dir: &str) {
+    use im_e2e::tencent::callback::callback_query;
+    let route = ROUTES
+        .iter()
+        .find(|r| r.event == "tencent-callback")
+        .unwrap();
+    for (tamper, status, code) in [
+        (im_e2e::tencent::Tamper::None, "OK", 1),
+        (im_e2e::tencent::Tamper::WrongToken, "FAIL", 1),
+    ] {
+        let mut e = read_json(&event_file(dir, route));
+        let query = callback_query(
+            im_e2e::lambda::DEMO_CALLBACK_TOKEN,
+            im_e2e::lambda::DEMO_SDK_APP_ID,
+            "Group.CallbackBeforeCreateGroup",
+            "iOS",
+            tamper,
+        );
+        let params: serde_json::Map<String, Value> = query
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_owned(), Value::from(v)))
+            .collect();
+        e["rawQueryString"] = Value::from(query);
+        e["queryStringParameters"] = Value::Object(params);
+        let resp = invoke(port, route.function.name(), Data::Inline(&e.to_string()));
+        assert_eq!(resp["statusCode"], 200, "{resp}");
+        let b = body(&resp);
+        assert_eq!(b["ActionStatus"], status, "{tamper:?}: {b}");
+        assert_eq!(b["ErrorCode"], code, "{tamper:?}: {b}");
+    }
 }
 
 /// Variants of the event files with bad input: JSON errors, never a 5xx.
@@ -451,6 +490,12 @@ fn unreachable_storage_answers_503_through_every_function() {
         let b = body(&resp);
         if route.function == Function::Health {
             assert_eq!(resp["statusCode"], 200, "{what}: {resp}");
+            continue;
+        }
+        // Refused in the body: the settings and token cannot be read.
+        if route.function == Function::TencentCallback {
+            assert_eq!(resp["statusCode"], 200, "{what}: {resp}");
+            assert_eq!(b["ActionStatus"], "FAIL", "{what}: {resp}");
             continue;
         }
         assert_eq!(resp["statusCode"], 503, "{what}: {resp}");

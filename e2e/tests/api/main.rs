@@ -24,6 +24,7 @@ mod sdk_rules;
 mod signing_rules;
 mod store;
 mod stream_poller;
+mod tencent_callbacks;
 mod tencent_mirror;
 mod tencent_standin;
 mod timestamp_unit;

@@ -51,6 +51,9 @@ fn error_statuses(function: Function) -> &'static [u16] {
             &[400, 401, 403, 404, 409, 413, 415, 422, 503]
         }
         "health" => &[],
+        // Every answer is 200 (the outcome is in the body), but for a path the router
+        // refuses before any handler (a bad percent-escape).
+        "tencent-callback" => &[400],
         other => panic!("no expected error statuses for {other}: add them here"),
     }
 }
@@ -117,7 +120,7 @@ fn the_document_and_the_route_list_agree() {
                 "{name}: {status}"
             );
         }
-        if route.function == Function::Health {
+        if matches!(route.function, Function::Health | Function::TencentCallback) {
             assert_eq!(op["security"], json!([]), "{name} needs no token");
             assert!(!statuses.contains(&401));
         } else {
@@ -202,15 +205,17 @@ fn the_document_is_valid_openapi_3_0() {
             }
         }
         assert_eq!(declared, in_template, "{method} {path}: path parameters");
-        // Bodies come as JSON or form, each with a schema.
+        // Bodies come as JSON or form, each with a schema; Tencent's callbacks as JSON
+        // only (the vendor's contract: anything else is refused in the answer).
         if let Some(body) = op.get("requestBody") {
             let content = body["content"].as_object().unwrap();
             let types: BTreeSet<&str> = content.keys().map(String::as_str).collect();
-            assert_eq!(
-                types,
-                BTreeSet::from(["application/json", "application/x-www-form-urlencoded"]),
-                "{method} {path}"
-            );
+            let expected = if path.starts_with("/im-cloud/") {
+                BTreeSet::from(["application/json"])
+            } else {
+                BTreeSet::from(["application/json", "application/x-www-form-urlencoded"])
+            };
+            assert_eq!(types, expected, "{method} {path}");
         }
         for (status, response) in op["responses"].as_object().unwrap() {
             let response = s.resolve(response).unwrap();

@@ -98,7 +98,7 @@ fn template_maps_exactly_the_listed_routes_one_function_each() {
         .map(str::to_owned)
         .collect();
     assert_eq!(functions, all);
-    assert_eq!(functions.len(), 23);
+    assert_eq!(functions.len(), 24);
     let g = &t["Globals"]["Function"];
     assert_eq!(g["Runtime"], "provided.al2023");
     assert_eq!(g["Architectures"][0], "arm64");
@@ -216,8 +216,9 @@ fn event_files(dir: &str) -> BTreeSet<String> {
             "{stem}"
         );
         // Credentials: a bearer token in the default mode, verified claims in the
-        // authorizer mode, nothing on the open health route.
-        let open = route.function == Function::Health;
+        // authorizer mode, nothing on the open health route nor on Tencent's callbacks
+        // (Tencent cannot send a token; its callback authentication is in the query).
+        let open = matches!(route.function, Function::Health | Function::TencentCallback);
         let has_token = event["headers"].get("authorization").is_some();
         let has_claims = event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"].is_string();
         match dir {
@@ -631,10 +632,14 @@ async fn the_local_server_serves_every_listed_route() {
         assert_ne!(status, 405, "{} {path}", route.method);
         assert_ne!(body["msg"], "route_not_found", "{} {path}", route.method);
         // Authentication runs before anything else on every route but /health.
-        let expected = if route.function == Function::Health {
-            200
-        } else {
-            401
+        // Tencent's callbacks answer 200 with a refusal in the body (ActionStatus FAIL).
+        let expected = match route.function {
+            Function::Health => 200,
+            Function::TencentCallback => {
+                assert_eq!(body["ActionStatus"], "FAIL", "{path}");
+                200
+            }
+            _ => 401,
         };
         assert_eq!(status, expected, "{} {path} without a token", route.method);
         assert!(status < 500, "{} {path}: {status}", route.method);

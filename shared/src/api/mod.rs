@@ -11,6 +11,7 @@ mod respond;
 pub mod routes;
 mod signature;
 pub mod state;
+mod tencent_callback;
 mod usersig;
 
 use std::collections::BTreeMap;

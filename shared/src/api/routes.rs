@@ -7,7 +7,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 
 use super::health::health;
 use super::state::AppState;
-use super::{group, signature, usersig};
+use super::{group, signature, tencent_callback, usersig};
 
 /// A function's entry point: what a function binary runs (`im_shared::lambda::run`).
 /// One type per function, so that a binary names, and links, only its own handler.
@@ -88,6 +88,7 @@ functions! {
     GrantAdmins = "grant-admins" => group::grant_admins,
     RevokeAdmins = "revoke-admins" => group::revoke_admins,
     TransferOwner = "transfer-owner" => group::transfer_owner,
+    TencentCallback = "tencent-callback" => tencent_callback::callback,
     Health = "health" => health,
 }
 
@@ -145,7 +146,10 @@ pub const ROUTES: &[Route] = &[
     // Hands group 1 to bob, who deletes it next (the order `events/` replay in).
     route!("POST" "/im/group/{group_id}/owner" => TransferOwner, "transfer-owner", 200),
     route!("DELETE" "/im/group/{group_id}" => DeleteGroup, "delete-group", 204),
-    // The one route without authentication; it reveals nothing.
+    // Tencent Cloud IM's callbacks for one app: no bearer token (Tencent cannot send one);
+    // its callback authentication instead. Always 200: the answer is in the body.
+    route!("POST" "/im-cloud/tencent/callback/{app_id}" => TencentCallback, "tencent-callback", 200),
+    // The one route without any authentication; it reveals nothing.
     route!("GET" "/health" => Health, "health", 200),
 ];
 

@@ -27,9 +27,12 @@ pub struct TokenKey {
     pub secret: Secret,
 }
 
-/// What a UserSig needs of an app: its Tencent settings and the secret key they go with.
+/// What a UserSig needs of an app: its Tencent settings and the secret key they go with;
+/// and what Tencent's callbacks are checked with: the callback token, if one is set (an
+/// app without one has every callback refused).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TencentKey {
     pub settings: TencentCloud,
     pub key: Secret,
+    pub callback_token: Option<Secret>,
 }

@@ -13,6 +13,7 @@ pub mod policy;
 pub mod reserved;
 pub mod secret;
 pub mod signing;
+pub mod tencent_callback;
 pub mod tencent_cloud;
 pub mod usersig;
 

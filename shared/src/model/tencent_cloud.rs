@@ -83,12 +83,16 @@ pub struct TencentSpec {
     pub max_calls_per_second: u32,
     pub usersig_expire: u64,
     pub group_id_prefix: String,
+    /// Whether a client may create a group in Tencent directly (the callback then allows
+    /// `Group.CallbackBeforeCreateGroup`): for apps that want Tencent-only groups, which
+    /// are never groups of this service. Off: groups are created through this service.
+    pub client_creates: bool,
 }
 
 impl TencentSpec {
     /// The three settings without a default, and the defaults of the rest: group type
     /// `Public`, mirroring on, system messages off, on delete keep, 100 calls/s, a UserSig
-    /// valid one day, no group id prefix.
+    /// valid one day, no group id prefix, no client-made groups.
     pub fn new(server: &str, sdk_app_id: u64, admin_identifier: &str) -> Self {
         Self {
             server: server.to_owned(),
@@ -101,6 +105,7 @@ impl TencentSpec {
             max_calls_per_second: DEFAULT_CALLS_PER_SECOND,
             usersig_expire: DEFAULT_USERSIG_EXPIRE,
             group_id_prefix: String::new(),
+            client_creates: false,
         }
     }
 }
@@ -183,6 +188,19 @@ impl TencentCloud {
         &self.spec.group_id_prefix
     }
 
+    /// Whether clients may create (Tencent-only) groups in Tencent directly.
+    pub fn client_creates(&self) -> bool {
+        self.spec.client_creates
+    }
+
+    /// Our group id for a Tencent `GroupId`, if it is one of the form [`Self::group_id`]
+    /// makes (the prefix, then a group id in its one decimal spelling); `None` for any
+    /// other id, which no group of ours has.
+    pub fn our_group_id(&self, tencent_group_id: &str) -> Option<u64> {
+        let digits = tencent_group_id.strip_prefix(self.spec.group_id_prefix.as_str())?;
+        super::ids::parse_group_id(digits).ok()
+    }
+
     /// The Tencent `GroupId` of our group `group`: the prefix, then the decimal id, so
     /// that clients know one id, and a retried create names the same group.
     pub fn group_id(&self, group: u64) -> String {
@@ -245,6 +263,7 @@ impl fmt::Display for TencentCloud {
         writeln!(f, "system messages: {}", on_off(s.system_messages))?;
         writeln!(f, "on delete: {}", s.on_delete.as_str())?;
         writeln!(f, "max calls per second: {}", s.max_calls_per_second)?;
+        writeln!(f, "client creates: {}", on_off(s.client_creates))?;
         write!(f, "usersig expire: {} s", s.usersig_expire)
     }
 }
@@ -277,12 +296,14 @@ mod tests {
         assert_eq!(t.usersig_expire(), 86_400);
         assert_eq!(t.group_id_prefix(), "");
         assert_eq!(t.group_id(42), "42");
+        assert!(!t.client_creates());
+        assert_eq!(t.our_group_id("42"), Some(42));
         assert_eq!(
             t.to_string(),
             "server: https://adminapisgp.im.qcloud.com\nsdk app id: 1400000000\n\
              admin identifier: admin\ngroup type: Public\ngroup id prefix: -\n\
              mirroring: on\nsystem messages: off\non delete: keep\n\
-             max calls per second: 100\nusersig expire: 86400 s"
+             max calls per second: 100\nclient creates: off\nusersig expire: 86400 s"
         );
     }
 
@@ -322,6 +343,10 @@ mod tests {
     fn group_id_prefixes_leave_room_for_any_group_id() {
         let t = with(|s| s.group_id_prefix = "app1-".into()).unwrap();
         assert_eq!(t.group_id(7), "app1-7");
+        assert_eq!(t.our_group_id("app1-7"), Some(7));
+        for other in ["7", "app1-", "app1-07", "app1-x", "@TGS#2abc", "app2-7"] {
+            assert_eq!(t.our_group_id(other), None, "{other}");
+        }
         let longest = "p".repeat(MAX_GROUP_ID_PREFIX_BYTES);
         let t = with(|s| s.group_id_prefix = longest.clone()).unwrap();
         assert_eq!(t.group_id(u64::MAX).len(), MAX_GROUP_ID_BYTES);

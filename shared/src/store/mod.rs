@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 use crate::model::{
-    AppKey, Caller, ConversationClaim, Created, GroupMeta, GroupPatch, GroupSpec, GroupStatus,
-    Idempotency, MemberList, Page, ReservedIds, TencentKey, TokenKey,
+    AppKey, Caller, CloudId, ConversationClaim, Created, GroupMeta, GroupPatch, GroupSpec,
+    GroupStatus, Idempotency, MemberList, Page, ReservedIds, TencentKey, TokenKey,
 };
 
 pub use cache::{Keys, Links};
@@ -205,7 +205,23 @@ pub trait ConversationStore: Send + Sync + 'static {
     ) -> Result<GroupStatus, StoreError>;
 }
 
-/// Everything the routes need from storage; nothing else.
-pub trait Store: KeyStore + GroupStore + MemberStore + ConversationStore {}
+/// What an IM cloud's callback records that no group route writes.
+#[async_trait]
+pub trait CloudStateStore: Send + Sync + 'static {
+    /// Marks `group_id`'s sync state in `cloud` failed with `why`, while the group is a
+    /// live group of `app_id` (one transaction: the group checked, its sync state
+    /// written); `false` when it is not, or is failed with `why` already (a replayed
+    /// callback changes nothing twice).
+    async fn mark_cloud_failed(
+        &self,
+        app_id: &str,
+        group_id: u64,
+        cloud: CloudId,
+        why: &str,
+    ) -> Result<bool, StoreError>;
+}
 
-impl<T: KeyStore + GroupStore + MemberStore + ConversationStore> Store for T {}
+/// Everything the routes need from storage; nothing else.
+pub trait Store: KeyStore + GroupStore + MemberStore + ConversationStore + CloudStateStore {}
+
+impl<T: KeyStore + GroupStore + MemberStore + ConversationStore + CloudStateStore> Store for T {}

@@ -183,7 +183,7 @@ impl DynamoStore {
                 .table_name(&self.table)
                 .set_key(Some(key(APP_PK, app_id)))
                 .update_expression(format!(
-                    "SET {REMOVED_AT} = :now, updated_at = :now REMOVE master_key, im_cloud, tencent, tencent_key"
+                    "SET {REMOVED_AT} = :now, updated_at = :now REMOVE master_key, im_cloud, tencent, tencent_key, tencent_callback_token"
                 ))
                 .condition_expression(format!(
                     "{} AND attribute_not_exists({REMOVED_AT})",
@@ -338,6 +338,10 @@ impl DynamoStore {
             ),
             ("usersig_expire".to_owned(), n(settings.usersig_expire())),
             ("group_id_prefix".to_owned(), s(settings.group_id_prefix())),
+            (
+                "client_creates".to_owned(),
+                AttributeValue::Bool(settings.client_creates()),
+            ),
         ]);
         let update = Update::builder()
             .table_name(&self.table)
@@ -359,6 +363,34 @@ impl DynamoStore {
         match self.set_settings(app_id, app, "tencent", admin).await? {
             true => Ok(()),
             false => match self.app_item(app_id, "pk").await {
+                Ok(_) => Err(StoreError::KeyNeeded),
+                Err(other) => Err(other),
+            },
+        }
+    }
+
+    /// Sets the token Tencent's callback authentication signs with
+    /// (`crate::model::tencent_callback`), for an app with Tencent settings (`KeyNeeded`
+    /// for an app without them, `NotFound` for no app). Its own attribute, like the
+    /// secret key, so that no read of the settings carries it.
+    pub async fn set_tencent_callback_token(
+        &self,
+        app_id: &str,
+        token: &Secret,
+    ) -> Result<(), StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(APP_PK, app_id)))
+            .update_expression("SET tencent_callback_token = :t, updated_at = :now")
+            .condition_expression(format!("{LIVE_APP} AND attribute_exists(tencent)"))
+            .expression_attribute_values(":t", s(token.expose()))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .build()
+            .map_err(build_err)?;
+        let items = vec![TransactWriteItem::builder().update(update).build()];
+        match self.transact(items).await? {
+            TxOutcome::Done => Ok(()),
+            TxOutcome::Refused(_) => match self.app_item(app_id, "pk").await {
                 Ok(_) => Err(StoreError::KeyNeeded),
                 Err(other) => Err(other),
             },
@@ -404,6 +436,8 @@ impl DynamoStore {
             .map_err(|_| corrupt("max_calls_per_second is out of range".into()))?;
         spec.usersig_expire = number("usersig_expire")?;
         spec.group_id_prefix = text("group_id_prefix").unwrap_or_default();
+        // Settings written before the setting existed: off, the safe reading.
+        spec.client_creates = flag("client_creates").unwrap_or_default();
         TencentCloud::new(spec)
             .map(Some)
             .map_err(|e| corrupt(e.to_string()))
@@ -587,7 +621,7 @@ impl KeyStore for DynamoStore {
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key(APP_PK, app_id)))
-            .projection_expression("tencent, tencent_key")
+            .projection_expression("tencent, tencent_key, tencent_callback_token")
             .send()
             .await
             .map_err(|e| sdk_err("GetItem(app)", e))?;
@@ -595,9 +629,17 @@ impl KeyStore for DynamoStore {
             return Ok(None);
         };
         let settings = Self::tencent_from(app_id, item)?;
+        let callback_token = item
+            .get("tencent_callback_token")
+            .and_then(|v| v.as_s().ok())
+            .map(|t| Secret::new(t.as_str()));
         Ok(settings
             .zip(Self::tencent_key_from(item))
-            .map(|(settings, key)| TencentKey { settings, key }))
+            .map(|(settings, key)| TencentKey {
+                settings,
+                key,
+                callback_token,
+            }))
     }
 
     async fn token_key(&self, kid: &str) -> Result<Option<TokenKey>, StoreError> {

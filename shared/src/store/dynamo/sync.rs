@@ -8,8 +8,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use super::expr::Expr;
 use super::layout::*;
 use super::{build_err, is_condition_failure, sdk_err, DynamoStore, TxOutcome};
+use crate::model::Caller;
 use crate::model::{CloudId, ImCloud, Secret, SyncReport, SyncStatus, TencentCloud};
-use crate::store::StoreError;
+use crate::store::{CloudStateStore, StoreError};
 
 /// Stream sequence numbers are decimal strings of 21 to 40 digits; padded to 40, their
 /// byte order is their numeric order, so a condition can compare them.
@@ -585,5 +586,41 @@ impl DynamoStore {
         )
         .await
         .map(drop)
+    }
+}
+
+#[async_trait::async_trait]
+impl CloudStateStore for DynamoStore {
+    async fn mark_cloud_failed(
+        &self,
+        app_id: &str,
+        group_id: u64,
+        cloud: CloudId,
+        why: &str,
+    ) -> Result<bool, StoreError> {
+        let backend = Caller {
+            app_id: app_id.to_owned(),
+            client_id: String::new(),
+            app_admin: true,
+        };
+        let live = self.check_meta(group_id, &Expr::live_in_app(&backend))?;
+        let update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(sync_key(group_id, cloud)))
+            .update_expression("SET #status = :failed, #error = :why, #at = :now")
+            .condition_expression(
+                "attribute_not_exists(#status) OR #status <> :failed \
+                 OR attribute_not_exists(#error) OR #error <> :why",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":failed", s(SyncStatus::Failed.as_str()))
+            .expression_attribute_values(":why", s(why))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .build()
+            .map_err(build_err)?;
+        let items = vec![live, TransactWriteItem::builder().update(update).build()];
+        Ok(matches!(self.transact(items).await?, TxOutcome::Done))
     }
 }
