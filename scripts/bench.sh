@@ -23,6 +23,10 @@ cargo lambda build --release --arm64 "${pkg_args[@]}" "${floor_args[@]}" 2>&1 | 
 cargo build --release --quiet -p im-local -p im-admin -p im-bench "${pkg_args[@]}" "${floor_args[@]}"
 # The bench profile is the release profile, so this reuses the release builds above.
 cargo bench --quiet --no-run -p im-bench --bench signature_path
+# The runs below use a copy of im-bench: its import spawns itself (current_exe), and a
+# cargo build during the hour this takes must not swap the binary under a run.
+bench_bin="$work/im-bench"
+cp target/release/im-bench "$bench_bin"
 
 echo "== sizes"
 sizes="$work/sizes.md"
@@ -118,7 +122,7 @@ for entry in "${startup_order[@]}"; do
   case $f in floor-*) event=events/health.json ;; esac
   invocations=1
   [ "$entry" = login-signature ] && invocations=5000
-  line=$(IM_DYNAMODB_WARM_UP=$warm target/release/im-bench startup --binary "target/release/$f" --event "$event" --runs 30 --invocations "$invocations" --json)
+  line=$(IM_DYNAMODB_WARM_UP=$warm "$bench_bin" startup --binary "target/release/$f" --event "$event" --runs 30 --invocations "$invocations" --json)
   echo "$entry $line" | tee -a "$startup_json"
 done
 startup_load_after=$(uptime | sed 's/.*load average: //')
@@ -144,28 +148,28 @@ PY
 echo "$startup"
 
 echo "== HTTP load"
-login=$(target/release/im-bench load --url "$http_url/signature/login/dev-app/alice" --connections 16 --seconds 10)
+login=$("$bench_bin" load --url "$http_url/signature/login/dev-app/alice" --connections 16 --seconds 10)
 echo "login: $login"
 group=$(curl -s -X POST "$http_url/im/group" -H "Authorization: Bearer $IM_BENCH_TOKEN" -H 'content-type: application/json' -d '{"group_name":"bench","member_client_ids":"owner","max_members":5000}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["group_id"])')
 # Each request adds a new member; the group's limit (5000) caps how long this can run.
-add=$(target/release/im-bench load --url "$http_url/im/group/$group/member" --method POST --body '{"member_client_ids":"member-{n}"}' --expect 201 --connections 16 --seconds 8)
+add=$("$bench_bin" load --url "$http_url/im/group/$group/member" --method POST --body '{"member_client_ids":"member-{n}"}' --expect 201 --connections 16 --seconds 8)
 echo "add-member: $add"
 
 echo "== Tencent callbacks"
 callback_load=$(uptime | sed 's/.*load average: //')
-callbacks=$(target/release/im-bench callback --url "$http_url" --calls 500)
+callbacks=$("$bench_bin" callback --url "$http_url" --calls 500)
 echo "$callbacks"
 
 echo "== group mirroring"
 # The machine is shared: the load average says how busy it was around these figures.
 mirror_load=$(uptime | sed 's/.*load average/load average/')
-mirror=$(target/release/im-bench mirror --url "$http_url" --writes 300 --pid "$local_pid")
+mirror=$("$bench_bin" mirror --url "$http_url" --writes 300 --pid "$local_pid")
 echo "$mirror"
 echo "($mirror_load when it started)"
 
 echo "== import and export"
 import_load=$(uptime | sed 's/.*load average: //')
-import=$(target/release/im-bench import --work "$work/import" --conversations 10000 --conversations 100000)
+import=$("$bench_bin" import --work "$work/import" --conversations 10000 --conversations 100000)
 echo "$import"
 
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)

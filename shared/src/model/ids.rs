@@ -112,10 +112,15 @@ impl MemberList {
                 )));
             }
         }
-        // The set removed duplicates (equal strings are equal in either order); the
-        // protocol's order is UTF-16's, not the set's byte order.
+        // The set removed duplicates (equal strings are equal in either order) and holds
+        // them in byte order. That is the protocol's order unless the list mixes an id
+        // with a character outside the BMP (a 4-byte lead) and one with a character in
+        // U+E000-U+FFFF (a 0xEE/0xEF lead): only then is there anything to re-sort.
         let mut ids: Vec<String> = set.into_iter().map(str::to_owned).collect();
-        ids.sort_by(|a, b| member_order(a, b));
+        let has = |lead: fn(u8) -> bool| ids.iter().any(|id| id.bytes().any(lead));
+        if has(|b| b >= 0xF0) && has(|b| b == 0xEE || b == 0xEF) {
+            ids.sort_by(|a, b| member_order(a, b));
+        }
         Ok(Self(ids))
     }
 
@@ -343,6 +348,19 @@ mod tests {
         ) {
             let (ua, ub): (Vec<u16>, Vec<u16>) = (a.encode_utf16().collect(), b.encode_utf16().collect());
             prop_assert_eq!(member_order(&a, &b), ua.cmp(&ub));
+        }
+
+        /// The normal form, whether or not it takes the re-sort, is the ids deduplicated
+        /// and sorted by their UTF-16 units (lists with and without both kinds of lead).
+        #[test]
+        fn the_normal_form_is_sorted_by_utf16_units(
+            ids in prop::collection::vec("[ab\u{E9}\u{674E}\u{E000}\u{FF79}\u{20BB7}]{1,4}", 1..12),
+        ) {
+            let m = MemberList::from_ids("m", ids.iter().map(String::as_str), 100, 64).unwrap();
+            let mut expected = ids.clone();
+            expected.sort_by_key(|id| id.encode_utf16().collect::<Vec<u16>>());
+            expected.dedup();
+            prop_assert_eq!(m.ids(), &expected[..]);
         }
 
         #[test]
