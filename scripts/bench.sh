@@ -80,6 +80,8 @@ what = {
     "user_sig_alone": "`usersig::user_sig` alone: that HMAC, the JSON, zlib and Tencent's base64",
     "sort_100_ids_sdk_order": "100 member ids (ASCII, CJK, outside the BMP, halfwidth; shuffled) sorted in the order signatures use: UTF-16 code units, as the vendors' SDKs sort (`ids::member_order`)",
     "sort_100_ids_byte_order": "the same 100 ids sorted by bytes, the order signatures used before",
+    "normal_form_100_ids_mixed": "`MemberList::parse_joined` of those 100 ids joined by colons, as a signature route takes them: each id checked, duplicates removed, the SDKs' order (a re-sort: the list mixes ids outside the BMP with halfwidth ones)",
+    "normal_form_100_ids_no_resort": "the same with the halfwidth character replaced by `k`: the set's byte order is already the SDKs' order, so no re-sort runs",
     "usersig": "a UserSig through the usersig function's router, the token key and the Tencent key from the caches",
     "invite": "an invite on a group's linked conversation through the invite function's router, keys from the caches, the link and the caller's standing from `WarmFacts`",
     "invite_on_dynamodb_local": "the same invite on the service as it is: the link from its cache, the caller's standing by a BatchGetItem on DynamoDB Local each time",
@@ -252,7 +254,10 @@ cost, as \`login\` minus \`hmac_sha1_alone\` is for a login.
 Member lists are signed in the vendors' SDK order, by UTF-16 code units (issue 25):
 \`sort_100_ids_sdk_order\` against \`sort_100_ids_byte_order\` is what that order costs
 over the byte order it replaced, on the longest list a signature takes; next to
-\`invite\`, a whole request, it is the part of a signature the order can move.
+\`invite\`, a whole request, it is the part of a signature the order can move. A route
+sorts only a list that mixes ids outside the BMP with ids in U+E000-U+FFFF (the only case
+where the two orders differ): \`normal_form_100_ids_no_resort\` is what any other list
+costs, \`normal_form_100_ids_mixed\` what such a list costs.
 
 DynamoDB calls made while measuring (counted by an SDK interceptor; the benchmark fails
 if a cached path makes any):
