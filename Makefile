@@ -165,11 +165,11 @@ smoke:
 
 # The pipeline's smoke check of a deployed stage, as client smoke-ci of the app
 # $SMOKE_APP with a ten-minute token from the key $SMOKE_TOKEN_KID / $SMOKE_TOKEN_SECRET.
-# Until those are set (a stage's first deploy: README, "Bootstrap") it warns and passes.
+# Until those are set (a stage's first deploy: docs/deploy.md, "Bootstrap") it warns and passes.
 smoke-stage:
 	@test -n "$(STAGE)" -a "$(STAGE)" != default || { echo "usage: make smoke-stage STAGE=<staging|prod>" >&2; exit 2; }
 	@if [ -z "$$SMOKE_APP" ] || [ -z "$$SMOKE_TOKEN_KID" ] || [ -z "$$SMOKE_TOKEN_SECRET" ]; then \
-	  echo "::warning::$(STAGE): smoke check skipped: SMOKE_APP_ID, SMOKE_TOKEN_KID or SMOKE_TOKEN_SECRET is not set (README, Bootstrap)"; \
+	  echo "::warning::$(STAGE): smoke check skipped: SMOKE_APP_ID, SMOKE_TOKEN_KID or SMOKE_TOKEN_SECRET is not set (docs/deploy.md, Bootstrap)"; \
 	  exit 0; \
 	fi; \
 	url=$$($(MAKE) -s stack-output STAGE=$(STAGE) OUTPUT=ApiUrl) && \

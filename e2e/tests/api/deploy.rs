@@ -547,8 +547,8 @@ fn the_deploy_role_policy_covers_every_service_of_the_template() {
 /// The pipeline's stages, each deployed by a role of its own.
 const STAGES: [&str; 2] = ["staging", "prod"];
 
-/// This repository as the trust policies name it: the placeholder the README has replaced
-/// with the `repo:` part of this repository's OIDC subject.
+/// This repository as the trust policies name it: the placeholder docs/deploy.md has
+/// replaced with the `repo:` part of this repository's OIDC subject.
 const REPOSITORY: &str = "<owner>/<repo>";
 
 /// The account the documents' `<account>` placeholder stands for in these checks.
@@ -628,7 +628,7 @@ const STAGELESS_RESOURCES: [&str; 11] = [
     "arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-*",
     // Mappings are named by a random id; their changes are narrowed by function instead.
     "arn:aws:lambda:*:*:event-source-mapping:*",
-    // HTTP APIs are named by a random id: README, "What keeps the pipeline off prod".
+    // HTTP APIs are named by a random id: docs/deploy.md, "What keeps the pipeline off prod".
     "arn:aws:apigateway:*::/apis",
     "arn:aws:apigateway:*::/apis/*",
     "arn:aws:apigateway:*::/tags/*",
@@ -637,8 +637,8 @@ const STAGELESS_RESOURCES: [&str; 11] = [
     "arn:aws:iam::*:policy/im-signing-boundary-*",
 ];
 
-/// A document of `docs/` as the README has it put in the account for `stage`: its text
-/// and its JSON.
+/// A document of `docs/` as docs/deploy.md has it put in the account for `stage`: its
+/// text and its JSON.
 fn stage_document(name: &str, stage: &str) -> (String, serde_json::Value) {
     let path = repo_root().join("docs").join(name);
     let text = std::fs::read_to_string(&path)
@@ -678,8 +678,20 @@ fn boundary_arn(stage: &str) -> String {
     format!("arn:aws:iam::{ACCOUNT}:policy/im-signing-boundary-{stage}")
 }
 
-fn readme() -> String {
-    std::fs::read_to_string(repo_root().join("README.md")).unwrap()
+/// The pipeline's set-up, as docs/deploy.md (where the README's map points) has it.
+fn deploy_doc() -> String {
+    std::fs::read_to_string(repo_root().join("docs/deploy.md")).unwrap()
+}
+
+/// The README and docs/deploy.md, each with its name: what neither may hold.
+fn setup_docs() -> [(&'static str, String); 2] {
+    [
+        (
+            "README.md",
+            std::fs::read_to_string(repo_root().join("README.md")).unwrap(),
+        ),
+        ("docs/deploy.md", deploy_doc()),
+    ]
 }
 
 /// The shell commands of a workflow job's steps.
@@ -753,7 +765,7 @@ fn each_stages_role_trusts_only_its_environment_on_main_of_this_repository() {
         );
         // One subject (a list would trust each of its entries): this repository's jobs in
         // this stage's environment, on main (the sub claim carries the ref once the
-        // repository's OIDC subject template includes it: README).
+        // repository's OIDC subject template includes it: docs/deploy.md).
         let sub = equals["token.actions.githubusercontent.com:sub"]
             .as_str()
             .unwrap_or_else(|| panic!("{name}: the sub condition is not one string"));
@@ -767,19 +779,22 @@ fn each_stages_role_trusts_only_its_environment_on_main_of_this_repository() {
             "{name} names the other stage"
         );
     }
-    // The README points at these files and holds no trust policy of its own to drift.
-    let readme = readme();
+    // docs/deploy.md points at these files, and neither it nor the README holds a trust
+    // policy of its own to drift.
+    let doc = deploy_doc();
     for stage in STAGES {
         let file = format!("docs/deploy-role-trust-{stage}.json");
-        assert!(readme.contains(&file), "README: no {file}");
+        assert!(doc.contains(&file), "docs/deploy.md: no {file}");
+    }
+    for (name, text) in setup_docs() {
+        assert!(
+            !text.contains("githubusercontent.com:sub"),
+            "{name}: a trust policy besides docs/"
+        );
     }
     assert!(
-        !readme.contains("githubusercontent.com:sub"),
-        "README: a trust policy besides docs/"
-    );
-    assert!(
-        readme.contains(r#""include_claim_keys": ["repo", "context", "ref"]"#),
-        "README: no OIDC subject template with the ref"
+        doc.contains(r#""include_claim_keys": ["repo", "context", "ref"]"#),
+        "docs/deploy.md: no OIDC subject template with the ref"
     );
 }
 
@@ -798,7 +813,7 @@ fn only_main_deploys_and_each_stage_with_its_own_role() {
             );
         }
     }
-    let readme = readme();
+    let doc = deploy_doc();
     let mut variables = BTreeSet::new();
     for (id, stage, job) in deploy_jobs(&wf) {
         // The roles' trust and the environments' branch rule hold; the job says so too.
@@ -830,13 +845,15 @@ fn only_main_deploys_and_each_stage_with_its_own_role() {
             "{id}: not the {stage} role"
         );
         assert!(variables.insert(variable.clone()), "{id}: role shared");
-        assert!(readme.contains(&variable), "README: no {variable}");
+        assert!(doc.contains(&variable), "docs/deploy.md: no {variable}");
     }
     assert_eq!(variables.len(), STAGES.len());
-    assert!(
-        !readme.contains("AWS_DEPLOY_ROLE_ARN"),
-        "README: the one role of both stages"
-    );
+    for (name, text) in setup_docs() {
+        assert!(
+            !text.contains("AWS_DEPLOY_ROLE_ARN"),
+            "{name}: the one role of both stages"
+        );
+    }
 }
 
 #[test]
@@ -844,7 +861,7 @@ fn each_deploy_role_changes_roles_only_under_its_stages_boundary() {
     for stage in STAGES {
         let (_, policy) = stage_document("deploy-role-policy.json", stage);
         let own_roles = format!("arn:aws:iam::*:role/im-signing-{stage}-*");
-        // README's name for the role, and the policy it may set as boundary.
+        // docs/deploy.md's name for the role, and the policy it may set as boundary.
         let deploy_role = format!("arn:aws:iam::{ACCOUNT}:role/im-signing-deploy-{stage}");
         let boundary = boundary_arn(stage);
         let statements = policy["Statement"].as_array().unwrap();
