@@ -35,6 +35,7 @@ use im_shared::api::{router, AppState};
 use im_shared::config::{Config, DynamoBounds};
 use im_shared::model::{ImCloud, OnDelete};
 use im_shared::routes::Function;
+use im_shared::store::dynamo::layout;
 use im_shared::store::DynamoStore;
 use im_sync::mirror::DEADLINE_MARGIN;
 use im_sync::Syncer;
@@ -426,7 +427,7 @@ fn batch_members(payload: &[u8]) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter_map(|r| r["dynamodb"]["Keys"]["sk"]["S"].as_str())
-        .filter_map(|sk| sk.strip_prefix("MEMBER#"))
+        .filter_map(|sk| sk.strip_prefix(layout::MEMBER_PREFIX))
         .map(str::to_owned)
         .collect()
 }

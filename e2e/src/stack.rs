@@ -13,6 +13,7 @@ use im_shared::api::{router, AppState};
 use im_shared::config::{Config, DynamoBounds};
 use im_shared::model::Secret;
 use im_shared::routes::Function;
+use im_shared::store::dynamo::layout;
 use im_shared::store::DynamoStore;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rand::distr::{Alphanumeric, SampleString};
@@ -151,8 +152,7 @@ pub async fn change_group_item(
         .client()
         .update_item()
         .table_name(store.table())
-        .key("pk", AttributeValue::S(format!("GROUP#{group_id}")))
-        .key("sk", AttributeValue::S("META".into()));
+        .set_key(Some(layout::meta_key(group_id)));
     change(update).send().await.unwrap();
 }
 

@@ -2,6 +2,7 @@
 //! and after. Pure, so every rule about what a record means is unit-tested here.
 
 use aws_lambda_events::event::dynamodb::EventRecord;
+use im_shared::store::dynamo::layout::{self, MEMBER_PREFIX, META_SK, PK, SK};
 use serde::{Deserialize, Serialize};
 
 /// The group item's fields that the mirror follows.
@@ -131,13 +132,10 @@ pub fn read(record: &EventRecord) -> Result<Record, Skip> {
         let item: serde_json::Value = serde_dynamo::from_item(keys.clone()).ok()?;
         item.get(name)?.as_str().map(str::to_owned)
     };
-    let (Some(pk), Some(sk)) = (key("pk"), key("sk")) else {
+    let (Some(pk), Some(sk)) = (key(PK), key(SK)) else {
         return Err(Skip::Unreadable("no pk/sk keys".into()));
     };
-    let group_id = pk
-        .strip_prefix("GROUP#")
-        .and_then(|id| id.parse::<u64>().ok())
-        .ok_or(Skip::NotAGroupItem)?;
+    let group_id = layout::group_of_pk(&pk).ok_or(Skip::NotAGroupItem)?;
     let seq = record
         .change
         .sequence_number
@@ -152,12 +150,12 @@ pub fn read(record: &EventRecord) -> Result<Record, Skip> {
             .map(|g| Some(Box::new(g)))
             .map_err(|e| unreadable("group image", e))
     };
-    let change = if sk == "META" {
+    let change = if sk == META_SK {
         Change::Group {
             old: image(&record.change.old_image)?,
             new: image(&record.change.new_image)?,
         }
-    } else if sk.starts_with("MEMBER#") {
+    } else if sk.starts_with(MEMBER_PREFIX) {
         let joined = match record.event_name.as_str() {
             "INSERT" => true,
             "REMOVE" => false,
@@ -177,13 +175,11 @@ pub fn read(record: &EventRecord) -> Result<Record, Skip> {
         if joined && member.pending.is_some() {
             return Err(Skip::Pending);
         }
-        // gsi1pk is CLIENT#<app id>:<client id>; ids never contain ':'.
         let app_id = member
             .gsi1pk
             .as_deref()
-            .and_then(|k| k.strip_prefix("CLIENT#"))
-            .and_then(|k| k.split_once(':'))
-            .map(|(app, _)| app.to_owned());
+            .and_then(layout::app_of_member_gsi1pk)
+            .map(str::to_owned);
         Change::Member {
             client_id: member.client_id,
             joined,

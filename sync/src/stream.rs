@@ -10,15 +10,16 @@ use std::cmp::Ordering;
 use aws_lambda_events::event::dynamodb::{EventRecord, StreamRecord, StreamViewType, UserIdentity};
 use aws_sdk_dynamodbstreams::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodbstreams::types::{self as ddbs, ShardIteratorType};
+use im_shared::store::dynamo::layout::{GROUP_PREFIX, MEMBER_PREFIX, META_SK, PK, SK};
 use serde::{Deserialize, Serialize};
 
 /// The mapping's filter (template.yaml's `FilterCriteria`): group items (`GROUP#<id>` /
 /// `META`) and member items (`GROUP#<id>` / `MEMBER#<client id>`); not a group's sync
 /// state, apps, keys or idempotency records.
 pub fn group_and_member_items(record: &EventRecord) -> bool {
-    match (string_key(record, "pk"), string_key(record, "sk")) {
+    match (string_key(record, PK), string_key(record, SK)) {
         (Some(pk), Some(sk)) => {
-            pk.starts_with("GROUP#") && (sk == "META" || sk.starts_with("MEMBER#"))
+            pk.starts_with(GROUP_PREFIX) && (sk == META_SK || sk.starts_with(MEMBER_PREFIX))
         }
         _ => false,
     }

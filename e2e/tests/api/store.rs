@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
-use im_e2e::stack::{change_group_item, fresh_store, mark_deleting, test_key, test_token_secret};
+use im_e2e::stack::{fresh_store, mark_deleting, test_key, test_token_secret};
 use im_shared::model::Secret;
 use im_shared::model::{
     AppKey, Caller, GroupPatch, GroupSpec, GroupStatus, NewGroup, Standing, TencentKey, TokenKey,
@@ -823,16 +823,8 @@ async fn places_left(store: &DynamoStore, group_id: u64) -> Option<u64> {
     out.item()?.get("places_left")?.as_n().ok()?.parse().ok()
 }
 
-/// What a group item written before `places_left` existed looks like.
-async fn forget_places_left(store: &DynamoStore, group_id: u64) {
-    change_group_item(store, group_id, |u| {
-        u.update_expression("REMOVE places_left")
-    })
-    .await;
-}
-
 #[tokio::test]
-async fn places_left_follow_every_change_and_older_groups_get_them() {
+async fn places_left_follow_every_change() {
     let store = fresh_store("store-free").await;
     let owner = caller("owner");
     let spec = GroupSpec {
@@ -849,22 +841,18 @@ async fn places_left_follow_every_change_and_older_groups_get_them() {
         .group_id;
     assert_eq!(places_left(&store, g).await, Some(3));
 
-    // An add and a removal on a group item without `free` give it the right count.
-    forget_places_left(&store, g).await;
+    // In step with the count: an add and a removal, an add with one already a member, a
+    // removal with one who is not, a leave.
     store
         .add_members(&owner, g, &members(&["b"]))
         .await
         .unwrap();
     assert_eq!(places_left(&store, g).await, Some(2));
-    forget_places_left(&store, g).await;
     store
         .remove_members(&owner, g, &members(&["a"]))
         .await
         .unwrap();
     assert_eq!(places_left(&store, g).await, Some(3));
-
-    // From then on, in step with the count: an add with one already a member, a removal
-    // with one who is not, a leave.
     store
         .add_members(&owner, g, &members(&["b", "c", "d"]))
         .await

@@ -140,18 +140,9 @@ pub struct GroupMeta {
     /// reserved and whose member items are being written: member items carrying one of
     /// these are not members yet (see `store::dynamo::bulk`).
     pub pending_adds: BTreeSet<String>,
-    /// `max_members` less the members and the places big adds have reserved; absent on
-    /// items written before it existed.
-    pub places_left: Option<u64>,
-}
-
-impl GroupMeta {
-    /// How many members may still be added: the places left, or on an item written
-    /// before `places_left` existed, what its count leaves.
-    pub fn room(&self) -> u64 {
-        self.places_left
-            .unwrap_or_else(|| self.max_members.saturating_sub(self.member_count))
-    }
+    /// How many members may still be added: `max_members` less the members and the
+    /// places big adds have reserved.
+    pub places_left: u64,
 }
 
 impl GroupMeta {

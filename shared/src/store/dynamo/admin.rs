@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
-use super::expr::Expr;
+use super::expr::{Expr, UpdateExpr};
 use super::layout::*;
 use super::{build_err, is_condition_failure, sdk_err, DynamoStore, TxOutcome};
 
@@ -89,7 +89,12 @@ impl DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(APP_PK, app_id)))
-            .update_expression("SET #a = :v, updated_at = :now")
+            .update_expression(
+                UpdateExpr::new()
+                    .set("#a = :v")
+                    .set("updated_at = :now")
+                    .text(),
+            )
             .condition_expression(LIVE_APP)
             .expression_attribute_names("#a", attribute)
             .expression_attribute_values(":v", value)
@@ -120,9 +125,9 @@ impl DynamoStore {
             .expression_attribute_names("#cloud", cloud);
         let reserve = match reserved {
             Some(id) => reserve
-                .update_expression("SET #cloud = :id")
+                .update_expression(UpdateExpr::new().set("#cloud = :id").text())
                 .expression_attribute_values(":id", s(id)),
-            None => reserve.update_expression("REMOVE #cloud"),
+            None => reserve.update_expression(UpdateExpr::new().remove("#cloud").text()),
         };
         let items = vec![
             TransactWriteItem::builder().update(app).build(),
@@ -175,20 +180,25 @@ impl DynamoStore {
                 Some(n) => Expr::new("attribute_exists(pk) AND token_keys = :n")
                     .value(":n", AttributeValue::N(n.clone())),
                 None => Expr::new("attribute_exists(pk) AND attribute_not_exists(token_keys)"),
-            };
+            }
+            .and(&format!("attribute_not_exists({REMOVED_AT})"));
             let now = now_rfc3339();
-            let mut values = unchanged.values.clone();
-            values.insert(":now".into(), s(now.as_str()));
+            let update = UpdateExpr::new()
+                .set(&format!("{REMOVED_AT} = :now"))
+                .set("updated_at = :now")
+                .remove("master_key")
+                .remove("im_cloud")
+                .remove("tencent")
+                .remove("tencent_key")
+                .remove("tencent_callback_token")
+                .value(":now", s(now.as_str()));
+            // No names: neither expression has any.
+            let (_, values) = update.placeholders_with(&unchanged);
             let tombstone = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(APP_PK, app_id)))
-                .update_expression(format!(
-                    "SET {REMOVED_AT} = :now, updated_at = :now REMOVE master_key, im_cloud, tencent, tencent_key, tencent_callback_token"
-                ))
-                .condition_expression(format!(
-                    "{} AND attribute_not_exists({REMOVED_AT})",
-                    unchanged.text
-                ))
+                .update_expression(update.text())
+                .condition_expression(unchanged.text())
                 .set_expression_attribute_values(Some(values))
                 .build()
                 .map_err(build_err)?;
@@ -215,7 +225,12 @@ impl DynamoStore {
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(TOKEN_KEY_PK, kid)))
-            .update_expression("SET #status = :retired, retired_at = :now")
+            .update_expression(
+                UpdateExpr::new()
+                    .set("#status = :retired")
+                    .set("retired_at = :now")
+                    .text(),
+            )
             .condition_expression("app_id = :app")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":retired", s(RETIRED))
@@ -251,7 +266,12 @@ impl DynamoStore {
         let app = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(APP_PK, app_id)))
-            .update_expression("SET im_cloud = :m, updated_at = :now")
+            .update_expression(
+                UpdateExpr::new()
+                    .set("im_cloud = :m")
+                    .set("updated_at = :now")
+                    .text(),
+            )
             .condition_expression(LIVE_APP)
             .expression_attribute_values(":m", AttributeValue::M(map))
             .expression_attribute_values(":now", s(now_rfc3339()))
@@ -350,12 +370,23 @@ impl DynamoStore {
             .expression_attribute_values(":now", s(now_rfc3339()));
         let update = match secret_key {
             Some(secret) => update
-                .update_expression("SET tencent = :m, tencent_key = :k, updated_at = :now")
+                .update_expression(
+                    UpdateExpr::new()
+                        .set("tencent = :m")
+                        .set("tencent_key = :k")
+                        .set("updated_at = :now")
+                        .text(),
+                )
                 .condition_expression(LIVE_APP)
                 .expression_attribute_values(":k", s(secret.expose())),
             // Without a key, only an app that has one already.
             None => update
-                .update_expression("SET tencent = :m, updated_at = :now")
+                .update_expression(
+                    UpdateExpr::new()
+                        .set("tencent = :m")
+                        .set("updated_at = :now")
+                        .text(),
+                )
                 .condition_expression(format!("{LIVE_APP} AND attribute_exists(tencent_key)")),
         };
         let app = update.build().map_err(build_err)?;
@@ -381,7 +412,12 @@ impl DynamoStore {
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(APP_PK, app_id)))
-            .update_expression("SET tencent_callback_token = :t, updated_at = :now")
+            .update_expression(
+                UpdateExpr::new()
+                    .set("tencent_callback_token = :t")
+                    .set("updated_at = :now")
+                    .text(),
+            )
             .condition_expression(format!("{LIVE_APP} AND attribute_exists(tencent)"))
             .expression_attribute_values(":t", s(token.expose()))
             .expression_attribute_values(":now", s(now_rfc3339()))
@@ -519,7 +555,7 @@ impl DynamoStore {
         let app_exists = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(APP_PK, app_id)))
-            .update_expression("ADD token_keys :one")
+            .update_expression(UpdateExpr::new().add("token_keys :one").text())
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(removed_at)")
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .build()
@@ -548,7 +584,12 @@ impl DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(TOKEN_KEY_PK, kid)))
-            .update_expression("SET #status = :retired, retired_at = :now")
+            .update_expression(
+                UpdateExpr::new()
+                    .set("#status = :retired")
+                    .set("retired_at = :now")
+                    .text(),
+            )
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":retired", s(RETIRED))

@@ -45,7 +45,7 @@ use std::collections::BTreeSet;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use sha2::{Digest, Sha256};
 
-use super::expr::Expr;
+use super::expr::{Expr, UpdateExpr};
 use super::layout::*;
 use super::{build_err, is_condition_failure, sdk_err, DynamoStore, TxOutcome};
 use crate::config::TRANSACTION_MEMBER_CAP;
@@ -134,7 +134,7 @@ impl DynamoStore {
             let update = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(link_key(&caller.app_id, conversation)))
-                .update_expression("SET importing = :g")
+                .update_expression(UpdateExpr::new().set("importing = :g").text())
                 // Free (nobody's, or a tombstone), and no other unfinished group's.
                 .condition_expression(
                     "(attribute_not_exists(pk) OR attribute_exists(closed_at)) AND attribute_not_exists(importing)",
@@ -226,27 +226,29 @@ impl DynamoStore {
             .map(|m| member_item(app_id, group.group_id, m, &now))
             .collect();
         self.batch_put(puts).await?;
-        let mut update = Expr::new(
-            "SET #status = :active, updated_at = :now, last_change = :change REMOVE pending_conversation",
-        )
-        .name("#status", "status")
-        .value(":active", s(ACTIVE))
-        .value(":now", s(now.as_str()))
-        .value(
-            ":change",
-            last_change(
-                ChangeEvent::Created,
-                &group.owner,
-                group.members.ids(),
-                &now,
-            ),
-        );
+        let mut update = UpdateExpr::new();
         if let Some(c) = &conversation {
-            update.text = update
-                .text
-                .replace("SET ", "SET conversation_id = :conversation, ");
-            update = update.value(":conversation", s(c.as_str()));
+            update = update
+                .set("conversation_id = :conversation")
+                .value(":conversation", s(c.as_str()));
         }
+        let update = update
+            .set("#status = :active")
+            .set("updated_at = :now")
+            .set("last_change = :change")
+            .remove("pending_conversation")
+            .name("#status", "status")
+            .value(":active", s(ACTIVE))
+            .value(":now", s(now.as_str()))
+            .value(
+                ":change",
+                last_change(
+                    ChangeEvent::Created,
+                    &group.owner,
+                    group.members.ids(),
+                    &now,
+                ),
+            );
         let cond = Expr::new("#status = :creating AND #app = :app")
             .name("#status", "status")
             .name("#app", "app_id")
@@ -257,7 +259,13 @@ impl DynamoStore {
             let link = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(link_key(app_id, c)))
-                .update_expression("SET group_id = :g REMOVE importing, closed_at")
+                .update_expression(
+                    UpdateExpr::new()
+                        .set("group_id = :g")
+                        .remove("importing")
+                        .remove("closed_at")
+                        .text(),
+                )
                 .condition_expression("importing = :g")
                 .expression_attribute_values(":g", number(group.group_id))
                 .build()
@@ -383,41 +391,40 @@ impl DynamoStore {
                     Seen::Member | Seen::OtherPending => {}
                 }
             }
-            let places =
-                if reserved {
-                    self.reserved_places(group_id, &attr).await?
-                } else {
-                    if new.is_empty() {
-                        return Ok(BigAdd::Nothing); // all members already
-                    }
-                    let adding = new.len() as u64;
-                    if meta.member_count + adding > meta.max_members || adding > meta.room() {
-                        return Err(StoreError::Full {
-                            count: meta.member_count,
-                            max: meta.max_members,
-                            adding,
-                        });
-                    }
-                    match self.reserve(caller, group_id, &attr, adding, &meta).await? {
-                        TxOutcome::Done => {}
-                        // Another add took the places since the read: full, as the group
-                        // item says.
-                        TxOutcome::Refused(r) => {
-                            let old = r.into_iter().find(|(i, _)| *i == 0).and_then(|(_, o)| o);
-                            if let Some(m) = old.as_ref().and_then(meta_from_item).filter(|m| {
-                                m.live && m.app_id == caller.app_id && m.room() < adding
-                            }) {
-                                return Err(StoreError::Full {
-                                    count: m.member_count,
-                                    max: m.max_members,
-                                    adding,
-                                });
-                            }
-                            continue; // changed otherwise: read again and decide again
+            let places = if reserved {
+                self.reserved_places(group_id, &attr).await?
+            } else {
+                if new.is_empty() {
+                    return Ok(BigAdd::Nothing); // all members already
+                }
+                let adding = new.len() as u64;
+                if meta.member_count + adding > meta.max_members || adding > meta.places_left {
+                    return Err(StoreError::Full {
+                        count: meta.member_count,
+                        max: meta.max_members,
+                        adding,
+                    });
+                }
+                match self.reserve(caller, group_id, &attr, adding).await? {
+                    TxOutcome::Done => {}
+                    // Another add took the places since the read: full, as the group
+                    // item says.
+                    TxOutcome::Refused(r) => {
+                        let old = r.into_iter().find(|(i, _)| *i == 0).and_then(|(_, o)| o);
+                        if let Some(m) = old.as_ref().and_then(meta_from_item).filter(|m| {
+                            m.live && m.app_id == caller.app_id && m.places_left < adding
+                        }) {
+                            return Err(StoreError::Full {
+                                count: m.member_count,
+                                max: m.max_members,
+                                adding,
+                            });
                         }
+                        continue; // changed otherwise: read again and decide again
                     }
-                    adding
-                };
+                }
+                adding
+            };
             // A retry finds only what is still to write; never more than was reserved
             // (someone removed since the reserve is not added on top of it).
             new.truncate((places as usize).saturating_sub(ours.len()));
@@ -449,32 +456,29 @@ impl DynamoStore {
     }
 
     /// Step 1 of a big add: under the add's own conditions, `places` reserved for this
-    /// token; refused, with the group item as it was, when the group is not as read.
+    /// token; refused, with the group item as it was, when a condition fails (the places
+    /// taken since the read, the group gone).
     async fn reserve(
         &self,
         caller: &Caller,
         group_id: u64,
         attr: &str,
         places: u64,
-        read: &crate::model::GroupMeta,
     ) -> Result<TxOutcome, StoreError> {
         let now = now_rfc3339();
-        let update = Expr::new(
-            "SET #pa = :places, updated_at = :now, \
-             places_left = if_not_exists(places_left, :base) - :places",
-        )
-        .name("#pa", attr)
-        .value(":places", number(places))
-        .value(":now", s(now.as_str()))
-        .value(":base", number(read.max_members - read.member_count));
-        // Room for all of them: by `places_left`, or, on an item written before it
-        // existed, by the count read (which must still be the count).
-        let cond = Expr::live_in_app(caller)
-            .and("attribute_not_exists(#pa)")
-            .and("(places_left >= :places OR (attribute_not_exists(places_left) AND member_count = :read_count))")
+        let update = UpdateExpr::new()
+            .set("#pa = :places")
+            .set("updated_at = :now")
+            .set("places_left = places_left - :places")
             .name("#pa", attr)
             .value(":places", number(places))
-            .value(":read_count", number(read.member_count));
+            .value(":now", s(now.as_str()));
+        // Room for all of them, by `places_left`.
+        let cond = Expr::live_in_app(caller)
+            .and("attribute_not_exists(#pa)")
+            .and("places_left >= :places")
+            .name("#pa", attr)
+            .value(":places", number(places));
         let mut items = vec![self.update_meta(group_id, &update, &cond)?];
         if !caller.app_admin {
             items.push(self.check_member(group_id, &caller.client_id)?);
@@ -544,44 +548,44 @@ impl DynamoStore {
         let attr = pending_add_attr(token);
         let now = now_rfc3339();
         let count = written.len() as u64;
-        let mut update = Expr::new(
-            "SET updated_at = :now, last_change = :change \
-             ADD member_count :count, version :one, places_left :back REMOVE #pa",
-        )
-        .name("#pa", attr.as_str())
-        .value(":now", s(now.as_str()))
-        .value(":count", number(count))
-        .value(":back", number(places.saturating_sub(count)))
-        .value(":one", number(1));
-        let mut change = last_change(ChangeEvent::MembersAdded, &caller.client_id, written, &now);
-        if let AttributeValue::M(m) = &mut change {
-            // The mirror adds these members at this write (it skipped their inserts).
-            m.insert("bulk".into(), AttributeValue::Bool(true));
+        let mut update = UpdateExpr::new();
+        if count > 0 {
+            let mut change =
+                last_change(ChangeEvent::MembersAdded, &caller.client_id, written, &now);
+            if let AttributeValue::M(m) = &mut change {
+                // The mirror adds these members at this write (it skipped their inserts).
+                m.insert("bulk".into(), AttributeValue::Bool(true));
+            }
+            update = update
+                .set("updated_at = :now")
+                .set("last_change = :change")
+                .add("member_count :count")
+                .add("version :one")
+                .value(":now", s(now.as_str()))
+                .value(":change", change)
+                .value(":count", number(count))
+                .value(":one", number(1));
         }
-        update = update.value(":change", change);
+        // Nothing written (all added meanwhile by others): only the places given back.
+        let update = update
+            .add("places_left :back")
+            .remove("#pa")
+            .name("#pa", attr.as_str())
+            .value(":back", number(places.saturating_sub(count)));
         let cond = Expr::new("attribute_exists(#pa) AND #status = :active")
             .name("#pa", attr.as_str())
             .name("#status", "status")
             .value(":active", s(ACTIVE));
-        if count == 0 {
-            // Nothing written (all added meanwhile by others): give the places back.
-            update.text = "ADD places_left :back REMOVE #pa".into();
-            update.values.remove(":now");
-            update.values.remove(":count");
-            update.values.remove(":one");
-            update.values.remove(":change");
-        }
+        let (names, values) = update.placeholders_with(&cond);
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(meta_key(group_id)))
-            .update_expression(&update.text)
-            .condition_expression(&cond.text)
-            .set_expression_attribute_names(Some(update.clone().with_placeholders_of(&cond).names))
-            .set_expression_attribute_values(Some(
-                update.clone().with_placeholders_of(&cond).values,
-            ))
+            .update_expression(update.text())
+            .condition_expression(cond.text())
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
             .send()
             .await;
         match out {
@@ -619,7 +623,7 @@ impl DynamoStore {
                     let update = Update::builder()
                         .table_name(&self.table)
                         .set_key(Some(key(group_pk(group_id), member_sk(id))))
-                        .update_expression("REMOVE #p")
+                        .update_expression(UpdateExpr::new().remove("#p").text())
                         .condition_expression("#p = :t")
                         .expression_attribute_names("#p", PENDING)
                         .expression_attribute_values(":t", s(token))

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{
     ConditionCheck, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
-use super::expr::Expr;
+use super::expr::{Expr, UpdateExpr};
 use super::layout::*;
 use super::{build_err, is_condition_failure, sdk_err, DynamoStore};
 use crate::model::{Caller, GroupMeta};
@@ -42,9 +42,9 @@ impl DynamoStore {
         let check = ConditionCheck::builder()
             .table_name(&self.table)
             .set_key(Some(meta_key(group_id)))
-            .condition_expression(&cond.text)
-            .set_expression_attribute_names(Some(cond.names.clone()))
-            .set_expression_attribute_values(Some(cond.values.clone()))
+            .condition_expression(cond.text())
+            .set_expression_attribute_names(Some(cond.names().clone()))
+            .set_expression_attribute_values(Some(cond.values().clone()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build_err)?;
@@ -55,17 +55,17 @@ impl DynamoStore {
     pub(super) fn update_meta(
         &self,
         group_id: u64,
-        update: &Expr,
+        update: &UpdateExpr,
         cond: &Expr,
     ) -> Result<TransactWriteItem, StoreError> {
-        let merged = update.clone().with_placeholders_of(cond);
+        let (names, values) = update.placeholders_with(cond);
         let u = Update::builder()
             .table_name(&self.table)
             .set_key(Some(meta_key(group_id)))
-            .update_expression(&update.text)
-            .condition_expression(&cond.text)
-            .set_expression_attribute_names(Some(merged.names))
-            .set_expression_attribute_values(Some(merged.values))
+            .update_expression(update.text())
+            .condition_expression(cond.text())
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build_err)?;
@@ -96,21 +96,21 @@ impl DynamoStore {
         &self,
         caller: &Caller,
         group_id: u64,
-        update: &Expr,
+        update: &UpdateExpr,
         cond: &Expr,
         returning: ReturnValue,
         precondition: Option<Precondition<'_>>,
     ) -> Result<Option<Item>, StoreError> {
-        let merged = update.clone().with_placeholders_of(cond);
+        let (names, values) = update.placeholders_with(cond);
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(meta_key(group_id)))
-            .update_expression(&update.text)
-            .condition_expression(&cond.text)
-            .set_expression_attribute_names(Some(merged.names))
-            .set_expression_attribute_values(Some(merged.values))
+            .update_expression(update.text())
+            .condition_expression(cond.text())
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
             .return_values(returning)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()

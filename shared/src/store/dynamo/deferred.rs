@@ -13,6 +13,7 @@
 
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
+use super::expr::UpdateExpr;
 use super::layout::*;
 use super::sync::padded_sequence;
 use super::{build_err, is_condition_failure, query_items, sdk_err, DynamoStore, TxOutcome};
@@ -97,9 +98,14 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(super::sync::sync_key(group_id, cloud)))
             .update_expression(
-                "SET #held = if_not_exists(#deferred, :seq), \
-                 #deferred = if_not_exists(#deferred, :seq), #held_why = :why, #held_at = :now, \
-                 #status = if_not_exists(#status, :ok), #at = if_not_exists(#at, :now)",
+                UpdateExpr::new()
+                    .set("#held = if_not_exists(#deferred, :seq)")
+                    .set("#deferred = if_not_exists(#deferred, :seq)")
+                    .set("#held_why = :why")
+                    .set("#held_at = :now")
+                    .set("#status = if_not_exists(#status, :ok)")
+                    .set("#at = if_not_exists(#at, :now)")
+                    .text(),
             )
             .condition_expression(
                 "(attribute_not_exists(seq) OR seq < :seq) AND \
@@ -121,7 +127,11 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(deferral_key(group_id, cloud)))
             .update_expression(
-                "SET app_id = :app, due = :due, version = if_not_exists(version, :zero) + :one",
+                UpdateExpr::new()
+                    .set("app_id = :app")
+                    .set("due = :due")
+                    .set("version = if_not_exists(version, :zero) + :one")
+                    .text(),
             )
             .expression_attribute_values(":app", s(app_id))
             .expression_attribute_values(":due", number(due))
@@ -200,7 +210,7 @@ impl DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(deferral_key(group_id, cloud)))
-            .update_expression("SET lease_until = :until")
+            .update_expression(UpdateExpr::new().set("lease_until = :until").text())
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(lease_until) OR lease_until < :now)",
             )
@@ -228,7 +238,12 @@ impl DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(deferral_key(group_id, cloud)))
-            .update_expression("SET due = :due REMOVE lease_until")
+            .update_expression(
+                UpdateExpr::new()
+                    .set("due = :due")
+                    .remove("lease_until")
+                    .text(),
+            )
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":due", number(due))
             .send()
@@ -265,7 +280,14 @@ impl DynamoStore {
         let release = Update::builder()
             .table_name(&self.table)
             .set_key(Some(super::sync::sync_key(group_id, cloud)))
-            .update_expression("REMOVE #held, #held_why, #held_at, #deferred")
+            .update_expression(
+                UpdateExpr::new()
+                    .remove("#held")
+                    .remove("#held_why")
+                    .remove("#held_at")
+                    .remove("#deferred")
+                    .text(),
+            )
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#held", "held")
             .expression_attribute_names("#held_why", "held_why")

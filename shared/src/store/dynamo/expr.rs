@@ -1,6 +1,7 @@
 //! Condition and update expressions, built in pieces with their placeholders; the
 //! group rules (live, in the caller's app, managed or owned by the caller) are written
-//! here once.
+//! here once. Nothing outside this module edits an expression's text: a condition grows
+//! by [`Expr::and`], an update by its clauses ([`UpdateExpr`]).
 
 use std::collections::HashMap;
 
@@ -9,12 +10,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::layout::{number, s, Item, ACTIVE};
 use crate::model::Caller;
 
-/// A condition (or update) expression with its placeholders, built in pieces.
+/// A condition expression with its placeholders, built in pieces.
 #[derive(Default, Clone)]
 pub(super) struct Expr {
-    pub(super) text: String,
-    pub(super) names: HashMap<String, String>,
-    pub(super) values: Item,
+    text: String,
+    names: HashMap<String, String>,
+    values: Item,
 }
 
 impl Expr {
@@ -23,6 +24,18 @@ impl Expr {
             text: text.to_owned(),
             ..Self::default()
         }
+    }
+
+    pub(super) fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub(super) fn names(&self) -> &HashMap<String, String> {
+        &self.names
+    }
+
+    pub(super) fn values(&self) -> &Item {
+        &self.values
     }
 
     pub(super) fn name(mut self, placeholder: &str, attribute: &str) -> Self {
@@ -100,11 +113,145 @@ impl Expr {
         }
         e
     }
+}
 
-    /// Merges another expression's placeholders (for an update with a condition).
-    pub(super) fn with_placeholders_of(mut self, other: &Expr) -> Self {
-        self.names.extend(other.names.clone());
-        self.values.extend(other.values.clone());
+/// An update expression, built by its clauses and rendered in DynamoDB's syntax
+/// (`SET a = :a, b = :b ADD c :c DELETE d :d REMOVE e`), with its placeholders.
+#[derive(Default, Clone)]
+pub(super) struct UpdateExpr {
+    set: Vec<String>,
+    add: Vec<String>,
+    delete: Vec<String>,
+    remove: Vec<String>,
+    names: HashMap<String, String>,
+    values: Item,
+}
+
+impl UpdateExpr {
+    pub(super) fn new() -> Self {
+        Self::default()
+    }
+
+    /// A `SET` action: `attribute = value`.
+    pub(super) fn set(mut self, clause: &str) -> Self {
+        self.set.push(clause.to_owned());
         self
+    }
+
+    /// An `ADD` action: `attribute value` (a number added, or elements to a set).
+    pub(super) fn add(mut self, clause: &str) -> Self {
+        self.add.push(clause.to_owned());
+        self
+    }
+
+    /// A `DELETE` action: `attribute value` (elements taken from a set).
+    pub(super) fn delete(mut self, clause: &str) -> Self {
+        self.delete.push(clause.to_owned());
+        self
+    }
+
+    /// A `REMOVE` action: the attribute (or a list of them) removed.
+    pub(super) fn remove(mut self, attribute: &str) -> Self {
+        self.remove.push(attribute.to_owned());
+        self
+    }
+
+    pub(super) fn name(mut self, placeholder: &str, attribute: &str) -> Self {
+        self.names.insert(placeholder.into(), attribute.into());
+        self
+    }
+
+    pub(super) fn value(mut self, placeholder: &str, v: AttributeValue) -> Self {
+        self.values.insert(placeholder.into(), v);
+        self
+    }
+
+    /// The expression, its actions in the order `SET`, `ADD`, `DELETE`, `REMOVE`.
+    pub(super) fn text(&self) -> String {
+        [
+            ("SET", &self.set),
+            ("ADD", &self.add),
+            ("DELETE", &self.delete),
+            ("REMOVE", &self.remove),
+        ]
+        .into_iter()
+        .filter(|(_, clauses)| !clauses.is_empty())
+        .map(|(action, clauses)| format!("{action} {}", clauses.join(", ")))
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
+
+    /// The placeholders of this update and of its condition `cond`, together (what an
+    /// update with a condition sends).
+    pub(super) fn placeholders_with(&self, cond: &Expr) -> (HashMap<String, String>, Item) {
+        let mut names = self.names.clone();
+        names.extend(cond.names.clone());
+        let mut values = self.values.clone();
+        values.extend(cond.values.clone());
+        (names, values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_renders_its_actions_in_dynamodbs_syntax() {
+        assert_eq!(UpdateExpr::new().text(), "");
+        assert_eq!(
+            UpdateExpr::new().set("a = :a").text(),
+            "SET a = :a",
+            "one action, one clause"
+        );
+        // Actions in a fixed order, whatever the order they were given in; clauses of one
+        // action in theirs, joined by commas.
+        let u = UpdateExpr::new()
+            .remove("e")
+            .delete("#admins :d")
+            .add("version :one")
+            .set("a = :a")
+            .add("member_count :n")
+            .set("b = if_not_exists(b, :b)")
+            .remove("#held, #held_why");
+        assert_eq!(
+            u.text(),
+            "SET a = :a, b = if_not_exists(b, :b) ADD version :one, member_count :n \
+             DELETE #admins :d REMOVE e, #held, #held_why"
+        );
+        assert_eq!(
+            UpdateExpr::new()
+                .add("places_left :back")
+                .remove("#pa")
+                .text(),
+            "ADD places_left :back REMOVE #pa"
+        );
+    }
+
+    #[test]
+    fn an_update_sends_its_placeholders_with_its_conditions() {
+        let u = UpdateExpr::new()
+            .set("#owner = :new")
+            .name("#owner", "owner")
+            .value(":new", s("bob"));
+        let cond = Expr::new("#owner = :caller")
+            .name("#owner", "owner")
+            .and("#status = :active")
+            .name("#status", "status")
+            .value(":caller", s("amy"))
+            .value(":active", s(ACTIVE));
+        assert_eq!(cond.text(), "#owner = :caller AND #status = :active");
+        let (names, values) = u.placeholders_with(&cond);
+        assert_eq!(
+            names,
+            HashMap::from([
+                ("#owner".to_owned(), "owner".to_owned()),
+                ("#status".to_owned(), "status".to_owned()),
+            ])
+        );
+        let mut keys: Vec<&str> = values.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, [":active", ":caller", ":new"]);
+        assert_eq!(values[":new"], s("bob"));
     }
 }

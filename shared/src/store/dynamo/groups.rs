@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 
 use super::conditions::Precondition;
-use super::expr::Expr;
+use super::expr::{Expr, UpdateExpr};
 use super::layout::*;
 use super::{build_err, is_condition_failure, sdk_err, DynamoStore, TxOutcome};
 use crate::model::ids::conversation_may_link;
@@ -68,7 +68,7 @@ impl DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(COUNTER_PK, COUNTER_SK)))
-            .update_expression("ADD next_id :by")
+            .update_expression(UpdateExpr::new().add("next_id :by").text())
             .expression_attribute_values(":by", AttributeValue::N(by.to_string()))
             .return_values(ReturnValue::UpdatedNew)
             .send()
@@ -278,8 +278,9 @@ impl GroupStore for DynamoStore {
             }
         }
         let now = now_rfc3339();
-        let mut sets = vec!["updated_at = :now".to_owned()];
-        let mut update = Expr::default()
+        let mut update = UpdateExpr::new()
+            .set("updated_at = :now")
+            .add("version :one")
             .value(":now", s(now.as_str()))
             .value(":one", AttributeValue::N("1".into()));
         for (attr, value) in [
@@ -289,18 +290,17 @@ impl GroupStore for DynamoStore {
             ("conversation_id", &patch.conversation_id),
         ] {
             if let Some(v) = value {
-                sets.push(format!("{attr} = :{attr}"));
-                update = update.value(&format!(":{attr}"), s(v.as_str()));
+                update = update
+                    .set(&format!("{attr} = :{attr}"))
+                    .value(&format!(":{attr}"), s(v.as_str()));
             }
         }
         if patch.name.is_some() {
-            sets.push("last_change = :change".to_owned());
-            update = update.value(
+            update = update.set("last_change = :change").value(
                 ":change",
                 last_change(ChangeEvent::Renamed, &caller.client_id, &[], &now),
             );
         }
-        update.text = format!("SET {} ADD version :one", sets.join(", "));
         let mut cond = Expr::live_in_app(caller).managed_by(caller);
         let precondition = if_match.map(|versions| Precondition {
             versions,
@@ -381,7 +381,11 @@ impl GroupStore for DynamoStore {
         //    below, by its owner or the app's backend only, but answers NotFound: it was
         //    already deleted.
         let now = now_rfc3339();
-        let update = Expr::new("SET #status = :deleting, updated_at = :now, last_change = :change")
+        let update = UpdateExpr::new()
+            .set("#status = :deleting")
+            .set("updated_at = :now")
+            .set("last_change = :change")
+            .name("#status", "status")
             .value(":deleting", s(DELETING))
             .value(":now", s(now.as_str()))
             .value(
@@ -412,7 +416,9 @@ impl GroupStore for DynamoStore {
                 // Perhaps a delete that stopped half-way. Finishing it keeps its
                 // `last_change`: it was dismissed by whoever dismissed it, and the mirror
                 // announces it once.
-                let touch = Expr::new("SET updated_at = :now").value(":now", s(now.as_str()));
+                let touch = UpdateExpr::new()
+                    .set("updated_at = :now")
+                    .value(":now", s(now.as_str()));
                 let half_done =
                     Expr::new("attribute_exists(pk) AND #app = :app AND #status = :deleting")
                         .name("#app", "app_id")
@@ -451,7 +457,11 @@ impl GroupStore for DynamoStore {
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(link_key(&caller.app_id, conversation)))
-                .update_expression("SET closed_at = if_not_exists(closed_at, :now)")
+                .update_expression(
+                    UpdateExpr::new()
+                        .set("closed_at = if_not_exists(closed_at, :now)")
+                        .text(),
+                )
                 .condition_expression("group_id = :g")
                 .expression_attribute_values(":g", number(group_id))
                 .expression_attribute_values(":now", s(now.as_str()))
@@ -488,24 +498,27 @@ impl GroupStore for DynamoStore {
         // The new owner must be a member, checked in the same transaction; an owner is
         // never also listed as a group admin.
         let now = now_rfc3339();
-        let update = Expr::new(
-            "SET #owner = :new_owner, updated_at = :now, last_change = :change ADD version :one DELETE #admins :new_owner_set",
-        )
-        .name("#owner", "owner")
-        .name("#admins", "admins")
-        .value(":new_owner", s(new_owner))
-        .value(":new_owner_set", string_set(&[new_owner.to_owned()]))
-        .value(":now", s(now.as_str()))
-        .value(
-            ":change",
-            last_change(
-                ChangeEvent::OwnerChanged,
-                &caller.client_id,
-                &[new_owner.to_owned()],
-                &now,
-            ),
-        )
-        .value(":one", AttributeValue::N("1".into()));
+        let update = UpdateExpr::new()
+            .set("#owner = :new_owner")
+            .set("updated_at = :now")
+            .set("last_change = :change")
+            .add("version :one")
+            .delete("#admins :new_owner_set")
+            .name("#owner", "owner")
+            .name("#admins", "admins")
+            .value(":new_owner", s(new_owner))
+            .value(":new_owner_set", string_set(&[new_owner.to_owned()]))
+            .value(":now", s(now.as_str()))
+            .value(
+                ":change",
+                last_change(
+                    ChangeEvent::OwnerChanged,
+                    &caller.client_id,
+                    &[new_owner.to_owned()],
+                    &now,
+                ),
+            )
+            .value(":one", AttributeValue::N("1".into()));
         let cond = Expr::live_in_app(caller).owned_by(caller);
         for settled in [false, true] {
             let items = vec![

@@ -24,6 +24,7 @@ use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::{Delete, Put, PutRequest, TransactWriteItem, Update, WriteRequest};
 
+use super::expr::UpdateExpr;
 use super::layout::*;
 use super::{build_err, is_condition_failure, sdk_err, DynamoStore, TxOutcome};
 use crate::model::{ChangeEvent, GroupMeta, MemberList};
@@ -158,7 +159,7 @@ impl DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(COUNTER_PK, COUNTER_SK)))
-            .update_expression("SET next_id = :to")
+            .update_expression(UpdateExpr::new().set("next_id = :to").text())
             .condition_expression("attribute_not_exists(next_id) OR next_id < :to")
             .expression_attribute_values(":to", number(to))
             .send()
@@ -382,14 +383,14 @@ impl DynamoStore {
             .build()];
         if let Some(conversation) = g.conversation_id {
             let set = if small {
-                "SET group_id = :g REMOVE closed_at"
+                UpdateExpr::new().set("group_id = :g").remove("closed_at")
             } else {
-                "SET importing = :g"
+                UpdateExpr::new().set("importing = :g")
             };
             let update = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(link_key(g.app_id, conversation)))
-                .update_expression(set)
+                .update_expression(set.text())
                 // Free: nobody's, or a tombstone; and no other import's.
                 .condition_expression(
                     "(attribute_not_exists(pk) OR attribute_exists(closed_at)) AND attribute_not_exists(importing)",
@@ -442,8 +443,15 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(meta_key(g.group_id)))
             .update_expression(
-                "SET #status = :active, group_name = :name, #owner = :owner, member_count = :count, \
-                 places_left = :left, max_members = :max, last_change = :change",
+                UpdateExpr::new()
+                    .set("#status = :active")
+                    .set("group_name = :name")
+                    .set("#owner = :owner")
+                    .set("member_count = :count")
+                    .set("places_left = :left")
+                    .set("max_members = :max")
+                    .set("last_change = :change")
+                    .text(),
             )
             .condition_expression("#status = :importing AND app_id = :app")
             .expression_attribute_names("#status", "status")
@@ -468,7 +476,13 @@ impl DynamoStore {
             let link = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(link_key(g.app_id, conversation)))
-                .update_expression("SET group_id = :g REMOVE importing, closed_at")
+                .update_expression(
+                    UpdateExpr::new()
+                        .set("group_id = :g")
+                        .remove("importing")
+                        .remove("closed_at")
+                        .text(),
+                )
                 .condition_expression("importing = :g")
                 .expression_attribute_values(":g", number(g.group_id))
                 .build()
@@ -546,16 +560,21 @@ impl DynamoStore {
                     .filter(|(_, a)| !a)
                     .map(|(m, _)| m.clone())
                     .collect();
-                let mut text = "SET group_name = :name, updated_at = :now, last_change = :change, \
-                     member_count = :count, places_left = :left, max_members = :max ADD version :one"
-                    .to_owned();
+                let mut expr = UpdateExpr::new()
+                    .set("group_name = :name")
+                    .set("updated_at = :now")
+                    .set("last_change = :change")
+                    .set("member_count = :count")
+                    .set("places_left = :left")
+                    .set("max_members = :max")
+                    .add("version :one");
                 if !removed.is_empty() {
-                    text.push_str(" DELETE #admins :removed");
+                    expr = expr.delete("#admins :removed");
                 }
                 let mut update = Update::builder()
                     .table_name(&self.table)
                     .set_key(Some(meta_key(g.group_id)))
-                    .update_expression(text)
+                    .update_expression(expr.text())
                     .condition_expression("#status = :active AND app_id = :app AND version = :seen")
                     .expression_attribute_names("#status", "status")
                     .expression_attribute_values(":active", s(ACTIVE))

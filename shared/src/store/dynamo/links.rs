@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 
+use super::expr::UpdateExpr;
 use super::layout::*;
 use super::{build_err, sdk_err, DynamoStore};
 use crate::model::{ConversationClaim, GroupStatus, Standing};
@@ -47,7 +48,11 @@ impl DynamoStore {
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(link_key(app_id, conversation_id)))
-            .update_expression("SET closed_at = if_not_exists(closed_at, :now)")
+            .update_expression(
+                UpdateExpr::new()
+                    .set("closed_at = if_not_exists(closed_at, :now)")
+                    .text(),
+            )
             .condition_expression("attribute_not_exists(pk) OR group_id = :g")
             .expression_attribute_values(":g", number(group_id))
             .expression_attribute_values(":now", s(now_rfc3339()))

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
 
-use super::expr::Expr;
+use super::expr::{Expr, UpdateExpr};
 use super::layout::*;
 use super::{build_err, sdk_err, DynamoStore, TxOutcome};
 use crate::model::{Caller, ChangeEvent, CloudId, GroupMeta, MemberList, Page};
@@ -145,9 +145,9 @@ impl DynamoStore {
             .filter_map(|sk| sk.strip_prefix(MEMBER_PREFIX).map(str::to_owned))
             .collect())
     }
-    /// The transaction that adds `new` members. Without `read`, it assumes: the group
-    /// item's `places_left` must cover them. With the group as `read`, it keeps to that
-    /// read's count, and gives a group item written before `places_left` existed its `places_left`.
+    /// The transaction that adds `new` members: the group item's `places_left` must cover
+    /// them. With the group as `read` (a try after a refusal), its count must also still
+    /// leave room for them (`member_count` at most `max_members` less them).
     fn add_items(
         &self,
         caller: &Caller,
@@ -158,36 +158,31 @@ impl DynamoStore {
         let now = now_rfc3339();
         let adding = new.len() as u64;
         let added: Vec<String> = new.iter().map(|id| (*id).clone()).collect();
-        let mut update = Expr::new(
-            "SET updated_at = :now, last_change = :change ADD member_count :n, version :one",
-        )
-        .value(":now", s(now.as_str()))
-        .value(
-            ":change",
-            last_change(ChangeEvent::MembersAdded, &caller.client_id, &added, &now),
-        )
-        .value(":n", AttributeValue::N(adding.to_string()))
-        .value(":one", AttributeValue::N("1".into()));
-        let cond = Expr::live_in_app(caller);
-        let cond = match read {
-            None => {
-                update.text.push_str(", places_left :minus");
-                update = update.value(":minus", AttributeValue::N(format!("-{adding}")));
-                cond.and("places_left >= :n")
-                    .value(":n", AttributeValue::N(adding.to_string()))
-            }
-            Some(meta) => {
-                let (counted, cond) = places_from_read(update, cond, meta, '-');
-                update = counted;
-                // ...and no big add has reserved the places meanwhile.
-                cond.and("member_count <= :cap")
-                    .and("(attribute_not_exists(places_left) OR places_left >= :n)")
-                    .value(
-                        ":cap",
-                        AttributeValue::N((meta.max_members - adding).to_string()),
-                    )
-            }
-        };
+        let update = UpdateExpr::new()
+            .set("updated_at = :now")
+            .set("last_change = :change")
+            .add("member_count :n")
+            .add("version :one")
+            .add("places_left :minus")
+            .value(":now", s(now.as_str()))
+            .value(
+                ":change",
+                last_change(ChangeEvent::MembersAdded, &caller.client_id, &added, &now),
+            )
+            .value(":n", AttributeValue::N(adding.to_string()))
+            .value(":one", AttributeValue::N("1".into()))
+            .value(":minus", AttributeValue::N(format!("-{adding}")));
+        let mut cond = Expr::live_in_app(caller);
+        if let Some(meta) = read {
+            // ...and no big add has reserved the places meanwhile.
+            cond = cond.and("member_count <= :cap").value(
+                ":cap",
+                AttributeValue::N((meta.max_members - adding).to_string()),
+            );
+        }
+        let cond = cond
+            .and("places_left >= :n")
+            .value(":n", AttributeValue::N(adding.to_string()));
         let mut items = vec![self.update_meta(group_id, &update, &cond)?];
         if !caller.app_admin {
             items.push(self.check_member(group_id, &caller.client_id)?);
@@ -204,9 +199,8 @@ impl DynamoStore {
         Ok(items)
     }
 
-    /// The transaction that removes `gone` (each must still be a member) under `cond`.
-    /// Without `read`, the group item must have its `places_left` count; with the group as
-    /// `read`, one written before `places_left` existed gets it.
+    /// The transaction that removes `gone` (each must still be a member) under `cond`,
+    /// giving their places back to `places_left`.
     fn remove_items(
         &self,
         caller: &Caller,
@@ -214,7 +208,6 @@ impl DynamoStore {
         cond: &Expr,
         gone: &[String],
         leaving: bool,
-        read: Option<&GroupMeta>,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         // Whoever leaves the group stops being one of its admins.
         let now = now_rfc3339();
@@ -224,29 +217,21 @@ impl DynamoStore {
             ChangeEvent::MembersRemoved
         };
         let n = gone.len() as u64;
-        let mut update = Expr::new(
-            "SET updated_at = :now, last_change = :change \
-             ADD member_count :minus, version :one DELETE #admins :removed",
-        )
-        .name("#admins", "admins")
-        .value(":now", s(now.as_str()))
-        .value(":change", last_change(event, &caller.client_id, gone, &now))
-        .value(":minus", AttributeValue::N(format!("-{n}")))
-        .value(":one", AttributeValue::N("1".into()))
-        .value(":n", AttributeValue::N(n.to_string()))
-        .value(":removed", string_set(gone));
-        let cond = match read {
-            None => {
-                update.text = update.text.replace(" ADD ", " ADD places_left :n, ");
-                cond.clone().and("attribute_exists(places_left)")
-            }
-            Some(meta) => {
-                let (counted, cond) = places_from_read(update, cond.clone(), meta, '+');
-                update = counted;
-                cond
-            }
-        };
-        let mut items = vec![self.update_meta(group_id, &update, &cond)?];
+        let update = UpdateExpr::new()
+            .set("updated_at = :now")
+            .set("last_change = :change")
+            .add("places_left :n")
+            .add("member_count :minus")
+            .add("version :one")
+            .delete("#admins :removed")
+            .name("#admins", "admins")
+            .value(":now", s(now.as_str()))
+            .value(":change", last_change(event, &caller.client_id, gone, &now))
+            .value(":minus", AttributeValue::N(format!("-{n}")))
+            .value(":one", AttributeValue::N("1".into()))
+            .value(":n", AttributeValue::N(n.to_string()))
+            .value(":removed", string_set(gone));
+        let mut items = vec![self.update_meta(group_id, &update, cond)?];
         for id in gone {
             let delete = Delete::builder()
                 .table_name(&self.table)
@@ -261,28 +246,6 @@ impl DynamoStore {
         }
         Ok(items)
     }
-}
-
-/// Counts `:n` places off (`-`) or back (`+`) as of the group's `read`: a group item
-/// written before `places_left` existed gets it from the read's count
-/// (`if_not_exists(places_left, :base)`), so the write then holds only while the count is
-/// still the one read.
-fn places_from_read(update: Expr, cond: Expr, read: &GroupMeta, sign: char) -> (Expr, Expr) {
-    let mut update = update.value(
-        ":base",
-        AttributeValue::N((read.max_members - read.member_count).to_string()),
-    );
-    update.text = update.text.replace(
-        "SET ",
-        &format!("SET places_left = if_not_exists(places_left, :base) {sign} :n, "),
-    );
-    let cond = cond
-        .and("(attribute_exists(places_left) OR member_count = :read_count)")
-        .value(
-            ":read_count",
-            AttributeValue::N(read.member_count.to_string()),
-        );
-    (update, cond)
 }
 
 #[async_trait]
@@ -329,7 +292,7 @@ impl MemberStore for DynamoStore {
             }
             let adding = new.len() as u64;
             // The room counts the places big adds under way have reserved.
-            if meta.member_count + adding > meta.max_members || adding > meta.room() {
+            if meta.member_count + adding > meta.max_members || adding > meta.places_left {
                 return Err(StoreError::Full {
                     count: meta.member_count,
                     max: meta.max_members,
@@ -366,7 +329,7 @@ impl MemberStore for DynamoStore {
         // As for adds: first as if every one of them were a member (one round trip), and
         // only when DynamoDB refuses, read to answer exactly or to remove who is there.
         if let TxOutcome::Done = self
-            .transact(self.remove_items(caller, group_id, &cond, ids, leaving, None)?)
+            .transact(self.remove_items(caller, group_id, &cond, ids, leaving)?)
             .await?
         {
             return Ok(());
@@ -389,8 +352,8 @@ impl MemberStore for DynamoStore {
                 .cloned()
                 .collect();
             let items = match &meta {
-                Some(meta) if !gone.is_empty() => {
-                    self.remove_items(caller, group_id, &cond, &gone, leaving, Some(meta))?
+                Some(_) if !gone.is_empty() => {
+                    self.remove_items(caller, group_id, &cond, &gone, leaving)?
                 }
                 // Nobody to remove: still answer as the write would have (404, 403).
                 _ => vec![self.check_meta(group_id, &cond)?],
@@ -416,7 +379,9 @@ impl MemberStore for DynamoStore {
         let ids = members.ids();
         let cond = Expr::live_in_app(caller).owned_by(caller).owner_not_in(ids);
         let Some(max_admins) = grant else {
-            let update = Expr::new("DELETE #admins :ids ADD version :one")
+            let update = UpdateExpr::new()
+                .delete("#admins :ids")
+                .add("version :one")
                 .name("#admins", "admins")
                 .value(":ids", string_set(ids))
                 .value(":one", AttributeValue::N("1".into()));
@@ -542,19 +507,20 @@ impl MemberStore for DynamoStore {
         limit: u32,
         after: Option<u64>,
     ) -> Result<Page<GroupMeta, u64>, StoreError> {
-        let gsi1pk = format!("CLIENT#{}:{client_id}", caller.app_id);
+        let gsi1pk = member_gsi1pk(&caller.app_id, client_id);
         let mut query = self
             .client
             .query()
             .table_name(&self.table)
-            .index_name("gsi1")
-            .key_condition_expression("gsi1pk = :c")
+            .index_name(GSI1)
+            .key_condition_expression("#gsi1pk = :c")
+            .expression_attribute_names("#gsi1pk", GSI1PK)
             .expression_attribute_values(":c", s(gsi1pk.as_str()))
             .limit(limit as i32);
         if let Some(g) = after {
             let mut start = key(group_pk(g), member_sk(client_id));
-            start.insert("gsi1pk".into(), s(gsi1pk.as_str()));
-            start.insert("gsi1sk".into(), s(format!("GROUP#{g:020}")));
+            start.insert(GSI1PK.into(), s(gsi1pk.as_str()));
+            start.insert(GSI1SK.into(), s(member_gsi1sk(g)));
             query = query.set_exclusive_start_key(Some(start));
         }
         let out = query
@@ -562,10 +528,9 @@ impl MemberStore for DynamoStore {
             .await
             .map_err(|e| sdk_err("Query(client groups)", e))?;
         let group_of = |i: &Item| {
-            i.get("gsi1sk")
+            i.get(GSI1SK)
                 .and_then(|v| v.as_s().ok())
-                .and_then(|g| g.strip_prefix("GROUP#"))
-                .and_then(|g| g.parse::<u64>().ok())
+                .and_then(|g| group_of_member_gsi1sk(g))
         };
         let ids: Vec<u64> = out.items().iter().filter_map(group_of).collect();
         let metas = self
@@ -598,9 +563,9 @@ impl MemberStore for DynamoStore {
         groups.sort_by_key(|m| m.group_id);
         let next = out
             .last_evaluated_key()
-            .and_then(|k| k.get("gsi1sk").cloned())
-            .and_then(|v| v.as_s().ok().cloned())
-            .and_then(|g| g.strip_prefix("GROUP#").and_then(|g| g.parse::<u64>().ok()));
+            .and_then(|k| k.get(GSI1SK))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|g| group_of_member_gsi1sk(g));
         Ok(Page {
             items: groups,
             next,
@@ -625,7 +590,9 @@ impl DynamoStore {
         ids: &[String],
         cond: &Expr,
     ) -> Result<Granted, StoreError> {
-        let update = Expr::new("ADD #admins :ids, version :one")
+        let update = UpdateExpr::new()
+            .add("#admins :ids")
+            .add("version :one")
             .name("#admins", "admins")
             .value(":ids", string_set(ids))
             .value(":one", AttributeValue::N("1".into()));

@@ -5,7 +5,7 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
-use super::expr::Expr;
+use super::expr::{Expr, UpdateExpr};
 use super::layout::*;
 use super::{build_err, is_condition_failure, sdk_err, DynamoStore, TxOutcome};
 use crate::model::Caller;
@@ -131,7 +131,7 @@ const NOTE: &str = "note";
 const DISMISSED: &str = "dismissed";
 const HELD_WHY: &str = "held_why";
 const HELD_AT: &str = "held_at";
-/// What lifts a hold, in an update expression.
+/// What lifts a hold: the attributes an update removes.
 const REMOVE_HOLD: &str = "#held, #held_why, #held_at";
 
 impl DynamoStore {
@@ -212,37 +212,35 @@ impl DynamoStore {
         } = *saved;
         // An update that creates the item when needed: the function may update group
         // items but put none (template.yaml).
-        let mut sets = vec!["seq = :seq", "#status = :status", "#at = :now"];
+        let mut update = UpdateExpr::new()
+            .set("seq = :seq")
+            .set("#status = :status")
+            .set("#at = :now");
         let mut values = vec![
             (":seq", s(padded_sequence(seq))),
             (":status", s(status.as_str())),
         ];
         if let Some(e) = error {
-            sets.push("#error = :error");
+            update = update.set("#error = :error");
             values.push((":error", s(e)));
         }
         if let Some(n) = note {
-            sets.push("#note = :note");
+            update = update.set("#note = :note");
             values.push((":note", s(n)));
         }
         if dismissed {
-            sets.push("#dismissed = :dismissed");
+            update = update.set("#dismissed = :dismissed");
             values.push((":dismissed", AttributeValue::Bool(true)));
         }
         if group_gone {
-            sets.push("expires_at = :expires");
+            update = update.set("expires_at = :expires");
             values.push((":expires", number(epoch_now() + 24 * 60 * 60)));
         }
-        let mut removes = Vec::new();
         if error.is_none() {
-            removes.push("#error");
+            update = update.remove("#error");
         }
         if release {
-            removes.push(REMOVE_HOLD);
-        }
-        let mut update = format!("SET {}", sets.join(", "));
-        if !removes.is_empty() {
-            update = format!("{update} REMOVE {}", removes.join(", "));
+            update = update.remove(REMOVE_HOLD);
         }
         self.update_sync(
             group_id,
@@ -263,10 +261,12 @@ impl DynamoStore {
         &self,
         group_id: u64,
         cloud: CloudId,
-        update: &str,
+        update: &UpdateExpr,
         condition: &str,
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<bool, StoreError> {
+        let update = update.text();
+        let update = update.as_str();
         const NAMES: [(&str, &str); 9] = [
             ("#dismissed", DISMISSED),
             ("#note", NOTE),
@@ -325,10 +325,12 @@ impl DynamoStore {
     ) -> Result<MirrorLink, StoreError> {
         // `mirrored_conversation` tells the stream record of this write from a link the
         // backend set: the mirror has nothing to do for its own.
-        let update =
-            Expr::new("SET conversation_id = :c, mirrored_conversation = :c ADD version :one")
-                .value(":c", s(conversation_id))
-                .value(":one", AttributeValue::N("1".into()));
+        let update = UpdateExpr::new()
+            .set("conversation_id = :c")
+            .set("mirrored_conversation = :c")
+            .add("version :one")
+            .value(":c", s(conversation_id))
+            .value(":one", AttributeValue::N("1".into()));
         let cond = Expr::new(
             "attribute_exists(pk) AND #app = :app AND #status = :active AND attribute_not_exists(conversation_id)",
         )
@@ -409,10 +411,12 @@ impl DynamoStore {
         old: &str,
         new: &str,
     ) -> Result<bool, StoreError> {
-        let update =
-            Expr::new("SET conversation_id = :new, mirrored_conversation = :new ADD version :one")
-                .value(":new", s(new))
-                .value(":one", AttributeValue::N("1".into()));
+        let update = UpdateExpr::new()
+            .set("conversation_id = :new")
+            .set("mirrored_conversation = :new")
+            .add("version :one")
+            .value(":new", s(new))
+            .value(":one", AttributeValue::N("1".into()));
         let cond = Expr::new("#app = :app AND #status = :active AND conversation_id = :old")
             .name("#app", "app_id")
             .name("#status", "status")
@@ -443,8 +447,12 @@ impl DynamoStore {
         self.update_sync(
             group_id,
             cloud,
-            "SET #held = :seq, #held_why = :why, #held_at = :now, \
-             #status = if_not_exists(#status, :ok), #at = if_not_exists(#at, :now)",
+            &UpdateExpr::new()
+                .set("#held = :seq")
+                .set("#held_why = :why")
+                .set("#held_at = :now")
+                .set("#status = if_not_exists(#status, :ok)")
+                .set("#at = if_not_exists(#at, :now)"),
             "(attribute_not_exists(seq) OR seq < :seq) AND (attribute_not_exists(#held) OR #held >= :seq)",
             vec![
                 (":seq", s(padded_sequence(seq))),
@@ -473,7 +481,11 @@ impl DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(sync_key(group_id, CloudId::LeanCloud)))
-            .update_expression("SET #marker = if_not_exists(#marker, :marker)")
+            .update_expression(
+                UpdateExpr::new()
+                    .set("#marker = if_not_exists(#marker, :marker)")
+                    .text(),
+            )
             .expression_attribute_names("#marker", CREATION_MARKER)
             .expression_attribute_values(":marker", s(candidate))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
@@ -498,7 +510,10 @@ impl DynamoStore {
         self.update_sync(
             group_id,
             cloud,
-            "SET #remote_id = :id, #status = if_not_exists(#status, :ok), #at = if_not_exists(#at, :now)",
+            &UpdateExpr::new()
+                .set("#remote_id = :id")
+                .set("#status = if_not_exists(#status, :ok)")
+                .set("#at = if_not_exists(#at, :now)"),
             "",
             vec![(":id", s(remote_id)), (":ok", s(SyncStatus::Ok.as_str()))],
         )
@@ -515,13 +530,16 @@ impl DynamoStore {
         why: &str,
         note: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut update = "SET #status = :failed, #error = :why, #at = :now".to_owned();
+        let mut update = UpdateExpr::new()
+            .set("#status = :failed")
+            .set("#error = :why")
+            .set("#at = :now");
         let mut values = vec![
             (":failed", s(SyncStatus::Failed.as_str())),
             (":why", s(why)),
         ];
         if let Some(n) = note {
-            update.push_str(", #note = :note");
+            update = update.set("#note = :note");
             values.push((":note", s(n)));
         }
         self.update_sync(group_id, cloud, &update, "", values)
@@ -539,7 +557,7 @@ impl DynamoStore {
         self.update_sync(
             group_id,
             cloud,
-            "SET #note = :note",
+            &UpdateExpr::new().set("#note = :note"),
             "",
             vec![(":note", s(note))],
         )
@@ -564,9 +582,12 @@ impl DynamoStore {
                 .update_sync(
                     group_id,
                     cloud,
-                    &format!(
-                        "SET seq = :held, #status = :ok, #at = :now REMOVE #error, {REMOVE_HOLD}"
-                    ),
+                    &UpdateExpr::new()
+                        .set("seq = :held")
+                        .set("#status = :ok")
+                        .set("#at = :now")
+                        .remove("#error")
+                        .remove(REMOVE_HOLD),
                     "#held = :held AND (attribute_not_exists(seq) OR seq < :held)",
                     vec![(":held", s(h)), ok()],
                 )
@@ -580,7 +601,11 @@ impl DynamoStore {
         self.update_sync(
             group_id,
             cloud,
-            &format!("SET #status = :ok, #at = :now REMOVE #error, {REMOVE_HOLD}"),
+            &UpdateExpr::new()
+                .set("#status = :ok")
+                .set("#at = :now")
+                .remove("#error")
+                .remove(REMOVE_HOLD),
             "attribute_exists(pk)",
             vec![ok()],
         )
@@ -607,7 +632,13 @@ impl CloudStateStore for DynamoStore {
         let update = aws_sdk_dynamodb::types::Update::builder()
             .table_name(&self.table)
             .set_key(Some(sync_key(group_id, cloud)))
-            .update_expression("SET #status = :failed, #error = :why, #at = :now")
+            .update_expression(
+                UpdateExpr::new()
+                    .set("#status = :failed")
+                    .set("#error = :why")
+                    .set("#at = :now")
+                    .text(),
+            )
             .condition_expression(
                 "attribute_not_exists(#status) OR #status <> :failed \
                  OR attribute_not_exists(#error) OR #error <> :why",
