@@ -175,15 +175,8 @@ import=$("$bench_bin" import --work "$work/import" --conversations 10000 --conve
 echo "$import"
 
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)
-# Sections after this marker are one-off measurements (with their own command and date);
-# a run keeps them as they are.
-marker='<!-- one-off measurements below: kept by make bench -->'
-kept="$work/kept.md"
-if grep -qF "$marker" BENCHMARKS.md 2>/dev/null; then
-  sed -n "/^$marker\$/,\$p" BENCHMARKS.md >"$kept"
-else
-  echo "$marker" >"$kept"
-fi
+# The whole file is this run's: one-off measurements and the choices they decided are
+# decision records in docs/decisions/, which a run leaves alone.
 cat >BENCHMARKS.md <<MD
 # Benchmarks
 
@@ -195,11 +188,18 @@ The load generator, the server and DynamoDB Local share the same two cores, so t
 throughput figures are a floor for this code, not a forecast for AWS (where DynamoDB is a
 remote service and each Lambda sandbox serves one request at a time).
 
+The choices behind these figures, and the one-off measurements that decided them (one
+handler per binary, no LTO, opt-level 3, the compiled-in Amazon roots, init without the
+SDK's loader, how the warm CPU is read), are decision records in
+[docs/decisions/](docs/decisions/README.md), which a run leaves alone.
+
 ## Size of each release \`bootstrap\`
 
 Command: \`cargo lambda build --release --arm64 -p <function>... -p floor-bare -p floor-sdk\`
 (the functions as \`sam build\` builds them, in one build, and in the same build the two
-start-up floors of the start-up section below), release profile in Cargo.toml (no LTO, one codegen unit, stripped). "÷ DynamoDB
+start-up floors of the start-up section below), release profile in Cargo.toml (no LTO, one codegen unit, stripped; why:
+[docs/decisions/0003](docs/decisions/0003-one-build-without-lto.md) and
+[0008](docs/decisions/0008-opt-level-3.md)). "÷ DynamoDB
 floor" is the size over floor-sdk's, the \`lambda_http\` handler that makes a DynamoDB
 client the default way; goal (issue 11): at most 1.25.
 
@@ -238,7 +238,8 @@ and about 22 µs for the next, back and forth, within one run; HMAC alone moves 
 way (0.42 to 0.62 µs between runs). So the median CPU time lands wherever a run's seconds
 fell, and moves by up to 1.8× between runs of the same binary. The "fastest tenth" column
 (the 10th percentile of the samples' time per iteration) is what a request costs while the
-machine runs at full speed: the figure that compares builds of this code.
+machine runs at full speed: the figure that compares builds of this code (the runs that
+show it: [docs/decisions/0009](docs/decisions/0009-reading-warm-cpu.md)).
 
 | benchmark | one iteration | CPU time, median | CPU time, fastest tenth | wall time, median |
 | --- | --- | ---: | ---: | ---: |
@@ -285,7 +286,8 @@ Load average before: $startup_load; after: $startup_load_after.
 
 "Start-up" is the time from process start until the runtime asks for its first event (the
 init phase: for a function, its configuration and the DynamoDB client). Over TLS (AWS) init
-also opens the connection with one GetItem (bounded at 1.5 s); to DynamoDB Local over http
+also opens the connection with one GetItem (bounded at 1.5 s;
+[docs/decisions/0004](docs/decisions/0004-amazon-root-cas-and-warm-up.md)); to DynamoDB Local over http
 it does not (a loopback connection costs nothing to open), except in the last row, which
 forces it (\`IM_DYNAMODB_WARM_UP=always\`) to show what that round trip adds to init here. The floors are two tiny crates
 under \`bench/\` that are not shipped: a bare \`lambda_http\` handler, and one that makes its
@@ -404,5 +406,4 @@ records the stream holds; bench/src/import.rs says more):
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |
 $(echo "$import" | sed -n '3,$p')
 MD
-{ echo; cat "$kept"; } >>BENCHMARKS.md
 echo "== wrote BENCHMARKS.md"

@@ -1,8 +1,8 @@
 //! How many DynamoDB round trips each request costs, counted on the service's own SDK
 //! client (`im_e2e::calls`) against DynamoDB Local, on a server whose caches start empty
-//! as a new Lambda sandbox's do. The table in BENCHMARKS.md ("DynamoDB round trips per
-//! request") is this test's output (`cargo test -p im-e2e --test api round_trips --
-//! --nocapture`, under `make test`'s services).
+//! as a new Lambda sandbox's do. It prints its table (`cargo test -p im-e2e --test api
+//! round_trips -- --nocapture`, under `make test`'s services); the one that decided these
+//! paths is in docs/decisions/0002-fewest-dynamodb-round-trips.md.
 
 use std::collections::BTreeMap;
 

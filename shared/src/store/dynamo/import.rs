@@ -5,7 +5,9 @@
 //! A group small enough for one transaction (its item, its link and its members) is one
 //! transaction; new ones of conversations the app has no link for go several to a
 //! transaction (`import_packs`, `import_new_pack`), each with its own conditions, so that
-//! an export of 100,000 conversations costs ~0.13 calls a group, not 2.5 (BENCHMARKS.md). A larger one is written in three steps, none of which shows a reader
+//! an export of 10,000 conversations costs ~0.13 calls a group, not 2.5
+//! (docs/decisions/0010-import-packed-transactions.md; `make bench` measures it in
+//! BENCHMARKS.md). A larger one is written in three steps, none of which shows a reader
 //! anything until the last:
 //! 1. one transaction: the group item with `status = importing` (no reader takes it as
 //!    live: `meta_from_item`'s `live`, the member-groups listing, the signature rules and
