@@ -30,6 +30,7 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
 use clap::{Parser, Subcommand};
+use im_shared::api::routes;
 use tokio::sync::{mpsc, Mutex};
 
 #[derive(Parser)]
@@ -124,6 +125,13 @@ enum Command {
         #[arg(long)]
         work: PathBuf,
     },
+    /// Every function's name, one a line, from the route list (`make bench` builds and
+    /// measures these): the route functions in route order, then the stream function.
+    Functions {
+        /// Only the functions that serve routes.
+        #[arg(long)]
+        routes_only: bool,
+    },
     /// One measured import or export (spawned by `import`).
     #[command(hide = true)]
     ImportChild(import::Child),
@@ -162,6 +170,14 @@ async fn main() -> Result<()> {
         }
         Command::Import { sizes, work } => import::import(import::Args { sizes, work }).await,
         Command::ImportChild(child) => import::child(child).await,
+        Command::Functions { routes_only } => {
+            let names = routes::function_names();
+            let stream = routes::STREAM_FUNCTIONS;
+            for name in names.iter().filter(|n| !routes_only || !stream.contains(n)) {
+                println!("{name}");
+            }
+            Ok(())
+        }
         Command::Callback { url, calls } => callback::callback(callback::Args { url, calls }).await,
         Command::Mirror {
             url,

@@ -17,10 +17,7 @@ pub fn bin(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The functions that serve no route, by name (their crate, binary and `Binary` in
-/// `template.yaml`): the IM cloud mirror, fed by the table's stream through an event
-/// source mapping. The route list (`shared/src/api/routes.rs`) names all the others.
-pub const STREAM_FUNCTIONS: [&str; 1] = ["sync-conversations"];
+pub use im_shared::api::routes::STREAM_FUNCTIONS;
 
 /// `template.yaml`, parsed.
 pub fn template() -> serde_yaml_ng::Value {

@@ -94,7 +94,7 @@ fn template_maps_exactly_the_listed_routes_one_function_each() {
     let all: BTreeSet<String> = Function::ALL
         .iter()
         .map(|f| f.name())
-        .chain(STREAM_FUNCTIONS)
+        .chain(STREAM_FUNCTIONS.iter().copied())
         .map(str::to_owned)
         .collect();
     assert_eq!(functions, all);

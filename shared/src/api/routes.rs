@@ -153,6 +153,26 @@ pub const ROUTES: &[Route] = &[
     route!("GET" "/health" => Health, "health", 200),
 ];
 
+/// The functions that serve no route, by name (their crate, binary and `Binary` in
+/// `template.yaml`): the IM cloud mirror, fed by the table's stream through an event
+/// source mapping. [`Function::ALL`] names all the others.
+pub const STREAM_FUNCTIONS: &[&str] = &["sync-conversations"];
+
+/// Every function by name, as the scripts build and measure them: the route functions in
+/// the order their first route has in [`ROUTES`] (the order `events/` replay in), then
+/// [`STREAM_FUNCTIONS`].
+pub fn function_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for route in ROUTES {
+        let name = route.function.name();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names.extend(STREAM_FUNCTIONS);
+    names
+}
+
 /// The routes one function serves.
 pub fn routes_of(function: Function) -> impl Iterator<Item = &'static Route> {
     ROUTES.iter().filter(move |r| r.function == function)
@@ -162,6 +182,19 @@ pub fn routes_of(function: Function) -> impl Iterator<Item = &'static Route> {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn the_scripts_function_list_names_every_function_once() {
+        let names = function_names();
+        let unique: HashSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        assert_eq!(names.len(), Function::ALL.len() + STREAM_FUNCTIONS.len());
+        assert!(Function::ALL.iter().all(|f| unique.contains(f.name())));
+        // Route order: the create comes before the routes that act on its group.
+        let at = |n: &str| names.iter().position(|x| *x == n).unwrap();
+        assert!(at("create-group") < at("add-members") && at("add-members") < at("delete-group"));
+        assert_eq!(names.last(), Some(&"sync-conversations"));
+    }
 
     #[test]
     fn every_function_has_a_route_and_names_round_trip() {
